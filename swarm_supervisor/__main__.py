@@ -1,0 +1,3 @@
+from swarm_supervisor.cli import main
+
+main()

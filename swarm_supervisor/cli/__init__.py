@@ -1,0 +1,11 @@
+"""``swarm``: the command line. A wiring file: each command lives in its own module."""
+
+from __future__ import annotations
+
+from . import detect
+from .app import main
+
+for _module in (detect,):
+    main.add_command(_module.command)
+
+__all__ = ["main"]

