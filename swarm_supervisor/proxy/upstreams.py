@@ -1,0 +1,72 @@
+"""What the proxy knows of the instances: URLs, slots and readiness. Nothing about processes.
+
+The supervisor owns one :class:`UpstreamPool` and updates it as instances become ready or die;
+the proxy only reads it. Both run in the same event loop, so no lock is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """One llama-server the proxy may send requests to."""
+
+    id: str  # "0", "1", ... as `swarm ps` shows it
+    url: str  # "http://127.0.0.1:PORT"
+    slots: int = 1  # voters this process can serve at once (--parallel)
+
+
+@dataclass
+class UpstreamPool:
+    """The set of upstreams and which of them are ready.
+
+    >>> pool = UpstreamPool(model_id="smollm2:135m:q4_1", context=8192)
+    >>> pool.set_ready(Upstream("0", "http://127.0.0.1:9001"), True)
+    >>> [u.id for u in pool.ready()]
+    ['0']
+    """
+
+    model_id: str
+    context: int
+    api_key: str | None = None  # the swarm's internal key for the instances (Bearer)
+    upstreams: dict[str, Upstream] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)  # id -> state name, for /health
+    _ready: set[str] = field(default_factory=set)
+    #: returns what `swarm ps --json` shows; the supervisor installs it, /swarm/status serves it
+    status_provider: Callable[[], dict[str, Any]] | None = None
+
+    def add(self, upstream: Upstream, state: str = "starting") -> None:
+        self.upstreams[upstream.id] = upstream
+        self.states[upstream.id] = state
+
+    def set_ready(self, upstream: Upstream, ready: bool, state: str | None = None) -> None:
+        self.upstreams[upstream.id] = upstream
+        self.states[upstream.id] = state or ("ready" if ready else "unhealthy")
+        if ready:
+            self._ready.add(upstream.id)
+        else:
+            self._ready.discard(upstream.id)
+
+    def remove(self, upstream_id: str) -> None:
+        self.upstreams.pop(upstream_id, None)
+        self.states.pop(upstream_id, None)
+        self._ready.discard(upstream_id)
+
+    def ready(self) -> list[Upstream]:
+        return [u for uid, u in sorted(self.upstreams.items()) if uid in self._ready]
+
+    @property
+    def voters(self) -> int:
+        return sum(u.slots for u in self.ready())
+
+    @classmethod
+    def from_urls(cls, urls: list[str], model_id: str = "swarm", context: int = 4096) -> UpstreamPool:
+        """A pool of already-running servers, all ready (tests, benchmarks, `swarm proxy`)."""
+        pool = cls(model_id=model_id, context=context)
+        for i, url in enumerate(urls):
+            pool.set_ready(Upstream(str(i), url.rstrip("/")), True)
+        return pool
