@@ -1,0 +1,34 @@
+"""Consensus: pure voting over the swarm's answers (no I/O, nothing executed).
+
+from swarm_supervisor.consensus import Candidate, vote, quorum_reached
+
+verdict = vote([Candidate("a", "x = 1", latency_s=0.4), Candidate("b", "x = 1", latency_s=0.3)])
+verdict.winner, verdict.agreement   # (1, 1.0): identical answers, the faster one wins
+"""
+
+from __future__ import annotations
+
+from .code import CodeBlock, code_blocks, requested_functions
+from .tokens import tokenize
+from .toolcalls import canonical_arguments, signature
+from .types import STRATEGIES, Candidate, Dropped, Kind, Strategy, Verdict
+from .vote import DEFAULT_THRESHOLD, quality_problems, quorum_reached, vote
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "STRATEGIES",
+    "Candidate",
+    "CodeBlock",
+    "Dropped",
+    "Kind",
+    "Strategy",
+    "Verdict",
+    "canonical_arguments",
+    "code_blocks",
+    "quality_problems",
+    "quorum_reached",
+    "requested_functions",
+    "signature",
+    "tokenize",
+    "vote",
+]

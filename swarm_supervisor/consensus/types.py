@@ -1,0 +1,77 @@
+"""The values the vote works on: what each voter answered, and what the vote decided."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Strategy = Literal["similarity", "quality", "fastest"]
+Kind = Literal["text", "tool_calls", "none"]
+STRATEGIES: tuple[Strategy, ...] = ("similarity", "quality", "fastest")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One voter's answer, as the upstream sent it.
+
+    ``tool_calls`` is the OpenAI list (``[{"id", "type": "function", "function": {"name",
+    "arguments"}}]``) or None; ``latency_s`` is the time the voter took (the tie-breaker).
+    """
+
+    voter: str
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str | None = "stop"
+    latency_s: float = 0.0
+    usage: dict[str, Any] | None = None
+
+    @property
+    def kind(self) -> Kind:
+        if self.tool_calls:
+            return "tool_calls"
+        if self.content and self.content.strip():
+            return "text"
+        return "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A candidate the `quality` strategy left out of the vote, and why."""
+
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the vote decided. Indices refer to the list of candidates given to `vote`.
+
+    ``agreement`` is the share of all candidates (dropped ones included) that sit in the
+    winning cluster: 1.0 is unanimous, 1/N means nobody agreed with the winner.
+    """
+
+    winner: int
+    clusters: list[list[int]]
+    agreement: float
+    strategy: Strategy
+    kind: Kind = "text"
+    #: pairwise similarity, rows and columns in candidate order (1.0 on the diagonal);
+    #: dropped candidates have rows of 0.0
+    similarity: list[list[float]] = field(default_factory=list)
+    mean_similarity: float = 1.0
+    dropped: list[Dropped] = field(default_factory=list)
+    #: True when `quality` dropped every candidate and voted over all of them instead
+    fallback: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (the proxy's ``swarm`` extension object)."""
+        return {
+            "winner": self.winner,
+            "clusters": self.clusters,
+            "agreement": round(self.agreement, 4),
+            "strategy": self.strategy,
+            "kind": self.kind,
+            "mean_similarity": round(self.mean_similarity, 4),
+            "dropped": [{"index": d.index, "reason": d.reason} for d in self.dropped],
+            "fallback": self.fallback,
+        }
