@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""A tiny stand-in for llama-server, for the faults a real one will not produce on demand.
+
+Takes llama-server's argv (``-m --host --port -c -ngl --threads --parallel --metrics --alias
+--api-key-file --seed``) plus fault switches:
+
+    --fake-ignore-sigterm     keep running after SIGTERM (only SIGKILL stops it)
+    --fake-never-ready        /health answers 503 "Loading model" forever
+    --fake-load-s S           /health answers 503 for S seconds first (default 0.2)
+    --fake-exit-after N       exit(3) after answering N chat requests
+    --fake-die-after-s S      exit(4) S seconds after becoming ready
+    --fake-hang-after-s S     stop answering anything S seconds after becoming ready
+
+An unknown flag exits 1 with llama-server's message, like the real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("-m", "--model", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("-c", "--ctx-size", type=int, default=0)
+    p.add_argument("-ngl", "--n-gpu-layers", type=int, default=0)
+    p.add_argument("-t", "--threads", type=int, default=-1)
+    p.add_argument("-np", "--parallel", type=int, default=1)
+    p.add_argument("--metrics", action="store_true")
+    p.add_argument("-a", "--alias", default=None)
+    p.add_argument("--api-key-file", default=None)
+    p.add_argument("--api-key", default=None)
+    p.add_argument("-s", "--seed", type=int, default=-1)
+    p.add_argument("--fake-ignore-sigterm", action="store_true")
+    p.add_argument("--fake-never-ready", action="store_true")
+    p.add_argument("--fake-load-s", type=float, default=0.2)
+    p.add_argument("--fake-exit-after", type=int, default=-1)
+    p.add_argument("--fake-die-after-s", type=float, default=-1)
+    p.add_argument("--fake-hang-after-s", type=float, default=-1)
+    args, unknown = p.parse_known_args(argv)
+    if unknown:
+        print(f"error: invalid argument: {unknown[0]}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    return args
+
+
+def main() -> None:
+    args = parse(sys.argv[1:])
+    print(f"fake llama-server pid {os.getpid()} port {args.port} model {args.model}", flush=True)
+    if args.fake_ignore_sigterm:
+        signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))
+    if not os.path.exists(args.model):
+        print(f"error: failed to load model '{args.model}'", file=sys.stderr, flush=True)
+        sys.exit(1)
+    start = time.monotonic()
+    state = {"served": 0, "ready_at": None}
+
+    def ready() -> bool:
+        return not args.fake_never_ready and time.monotonic() - start >= args.fake_load_s
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *a: object) -> None:
+            print(format % a, flush=True)
+
+        def _hung(self) -> bool:
+            ra = state["ready_at"]
+            return (
+                args.fake_hang_after_s >= 0
+                and ra is not None
+                and time.monotonic() - ra > args.fake_hang_after_s
+            )
+
+        def _send(self, code: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self._hung():
+                time.sleep(3600)
+            if self.path == "/health":
+                if ready():
+                    if state["ready_at"] is None:
+                        state["ready_at"] = time.monotonic()
+                    self._send(200, {"status": "ok"})
+                else:
+                    self._send(503, {"error": {"code": 503, "message": "Loading model"}})
+            elif self.path in ("/v1/models", "/models"):
+                self._send(200, {"object": "list", "data": [{"id": args.alias or args.model}]})
+            else:
+                self._send(404, {"error": {"code": 404, "message": "not found"}})
+
+        def do_POST(self) -> None:
+            if self._hung():
+                time.sleep(3600)
+            n = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(n)
+            state["served"] += 1
+            self._send(
+                200,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "model": args.alias or args.model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": f"hello from {args.port}"},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
+                },
+            )
+            if args.fake_exit_after >= 0 and state["served"] >= args.fake_exit_after:
+                print(f"exiting after {state['served']} requests", flush=True)
+                os._exit(3)
+
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server.daemon_threads = True
+
+    def watchdog() -> None:
+        while True:
+            time.sleep(0.05)
+            ra = state["ready_at"]
+            if (
+                args.fake_die_after_s >= 0
+                and ra is not None
+                and time.monotonic() - ra > args.fake_die_after_s
+            ):
+                print("dying as asked", flush=True)
+                os._exit(4)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
