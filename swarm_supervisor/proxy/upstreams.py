@@ -21,6 +21,19 @@ class Upstream:
 
 
 @dataclass
+class UpstreamStats:
+    """Requests one upstream has answered, as the proxy saw them (`swarm ps` shows them)."""
+
+    requests: int = 0
+    errors: int = 0
+    total_seconds: float = 0.0
+
+    @property
+    def avg_latency_s(self) -> float | None:
+        return self.total_seconds / self.requests if self.requests else None
+
+
+@dataclass
 class UpstreamPool:
     """The set of upstreams and which of them are ready.
 
@@ -38,6 +51,8 @@ class UpstreamPool:
     _ready: set[str] = field(default_factory=set)
     #: returns what `swarm ps --json` shows; the supervisor installs it, /swarm/status serves it
     status_provider: Callable[[], dict[str, Any]] | None = None
+    #: per upstream id: what the proxy recorded with :meth:`record` (kept across restarts)
+    stats: dict[str, UpstreamStats] = field(default_factory=dict)
 
     def add(self, upstream: Upstream, state: str = "starting") -> None:
         self.upstreams[upstream.id] = upstream
@@ -55,6 +70,15 @@ class UpstreamPool:
         self.upstreams.pop(upstream_id, None)
         self.states.pop(upstream_id, None)
         self._ready.discard(upstream_id)
+
+    def record(self, upstream_id: str, seconds: float, ok: bool = True) -> None:
+        """The proxy calls this once per upstream request it finished (``ok=False``: it failed)."""
+        st = self.stats.setdefault(upstream_id, UpstreamStats())
+        if ok:
+            st.requests += 1
+            st.total_seconds += seconds
+        else:
+            st.errors += 1
 
     def ready(self) -> list[Upstream]:
         return [u for uid, u in sorted(self.upstreams.items()) if uid in self._ready]
