@@ -1,7 +1,5 @@
-"""The plan: hardware x catalogue x config x overrides -> :class:`Plan`. Pure: no I/O.
-
-(The selection function itself is filled in by the foundation work; the types below are the
-contract that fetch, supervisor and proxy read.)
+"""The plan's values: what fetch, supervisor and proxy read (:class:`Plan`), and what the caller
+passes in besides hardware, catalogue and config (:class:`PlanOverrides`, :class:`ModelFacts`).
 """
 
 from __future__ import annotations
@@ -56,3 +54,39 @@ class Plan:
     reasons: tuple[str, ...] = field(default=())  # why this model, topology, context ...
     warnings: tuple[str, ...] = field(default=())  # e.g. "14b would fit only at 8192 context"
     gguf_path: str | None = None  # when the user named a local file
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """The numbers of a real GGUF file, which replace the catalogue's once the file is present.
+
+    The model store reads them from the file's metadata (``general.architecture`` and the
+    ``<arch>.block_count`` / ``attention.head_count_kv`` / ``attention.key_length`` /
+    ``context_length`` keys); ``file_bytes`` is the size on disk (all parts of a split file).
+    """
+
+    n_layers: int
+    n_kv_heads: int
+    head_dim: int
+    context: int  # native (training) context
+    file_bytes: int
+    name: str | None = None  # general.name, for display
+    quant: str | None = None  # "q4_k_m" where known (from general.file_type or the file name)
+    params_b: float | None = None  # parameters in billions, where known
+
+
+@dataclass(frozen=True)
+class PlanOverrides:
+    """What a user (flags) or the supervisor asks for, over the config's defaults.
+
+    ``model`` is ``NAME``, ``NAME:SIZE``, ``NAME:SIZE:QUANT`` (``qwen2.5-coder:7b:q4_k_m``) or a
+    path to a ``.gguf`` file (then ``facts`` is required: the plan cannot guess its architecture).
+    ``facts`` with a catalogue model pinned to one size and quant replaces the catalogue's figures.
+    """
+
+    model: str | None = None
+    instances: int | None = None  # voters; None: as many as fit, from min_instances to max_instances
+    context: int | None = None  # tokens per slot; None: config.plan.context
+    topology: Topology | None = None  # None: the plan chooses (and says why)
+    allow_embedded: bool = False  # let the embedded PyPI models compete (after every hub model)
+    facts: ModelFacts | None = None

@@ -1,0 +1,37 @@
+"""The plan: hardware x catalogue x config x overrides -> :class:`Plan`. Pure: no I/O.
+
+    from swarm_supervisor.plan import PlanOverrides, make_plan, plan_to_json
+    plan = make_plan(hw, catalogue, config, PlanOverrides(model="qwen2.5-coder:7b"))
+
+``types``   the values (Plan, Placement, MemoryBreakdown, PlanOverrides, ModelFacts)
+``memory``  budgets and the per-process arithmetic (and the measured compute allowance)
+``layout``  fitting one model at one context into a budget: processes, slots, placements
+``select``  make_plan / embedded_plan: which model, size, quant, context and topology
+``export``  plan_to_json and the lines of memory arithmetic that ``swarm plan`` prints
+"""
+
+from __future__ import annotations
+
+from .export import arithmetic_lines, plan_to_json
+from .memory import Budget, budget, compute_bytes, kv_bytes
+from .select import embedded_plan, is_gguf_path, make_plan
+from .types import Device, MemoryBreakdown, ModelFacts, Placement, Plan, PlanOverrides, Topology
+
+__all__ = [
+    "Budget",
+    "Device",
+    "MemoryBreakdown",
+    "ModelFacts",
+    "Placement",
+    "Plan",
+    "PlanOverrides",
+    "Topology",
+    "arithmetic_lines",
+    "budget",
+    "compute_bytes",
+    "embedded_plan",
+    "is_gguf_path",
+    "kv_bytes",
+    "make_plan",
+    "plan_to_json",
+]
