@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from . import detect
+from . import detect, plan
 from .app import main
 
-for _module in (detect,):
+for _module in (detect, plan):
     main.add_command(_module.command)
 
 __all__ = ["main"]

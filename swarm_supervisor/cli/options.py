@@ -1,0 +1,160 @@
+"""The plan's flags, shared by ``swarm plan`` and ``swarm up`` so both take exactly the same choices.
+
+    @click.command("up")
+    @plan_options
+    @pass_ctx
+    def command(ctx: Ctx, plan_choices: PlanChoices) -> None:
+        hw = hardware_from_options(plan_choices)
+        plan = make_plan(hw, ctx.catalogue, ctx.config, overrides_from_options(plan_choices))
+
+What-if flags (``--gpu-memory``, ``--ram``, ``--apple-silicon``, ``--cpu-only``) replace what
+``detect()`` found; the others become :class:`PlanOverrides`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+import click
+
+from ..errors import PlanError
+from ..hardware import HardwareProfile, detect, profile_from_overrides
+from ..plan import PlanOverrides, Topology, is_gguf_path
+from ..plan.facts import read_model_facts
+from ..units import parse_size
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+if TYPE_CHECKING:
+    _ParamBase: TypeAlias = click.ParamType[int]  # generic from click 8.2; a plain class before
+else:
+    _ParamBase = click.ParamType
+
+
+class SizeType(_ParamBase):
+    """``24GiB``, ``16GB``, ``512MiB`` -> bytes."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@dataclass(frozen=True)
+class PlanChoices:
+    """What the plan flags said (None / empty: not given)."""
+
+    model: str | None = None
+    instances: int | None = None
+    context: int | None = None
+    topology: Topology | None = None
+    gpu_memory: tuple[int, ...] = ()
+    ram: int | None = None
+    apple_silicon: bool = False
+    cpu_only: bool = False
+
+    @property
+    def what_if(self) -> bool:
+        return bool(self.gpu_memory) or self.ram is not None or self.apple_silicon or self.cpu_only
+
+
+def overrides_from_options(choices: PlanChoices) -> PlanOverrides:
+    """The choices as :class:`PlanOverrides`; a ``.gguf`` path is read for its architecture numbers."""
+    facts = None
+    if choices.model and is_gguf_path(choices.model):
+        path = Path(choices.model).expanduser()
+        if not path.is_file():
+            raise PlanError(f"--model {choices.model}: no such file")
+        facts = read_model_facts(path)
+        model: str | None = str(path)
+    else:
+        model = choices.model
+    return PlanOverrides(
+        model=model,
+        instances=choices.instances,
+        context=choices.context,
+        topology=choices.topology,
+        facts=facts,
+    )
+
+
+def hardware_from_options(
+    choices: PlanChoices, detect_fn: Callable[[], HardwareProfile] = detect
+) -> HardwareProfile:
+    """This machine as ``detect()`` sees it, with the what-if flags applied."""
+    return profile_from_overrides(
+        detect_fn(),
+        gpu_memory=choices.gpu_memory,
+        ram=choices.ram,
+        apple_silicon=choices.apple_silicon,
+        cpu_only=choices.cpu_only,
+    )
+
+
+_OPTIONS: tuple[Callable[[F], F], ...] = (
+    click.option(
+        "--model",
+        metavar="NAME[:SIZE[:QUANT]]|PATH",
+        help="A catalogue model (qwen2.5-coder, qwen2.5-coder:7b, qwen2.5-coder:7b:q4_k_m) or a .gguf file.",
+    ),
+    click.option(
+        "--instances",
+        type=click.IntRange(min=1),
+        help="Voters (slots in all). Default: as many as fit, 2 to 8.",
+    ),
+    click.option(
+        "--context",
+        type=click.IntRange(min=512),
+        help="Tokens of context per voter. Default: plan.context (16384), at most the model's own.",
+    ),
+    click.option(
+        "--topology",
+        type=click.Choice(["slots", "processes"]),
+        help="One process with a slot per voter (slots) or one process per voter (processes).",
+    ),
+    click.option(
+        "--gpu-memory",
+        "gpu_memory",
+        type=SizeType(),
+        multiple=True,
+        help="What if: an NVIDIA GPU with this much VRAM (repeat for several GPUs), e.g. 24GiB.",
+    ),
+    click.option(
+        "--ram", type=SizeType(), help="What if: this much RAM (unified memory with --apple-silicon)."
+    ),
+    click.option("--apple-silicon", is_flag=True, help="What if: an Apple Silicon Mac."),
+    click.option("--cpu-only", is_flag=True, help="What if: no GPU at all."),
+)
+
+
+def plan_options(f: F) -> F:
+    """Add the plan flags to a click command; it receives them as ``plan_choices: PlanChoices``."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        choices = PlanChoices(
+            model=kwargs.pop("model"),
+            instances=kwargs.pop("instances"),
+            context=kwargs.pop("context"),
+            topology=kwargs.pop("topology"),
+            gpu_memory=tuple(kwargs.pop("gpu_memory")),
+            ram=kwargs.pop("ram"),
+            apple_silicon=kwargs.pop("apple_silicon"),
+            cpu_only=kwargs.pop("cpu_only"),
+        )
+        return f(*args, plan_choices=choices, **kwargs)
+
+    decorated: Any = wrapper
+    for option in reversed(_OPTIONS):
+        decorated = option(decorated)
+    return decorated  # type: ignore[no-any-return]

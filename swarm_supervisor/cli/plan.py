@@ -1,0 +1,86 @@
+"""``swarm plan``: which model, size and quantization would run, how, and the memory sum behind it.
+
+Rendering is pure (:func:`render_plan`); the command wires hardware (with the what-if flags),
+the catalogue, the config and :func:`make_plan`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ..plan import Plan, arithmetic_lines, make_plan, plan_to_json
+from ..units import format_bytes
+from .app import Ctx, pass_ctx
+from .options import PlanChoices, hardware_from_options, overrides_from_options, plan_options
+
+
+def _where(plan: Plan) -> str:
+    if plan.device != "gpu":
+        return "Apple GPU (unified memory)" if plan.device == "apple" else "CPU"
+    spots = []
+    for p in plan.placements:
+        gpus = p.gpus or ((p.gpu,) if p.gpu is not None else ())
+        spots.append(f"#{p.instance} on GPU {'+'.join(str(g) for g in gpus)}")
+    return ", ".join(spots)
+
+
+def plan_rows(plan: Plan) -> list[tuple[str, str]]:
+    """The plan as (label, value) rows, in display order."""
+    model = plan.gguf_path or f"{plan.model} {plan.size} {plan.quant}"
+    if plan.embedded:
+        model += " (embedded)"
+    return [
+        ("Model", model),
+        ("Serves as", plan.model_id),
+        ("Voters", str(plan.voters)),
+        ("Processes x slots", f"{plan.processes} x {plan.slots} ({plan.topology})"),
+        ("Context per slot", f"{plan.context} tokens"),
+        ("Threads per process", str(plan.threads)),
+        ("GPU layers", str(plan.gpu_layers)),
+        ("Where", _where(plan)),
+        ("Memory", f"{format_bytes(plan.memory.total_bytes)} of {format_bytes(plan.memory.budget_bytes)}"),
+    ]
+
+
+def render_plan(plan: Plan) -> RenderableType:
+    """The whole ``swarm plan`` screen: the plan, the memory arithmetic, reasons and warnings."""
+    table = Table(title="The plan", title_justify="left", show_header=False, show_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in plan_rows(plan):
+        table.add_row(label, value)
+    parts: list[RenderableType] = [table, Text(""), Text("Memory", style="bold")]
+    parts += [Text(f"  {line}") for line in arithmetic_lines(plan)]
+    parts += [Text(""), Text("Why", style="bold")]
+    parts += [Text(f"  {r}") for r in plan.reasons]
+    if plan.warnings:
+        parts.append(Text(""))
+        parts += [Text(f"warning: {w}", style="yellow") for w in plan.warnings]
+    return Group(*parts)
+
+
+@click.command("plan")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (bytes as integers).")
+@plan_options
+@pass_ctx
+def command(ctx: Ctx, as_json: bool, plan_choices: PlanChoices) -> None:
+    """Show what would run here (model, size, quantization, voters, slots, context, threads, GPU
+    layers, placement) and the memory arithmetic behind it. Downloads and starts nothing.
+
+    \b
+    swarm plan --gpu-memory 24GiB          what would run on one 24 GiB card
+    swarm plan --gpu-memory 80GiB --gpu-memory 80GiB
+    swarm plan --apple-silicon --ram 16GiB
+    swarm plan --model qwen2.5-coder:7b --instances 4 --context 8192
+    """
+    hw = hardware_from_options(plan_choices)
+    plan = make_plan(hw, ctx.catalogue, ctx.config, overrides_from_options(plan_choices))
+    if as_json:
+        click.echo(json.dumps(plan_to_json(plan)))
+    else:
+        ctx.console.print(render_plan(plan))
