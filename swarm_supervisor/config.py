@@ -194,6 +194,8 @@ class SupervisorConfig(_Strict):
     max_crashes: Annotated[int, Field(ge=1)] = 5
     crash_window_s: Annotated[float, Field(gt=0)] = 300.0
     min_free_memory_bytes: Annotated[int, Field(ge=0)] = 512 * 1024 * 1024
+    restart_backoff_s: Annotated[float, Field(ge=0)] = 1.0  # first restart delay; doubles per crash
+    restart_backoff_max_s: Annotated[float, Field(ge=0)] = 30.0
 
 
 class Config(_Strict):

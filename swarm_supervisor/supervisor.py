@@ -1,0 +1,399 @@
+"""All instances of a plan: start, health loop, restarts with backoff, memory guard, run file.
+
+One :class:`Supervisor` runs in one event loop beside the proxy and keeps the proxy's
+:class:`~swarm_supervisor.proxy.upstreams.UpstreamPool` up to date::
+
+    sup = Supervisor(spec, pool, runfile=RunFile(spec.name))
+    async with sup:                 # the health-check HTTP client
+        await sup.start()           # every instance ready, or ProcessError (all stopped again)
+        await sup.run()             # the health loop, until request_stop(); then everything stops
+
+Start order: instances that share a GPU start one after another (llama-server sizes itself to
+the VRAM it sees free); on CPU they start together. The loop, every
+``supervisor.health_interval_s``: an instance whose process exited, or that failed
+:data:`MISSES_BEFORE_RESTART` health probes in a row, is restarted after a backoff that doubles
+with each crash (``restart_backoff_s`` up to ``restart_backoff_max_s``); more than
+``max_crashes`` within ``crash_window_s`` and it is marked failed with the reason. When free
+system memory falls under ``min_free_memory_bytes`` the newest instance is stopped (never the
+last one). Signal handlers call :meth:`request_stop`, which only records; the loop acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from .errors import ProcessError
+from .health import CrashTracker, VramReader, available_memory, rss_bytes
+from .process import Instance, State, free_port, port_is_free, rotate_running_log
+from .proxy.upstreams import Upstream, UpstreamPool
+from .runfile import RunFile
+from .supervisor_spec import SwarmSpec
+from .units import format_bytes
+
+log = logging.getLogger(__name__)
+
+#: failed /health probes in a row before a live instance counts as hung and is restarted
+MISSES_BEFORE_RESTART = 3
+PROBE_TIMEOUT_S = 5.0
+_LIVE = (State.STARTING, State.READY, State.UNHEALTHY)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        spec: SwarmSpec,
+        pool: UpstreamPool,
+        *,
+        runfile: RunFile | None = None,
+        free_memory: Callable[[], int] = available_memory,
+        vram: VramReader | None = None,
+        probe_timeout_s: float = PROBE_TIMEOUT_S,
+        guard_cooldown_s: float | None = None,
+    ) -> None:
+        self.spec = spec
+        self.cfg = spec.config.supervisor
+        self.pool = pool
+        self.runfile = runfile
+        self.free_memory = free_memory
+        self.vram = vram or VramReader()
+        self.probe_timeout_s = probe_timeout_s
+        #: time between two memory-guard stops, so freed memory shows before the next decision
+        self.guard_cooldown_s = (
+            max(3 * self.cfg.health_interval_s, 5.0) if guard_cooldown_s is None else guard_cooldown_s
+        )
+        self.instances = {c.id: Instance(c) for c in spec.instances}
+        self.trackers = {
+            c.id: CrashTracker(
+                self.cfg.max_crashes,
+                self.cfg.crash_window_s,
+                self.cfg.restart_backoff_s,
+                self.cfg.restart_backoff_max_s,
+            )
+            for c in spec.instances
+        }
+        self.status = "starting"  # starting / up / failed / stopping / stopped
+        self.reason: str | None = None
+        self.started_at = time.time()
+        self.proxy_port: int | None = spec.proxy_port or None
+        self._misses = dict.fromkeys(self.instances, 0)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stop = asyncio.Event()
+        self._stop_reason: str | None = None
+        self._guard_at = -1e9
+        self._guard_warned = False
+        self._http: httpx.AsyncClient | None = None
+        self._saved: dict[str, Any] | None = None
+        pool.status_provider = self.snapshot
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Supervisor:
+        self._http = httpx.AsyncClient(trust_env=False)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.shutdown()
+        if self._http is not None:
+            await self._http.aclose()
+        self.vram.close()
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise RuntimeError("use `async with Supervisor(...)`")
+        return self._http
+
+    def request_stop(self, why: str = "stop requested") -> None:
+        """Safe from a signal handler: records, the loop acts."""
+        self._stop_reason = self._stop_reason or why
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def start(self) -> None:
+        """Start every instance (sequentially per GPU); raise ProcessError if one does not get ready.
+
+        A stop requested meanwhile aborts the start (no error: the caller then shuts down).
+        """
+        groups: dict[str, list[Instance]] = {}
+        for inst in self.instances.values():
+            gpus = inst.cfg.visible_gpus
+            key = f"gpu{','.join(map(str, gpus))}" if gpus and self.spec.device == "gpu" else f"cpu{inst.id}"
+            groups.setdefault(key, []).append(inst)
+        self._save()
+        starting: asyncio.Future[Any] = asyncio.ensure_future(
+            asyncio.gather(*(self._start_group(g) for g in groups.values()), return_exceptions=True)
+        )
+        stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+        await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            return
+        errors = [r for r in starting.result() if isinstance(r, BaseException)]
+        if errors:
+            self.status = "failed"
+            self.reason = str(errors[0])
+            await self.shutdown(final_status="failed")
+            raise errors[0] if isinstance(errors[0], ProcessError) else ProcessError(str(errors[0]))
+        self.status = "up"
+        self._save()
+
+    async def _start_group(self, group: list[Instance]) -> None:
+        for inst in group:
+            await self._start_one(inst)
+
+    async def _start_one(self, inst: Instance) -> None:
+        port = inst.port if inst.port is not None and port_is_free(inst.port) else free_port()
+        inst.spawn(port)
+        self.pool.add(self._upstream(inst), state=str(inst.state))
+        self._save()
+        await inst.wait_ready(self.http, self.cfg.ready_timeout_s)
+        self._misses[inst.id] = 0
+        self.pool.set_ready(self._upstream(inst), True)
+        self._save()
+
+    def _upstream(self, inst: Instance) -> Upstream:
+        return Upstream(inst.id, inst.url, inst.cfg.slots)
+
+    async def run(self) -> None:
+        """The health loop: until :meth:`request_stop`; then every instance is stopped."""
+        try:
+            while not self._stop.is_set():
+                await self.tick()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.cfg.health_interval_s)
+            log.info("stopping the swarm: %s", self._stop_reason)
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self, final_status: str = "stopped") -> None:
+        """Cancel pending restarts and stop every instance (TERM, grace, KILL), concurrently."""
+        if self.status in ("stopped",) and not self._tasks:
+            return
+        if self.status != "failed":
+            self.status = "stopping"
+        self._save()
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+        await asyncio.gather(*(self._stop_instance(i, "swarm stopped") for i in self.instances.values()))
+        self.status = final_status if self.status != "failed" else "failed"
+        self._save()
+
+    async def _stop_instance(self, inst: Instance, reason: str) -> None:
+        self.pool.set_ready(self._upstream(inst), False, state="stopping")
+        if inst.state in _LIVE:
+            await inst.stop(self.cfg.stop_grace_s, reason)
+        elif inst.state in (State.FAILED, State.STOPPING):
+            await inst.kill_process(self.cfg.stop_grace_s)
+        self.pool.remove(inst.id)
+
+    # ------------------------------------------------------------------ the loop's work
+
+    async def tick(self) -> None:
+        """One round of the health loop (public so tests can drive it step by step)."""
+        idle = [i for i in self.instances.values() if i.id not in self._tasks]
+        ready = [i for i in idle if i.state == State.READY]
+        codes = await asyncio.gather(*(i.probe(self.http, self.probe_timeout_s) for i in ready))
+        for inst, code in zip(ready, codes, strict=True):
+            rc = inst.returncode()
+            if rc is not None:
+                self._crashed(inst, f"exited with code {rc}")
+            elif code == 200:
+                self._misses[inst.id] = 0
+            else:
+                self._misses[inst.id] += 1
+                if self._misses[inst.id] >= MISSES_BEFORE_RESTART:
+                    what = "did not answer" if code is None else f"answered {code}"
+                    self._crashed(inst, f"/health {what} {MISSES_BEFORE_RESTART} times in a row")
+        for inst in idle:
+            if inst.state == State.UNHEALTHY and inst.id not in self._tasks:  # a failed restart
+                self._crashed(inst, inst.reason or "not ready")
+        self._memory_guard()
+        for inst in self.instances.values():
+            if inst.state in _LIVE:
+                rotate_running_log(inst.cfg.log_path)
+        self._save()
+
+    def _spawn(self, inst: Instance, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks[inst.id] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._tasks.get(inst.id) is t:
+                del self._tasks[inst.id]
+            if not t.cancelled() and t.exception() is not None:
+                log.error("instance %s: %s", inst.id, t.exception())
+            self._save()
+
+        task.add_done_callback(done)
+
+    def _crashed(self, inst: Instance, why: str) -> None:
+        tracker = self.trackers[inst.id]
+        n = tracker.record(time.monotonic())
+        self.pool.set_ready(self._upstream(inst), False, state="unhealthy")
+        if inst.state == State.READY:
+            inst.transition(State.UNHEALTHY, why)
+        if tracker.too_many():
+            reason = (
+                f"crashed {n} times within {self.cfg.crash_window_s:.0f} s (last: {why}); "
+                f"see `swarm logs {inst.id}`, then `swarm down` and `swarm up` again"
+            )
+            log.error("instance %s failed: %s", inst.id, reason)
+            self._spawn(inst, self._fail(inst, reason))
+            return
+        delay = tracker.backoff()
+        inst.restarts += 1
+        inst.reason = why
+        log.warning("instance %s %s; restart %d in %.1f s", inst.id, why, inst.restarts, delay)
+        self._spawn(inst, self._restart(inst, delay))
+
+    async def _restart(self, inst: Instance, delay: float) -> None:
+        await inst.kill_process(self.cfg.stop_grace_s)  # a hung one is still running
+        await asyncio.sleep(delay)
+        try:
+            await self._start_one(inst)
+        except ProcessError as exc:  # left UNHEALTHY (or FAILED): the next tick decides
+            log.warning("%s", exc)
+        else:
+            log.info("instance %s: ready again after restart %d", inst.id, inst.restarts)
+
+    async def _fail(self, inst: Instance, reason: str) -> None:
+        await inst.kill_process(self.cfg.stop_grace_s)
+        inst.transition(State.FAILED, reason)
+        self.pool.set_ready(self._upstream(inst), False, state="failed")
+
+    def _memory_guard(self) -> None:
+        threshold = self.cfg.min_free_memory_bytes
+        free = self.free_memory()
+        if free >= threshold or time.monotonic() - self._guard_at < self.guard_cooldown_s:
+            return
+        live = [i for i in self.instances.values() if i.state in _LIVE]
+        if len(live) <= 1:
+            if not self._guard_warned:
+                log.warning("free memory %s is under %s, but one instance is left", format_bytes(free),
+                            format_bytes(threshold))  # fmt: skip
+                self._guard_warned = True
+            return
+        newest = max(live, key=lambda i: (i.started_at or 0.0, int(i.id) if i.id.isdigit() else 0))
+        reason = (
+            f"stopped by the memory guard: {format_bytes(free)} free, under "
+            f"supervisor.min_free_memory_bytes ({format_bytes(threshold)})"
+        )
+        log.warning("instance %s %s", newest.id, reason)
+        self._guard_at = time.monotonic()
+        old = self._tasks.pop(newest.id, None)
+        if old is not None:
+            old.cancel()
+        self.pool.set_ready(self._upstream(newest), False, state="stopped")
+        self._spawn(newest, self._guard_stop(newest, old, reason))
+
+    async def _guard_stop(self, inst: Instance, old: asyncio.Task[None] | None, reason: str) -> None:
+        if old is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await old
+        await inst.stop(self.cfg.stop_grace_s, reason)
+        self.pool.remove(inst.id)
+
+    # ------------------------------------------------------------------ status
+
+    @property
+    def base_url(self) -> str | None:
+        if not self.proxy_port:
+            return None
+        return f"http://{self.spec.proxy_host}:{self.proxy_port}/v1"
+
+    def record(self) -> dict[str, Any]:
+        """What the run file holds (no live measurements)."""
+        instances = []
+        for inst in self.instances.values():
+            st = self.pool.stats.get(inst.id)
+            instances.append(
+                {
+                    "id": inst.id,
+                    "pid": inst.pid,
+                    "pgid": inst.pid,  # each instance leads its own process group
+                    "create_time": inst.create_time,
+                    "port": inst.port,
+                    "state": str(inst.state),
+                    "reason": inst.reason,
+                    "restarts": inst.restarts,
+                    "gpu": ",".join(map(str, inst.cfg.visible_gpus)) or None,
+                    "slots": inst.cfg.slots,
+                    "log": str(inst.cfg.log_path),
+                    "started_at": inst.started_at,
+                    "ready_at": inst.ready_at,
+                    "requests": st.requests if st else 0,
+                    "errors": st.errors if st else 0,
+                    "avg_latency_ms": None
+                    if st is None or st.avg_latency_s is None
+                    else st.avg_latency_s * 1e3,
+                }
+            )
+        sup_ctime = None
+        with contextlib.suppress(Exception):
+            import psutil
+
+            sup_ctime = psutil.Process(os.getpid()).create_time()
+        return {
+            "version": 1,
+            "name": self.spec.name,
+            "status": self.status,
+            "reason": self.reason,
+            "base_url": self.base_url,
+            "model": self.spec.model_id,
+            "model_path": self.spec.model_path,
+            "device": self.spec.device,
+            "context": self.spec.context,
+            "voters": self.spec.voters,
+            "ready_voters": self.pool.voters,
+            "supervisor": {"pid": os.getpid(), "create_time": sup_ctime},
+            "supervisor_pid": os.getpid(),
+            "proxy": {"host": self.spec.proxy_host, "port": self.proxy_port},
+            "internal_key": self.spec.api_key,
+            "started_at": self.started_at,
+            "log_dir": self.spec.log_dir,
+            "instances": instances,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """What ``swarm ps --json`` and the proxy's /swarm/status show: the record plus memory."""
+        rec = self.record()
+        rec.pop("internal_key", None)
+        vram = self.vram.by_pid()
+        for inst in rec["instances"]:
+            pid = inst["pid"] if inst["state"] in _LIVE else None
+            inst["rss_bytes"] = rss_bytes(pid)
+            inst["vram_bytes"] = None if vram is None or pid is None else vram.get(pid, 0)
+        return rec
+
+    def _save(self) -> None:
+        if self.runfile is None:
+            return
+        rec = self.record()
+        if rec == self._saved:
+            return
+        with self.runfile.lock():
+            self.runfile.write(rec)
+        self._saved = rec
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1e3, 1)

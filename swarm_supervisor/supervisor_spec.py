@@ -1,0 +1,117 @@
+"""What a supervisor runs: a :class:`SwarmSpec`, built from a plan by ``swarm up``.
+
+The spec is plain data and goes to the detached supervisor process as a JSON file (mode 0600:
+it carries the internal API key)::
+
+    spec = SwarmSpec(name="default", model_id=plan.model_id, ..., instances=instance_configs(plan, ...))
+    write_private(path, spec.to_json());  SwarmSpec.from_json(path.read_text())
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Config
+from .plan import Plan
+from .process import Backend, GpuVendor, InstanceConfig
+
+#: seeds of the instances: SEED_BASE + instance index, so no two instances sample alike
+SEED_BASE = 1000
+
+
+def new_api_key() -> str:
+    return "sk-swarm-" + secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True)
+class SwarmSpec:
+    name: str
+    model_id: str
+    model_path: str
+    context: int  # tokens per slot
+    device: str  # "cpu" / "gpu" / "apple"
+    instances: tuple[InstanceConfig, ...]
+    api_key: str  # the instances' internal key; only the proxy sends it
+    proxy_host: str = "127.0.0.1"
+    proxy_port: int = 8000
+    config: Config = field(default_factory=Config)
+    log_dir: str = ""
+    plan_summary: dict[str, Any] = field(default_factory=dict)  # shown by ps / kept for the record
+
+    @property
+    def voters(self) -> int:
+        return sum(i.slots for i in self.instances)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["config"] = self.config.model_dump(mode="json")
+        data["instances"] = [_instance_to_dict(i) for i in self.instances]
+        return json.dumps(data, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> SwarmSpec:
+        data = json.loads(text)
+        data["config"] = Config.model_validate(data.get("config") or {})
+        data["instances"] = tuple(_instance_from_dict(d) for d in data["instances"])
+        return cls(**data)
+
+
+def _instance_to_dict(cfg: InstanceConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    for key in ("binary", "model_path", "log_path", "api_key_file"):
+        if d[key] is not None:
+            d[key] = str(d[key])
+    d["gpus"] = list(cfg.gpus)
+    d["extra_args"] = list(cfg.extra_args)
+    return d
+
+
+def _instance_from_dict(d: dict[str, Any]) -> InstanceConfig:
+    d = dict(d)
+    for key in ("binary", "model_path", "log_path", "api_key_file"):
+        if d.get(key) is not None:
+            d[key] = Path(d[key])
+    d["gpus"] = tuple(d.get("gpus") or ())
+    d["extra_args"] = tuple(d.get("extra_args") or ())
+    return InstanceConfig(**d)
+
+
+def instance_configs(
+    plan: Plan,
+    *,
+    binary: Path,
+    model_path: Path,
+    log_dir: Path,
+    api_key_file: Path | None,
+    backend: Backend = "llama.cpp",
+    gpu_vendor: GpuVendor | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> tuple[InstanceConfig, ...]:
+    """One :class:`InstanceConfig` per placement of ``plan`` (pure)."""
+    out = []
+    for p in plan.placements:
+        out.append(
+            InstanceConfig(
+                id=str(p.instance),
+                binary=binary,
+                model_path=model_path,
+                model_id=plan.model_id,
+                context=plan.context,
+                slots=plan.slots,
+                threads=plan.threads,
+                gpu_layers=plan.gpu_layers,
+                log_path=log_dir / f"instance-{p.instance}.log",
+                backend=backend,
+                gpu=p.gpu,
+                gpus=tuple(p.gpus),
+                gpu_vendor=gpu_vendor if plan.device == "gpu" else None,
+                api_key_file=api_key_file if backend == "llama.cpp" else None,
+                seed=SEED_BASE + p.instance,
+                extra_args=extra_args,
+            )
+        )
+    return tuple(out)
