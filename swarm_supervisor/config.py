@@ -214,6 +214,8 @@ def _key(loc: tuple[int | str, ...], data: object) -> str:
     parts: list[str] = []
     node = data
     for step in loc:
+        if step == "[key]":  # pydantic's marker for a bad dict key: the key itself is the previous step
+            continue
         label = str(step)
         if isinstance(step, int) and isinstance(node, list) and 0 <= step < len(node):
             node = node[step]
