@@ -53,6 +53,8 @@ class UpstreamPool:
     status_provider: Callable[[], dict[str, Any]] | None = None
     #: per upstream id: what the proxy recorded with :meth:`record` (kept across restarts)
     stats: dict[str, UpstreamStats] = field(default_factory=dict)
+    #: id -> times the supervisor restarted it (the supervisor updates it; /metrics shows it)
+    restarts: dict[str, int] = field(default_factory=dict)
 
     def add(self, upstream: Upstream, state: str = "starting") -> None:
         self.upstreams[upstream.id] = upstream

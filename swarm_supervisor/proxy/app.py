@@ -1,0 +1,219 @@
+"""The proxy app: ``create_app(pool, settings)`` builds a Starlette app whose lifespan owns the one
+shared upstream HTTP client.
+
+    GET  /v1/models             the swarm's model id and its per-slot context
+    POST /v1/chat/completions   fan-out, vote, answer (or stream the winner)
+    POST /v1/completions        the same for plain completions
+    GET  /health                200 while at least one instance is ready, else 503 (no key needed)
+    GET  /metrics               Prometheus text: the proxy's metrics and the instances' own
+    GET  /swarm/status          what `swarm ps` shows
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .client import UpstreamClient, new_session
+from .errors import ApiError, error_body
+from .handlers import Context, handle
+from .metrics import CONTENT_TYPE, ProxyMetrics
+from .settings import ProxySettings
+from .upstreams import UpstreamPool
+
+log = logging.getLogger(__name__)
+
+#: paths anyone may read even when the proxy has an API key (load balancers, `swarm ps`)
+OPEN_PATHS = frozenset({"/health"})
+_ENDPOINTS = frozenset(
+    {"/v1/models", "/v1/chat/completions", "/v1/completions", "/health", "/metrics", "/swarm/status"}
+)
+
+
+class _Auth:
+    """401 for every request without ``Authorization: Bearer <key>`` (except OPEN_PATHS)."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {key}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                err = ApiError(
+                    401,
+                    "missing or wrong API key: send `Authorization: Bearer <proxy.api_key>`",
+                    type="authentication_error",
+                    code="invalid_api_key",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await err.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class _Observe:
+    """Requests by endpoint and status, and their duration to the last byte."""
+
+    def __init__(self, app: ASGIApp, metrics: ProxyMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        endpoint = scope["path"] if scope["path"] in _ENDPOINTS else "other"
+        start = time.perf_counter()
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+
+def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Starlette:
+    """The proxy over ``pool`` (which the supervisor keeps up to date)."""
+    settings = settings or ProxySettings()
+    ctx = Context(pool=pool, settings=settings, metrics=ProxyMetrics(pool))
+    started = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        session = new_session()
+        ctx.client = UpstreamClient(session, pool)
+        try:
+            yield
+        finally:
+            ctx.client = None
+            await session.close()
+
+    async def chat(request: Request) -> Response:
+        return await handle(ctx, request, "chat")
+
+    async def completions(request: Request) -> Response:
+        return await handle(ctx, request, "completion")
+
+    async def models(request: Request) -> Response:
+        entry = {
+            "id": pool.model_id,
+            "object": "model",
+            "created": started,
+            "owned_by": "local-swarm",
+            "context_length": pool.context,
+            "meta": {"n_ctx": pool.context, "voters": pool.voters},
+        }
+        return JSONResponse({"object": "list", "data": [entry]})
+
+    async def health(request: Request) -> Response:
+        ready = pool.ready()
+        body = {
+            "status": "ok" if ready else "unavailable",
+            "model": pool.model_id,
+            "ready": len(ready),
+            "voters": pool.voters,
+            "instances": dict(sorted(pool.states.items())),
+        }
+        headers = {} if ready else {"Retry-After": str(settings.retry_after_s)}
+        return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
+
+    async def metrics(request: Request) -> Response:
+        text = await ctx.metrics.render(ctx.client, settings.metrics_timeout_s)
+        return Response(text, media_type=CONTENT_TYPE)
+
+    async def status(request: Request) -> Response:
+        if pool.status_provider is not None:
+            return JSONResponse(pool.status_provider())
+        return JSONResponse(minimal_status(pool))
+
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["*"],
+                expose_headers=["X-Swarm-Agreement", "X-Swarm-Strategy", "X-Swarm-Votes", "X-Swarm-Winner"],
+            )
+        )
+    middleware.append(Middleware(_Observe, metrics=ctx.metrics))
+    if settings.api_key:
+        middleware.append(Middleware(_Auth, key=settings.api_key))
+
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/completions", completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/swarm/status", status, methods=["GET"]),
+        ],
+        middleware=middleware,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _crash},
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    return app
+
+
+def minimal_status(pool: UpstreamPool) -> dict[str, Any]:
+    """/swarm/status when the supervisor installed no status provider."""
+    ready = {u.id for u in pool.ready()}
+    instances = []
+    for uid, u in sorted(pool.upstreams.items()):
+        st = pool.stats.get(uid)
+        instances.append(
+            {
+                "id": uid,
+                "url": u.url,
+                "slots": u.slots,
+                "state": pool.states.get(uid, "unknown"),
+                "ready": uid in ready,
+                "requests": st.requests if st else 0,
+                "errors": st.errors if st else 0,
+                "avg_latency_s": st.avg_latency_s if st else None,
+            }
+        )
+    return {"model": pool.model_id, "context": pool.context, "voters": pool.voters, "instances": instances}
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return JSONResponse(error_body(message, type=kind), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    log.exception("proxy error on %s %s", request.method, request.url.path)
+    body = error_body(f"internal proxy error: {type(exc).__name__}", type="server_error")
+    return JSONResponse(body, status_code=500)

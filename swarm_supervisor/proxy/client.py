@@ -1,0 +1,119 @@
+"""The one shared upstream HTTP client: aiohttp, chosen by measurement (README, Performance).
+
+Cancelling a call closes its connection, which is how llama-server learns to free the slot.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from .upstreams import UpstreamPool
+
+
+class UpstreamFailure(Exception):
+    """One upstream call that produced no usable answer. ``kind`` feeds metrics and the swarm extension."""
+
+    def __init__(self, kind: str, message: str, *, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.kind = kind  # "status", "invalid_json", "connection", "timeout"
+        self.status = status
+        self.body = body
+
+
+def new_session() -> aiohttp.ClientSession:
+    """A session for the app's lifetime: no pool limit (the slots are the limit), no cookies."""
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0)
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        json_serialize=json.dumps,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10.0),
+    )
+
+
+class UpstreamClient:
+    """Calls llama-server instances with the swarm's internal key."""
+
+    def __init__(self, session: aiohttp.ClientSession, pool: UpstreamPool) -> None:
+        self.session = session
+        self.pool = pool
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.pool.api_key:
+            headers["Authorization"] = f"Bearer {self.pool.api_key}"
+        return headers
+
+    async def post_json(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body``; the answer as a JSON object, or :class:`UpstreamFailure`."""
+        data = json.dumps(body).encode()
+        try:
+            async with self.session.post(url, data=data, headers=self._headers()) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure("connection", f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        try:
+            parsed = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if status != 200:
+                raise UpstreamFailure("status", f"HTTP {status}", status=status) from None
+            raise UpstreamFailure("invalid_json", "the answer is not valid JSON") from None
+        if status != 200:
+            raise UpstreamFailure("status", f"HTTP {status}", status=status, body=parsed)
+        if not isinstance(parsed, dict):
+            raise UpstreamFailure("invalid_json", "the answer is not a JSON object")
+        return parsed
+
+    @asynccontextmanager
+    async def stream(self, url: str, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[bytes]]:
+        """POST ``body`` and yield its SSE ``data:`` payloads (bytes, without the prefix).
+
+        Leaving the block early closes the connection (llama-server then stops generating).
+        """
+        data = json.dumps(body).encode()
+        try:
+            resp = await self.session.post(url, data=data, headers=self._headers())
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure("connection", f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        try:
+            if resp.status != 200:
+                raw = await resp.read()
+                try:
+                    parsed: Any = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    parsed = None
+                raise UpstreamFailure("status", f"HTTP {resp.status}", status=resp.status, body=parsed)
+            yield _data_lines(resp)
+        finally:
+            if not resp.content.at_eof():
+                resp.close()  # drop the connection: the instance frees its slot
+            else:
+                resp.release()
+
+    async def get_text(self, url: str, timeout_s: float) -> str | None:
+        """GET ``url`` as text; None on any failure (used for the instances' own /metrics)."""
+        try:
+            async with self.session.get(
+                url, headers=self._headers(), timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as resp:
+                if resp.status != 200:
+                    return None
+                return await resp.text()
+        except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError):
+            return None
+
+
+async def _data_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    try:
+        async for line in resp.content:
+            line = line.strip()
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
+    except aiohttp.ClientError as exc:
+        raise UpstreamFailure("connection", f"the stream broke off: {type(exc).__name__}") from None

@@ -1,0 +1,322 @@
+"""POST /v1/chat/completions and /v1/completions: validate, fan out, vote, answer or stream."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar, get_args
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from ..config import Strategy, StreamMode
+from .client import UpstreamClient
+from .errors import ApiError, bad_request, unavailable
+from .fanout import Ballot, fan_out
+from .metrics import ProxyMetrics
+from .relay import OpenStream, first_stream, relay
+from .schemas import ChatRequest, CompletionRequest, forwardable, parse_json, validate
+from .settings import ProxySettings
+from .sse import KEEPALIVE, chat_events, completion_events, error_event
+from .upstreams import UpstreamPool
+from .voting import Kind, first_choice
+
+T = TypeVar("T")
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+PATHS: dict[Kind, str] = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
+
+
+class ClientGone(Exception):
+    """The client closed its connection before the answer was ready."""
+
+
+@dataclass
+class Context:
+    """What the handlers share: the pool, the settings, the client (set by the lifespan), metrics."""
+
+    pool: UpstreamPool
+    settings: ProxySettings
+    metrics: ProxyMetrics
+    client: UpstreamClient | None = None
+
+    def upstream_client(self) -> UpstreamClient:
+        if self.client is None:  # only when the app is used without its lifespan
+            raise ApiError(503, "the proxy is starting", type="unavailable")
+        return self.client
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (by Content-Length and by count)."""
+    too_big = ApiError(
+        413, f"the request body is larger than {limit} bytes (proxy.max_body_bytes)", code="body_too_large"
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _choice(value: str | None, allowed: tuple[str, ...], what: str) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value not in allowed:
+        raise bad_request(f"{what} {value!r} is not one of: {', '.join(allowed)}", param=what)
+    return value
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work`` unless the client goes away first; then cancel it (and its upstream calls)."""
+    job = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_wait_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({job, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if job in done:
+            return job.result()
+        raise ClientGone
+    finally:
+        for task in (job, watch):
+            task.cancel()
+        await asyncio.gather(job, watch, return_exceptions=True)
+
+
+async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
+    raw = await read_body(request, ctx.settings.max_body_bytes)
+    data = parse_json(raw)
+    req = validate(ChatRequest if kind == "chat" else CompletionRequest, data)
+    strategy: Strategy = (
+        req.swarm_strategy
+        or _choice(request.headers.get("x-swarm-strategy"), get_args(Strategy), "swarm_strategy")  # type: ignore[assignment]
+        or ctx.settings.strategy
+    )
+    upstreams = ctx.pool.ready()
+    if not upstreams:
+        raise unavailable(ctx.settings.retry_after_s)
+    body = forwardable(data)
+    body.pop("model", None)  # each instance serves one model; the client's name is only a label
+    client = ctx.upstream_client()
+    if req.stream:
+        mode: StreamMode = (
+            req.swarm_stream_mode
+            or _choice(request.headers.get("x-swarm-stream-mode"), get_args(StreamMode), "swarm_stream_mode")  # type: ignore[assignment]
+            or ctx.settings.stream_mode_for(ctx.pool.voters)
+        )
+        if mode == "fastest":
+            opened = first_stream(client, upstreams, PATHS[kind], body, ctx.settings.request_timeout_s)
+            return await _stream_fastest(ctx, opened)
+        work = _vote(ctx, client, upstreams, kind, body, strategy)
+        return await _stream_consensus(ctx, request, work, kind, req.include_usage)
+    try:
+        ballot = await until_disconnect(request, _vote(ctx, client, upstreams, kind, body, strategy))
+    except ClientGone:
+        return Response(status_code=499)
+    return JSONResponse(answer(ctx, ballot, kind), headers=swarm_headers(ballot))
+
+
+async def _vote(
+    ctx: Context,
+    client: UpstreamClient,
+    upstreams: list[Any],
+    kind: Kind,
+    body: dict[str, Any],
+    strategy: Strategy,
+) -> Ballot:
+    s = ctx.settings
+    ballot = await fan_out(
+        client,
+        upstreams,
+        PATHS[kind],
+        body,
+        kind=kind,
+        strategy=strategy,
+        threshold=s.threshold,
+        quorum=s.quorum,
+        timeout_s=s.request_timeout_s,
+        on_done=lambda o: _record_voter(ctx, o.instance, o.ok, o.latency_s, o.error),
+    )
+    ctx.metrics.agreement.labels(strategy).observe(ballot.verdict.agreement)
+    for outcome in ballot.outcomes:
+        if outcome.ok and outcome.body is not None:
+            ctx.metrics.observe_usage(outcome.body.get("usage"))
+    return ballot
+
+
+def _record_voter(ctx: Context, instance: str, ok: bool, latency_s: float, error: str | None) -> None:
+    if error and error.startswith("cancelled"):
+        ctx.metrics.voters.labels(instance, "cancelled").inc()
+        return
+    outcome = "ok" if ok else ("timeout" if error == "timed out" else "error")
+    ctx.metrics.voters.labels(instance, outcome).inc()
+    if ok:
+        ctx.metrics.voter_latency.labels(instance).observe(latency_s)
+    ctx.pool.record(instance, latency_s, ok)
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def extension(ballot: Ballot) -> dict[str, Any]:
+    """The ``swarm`` object: how the vote went, and who voted."""
+    ids = [c.voter for c in ballot.candidates]
+    verdict = ballot.verdict
+    total: dict[str, int] = {}
+    for o in ballot.outcomes:
+        for key, value in ((o.body or {}).get("usage") or {}).items():
+            if isinstance(value, int):
+                total[key] = total.get(key, 0) + value
+    return {
+        "votes": len(ids),
+        "winner": ids[verdict.winner],
+        "clusters": [[ids[i] for i in cluster] for cluster in verdict.clusters],
+        "agreement": round(verdict.agreement, 4),
+        "strategy": verdict.strategy,
+        "kind": verdict.kind,
+        "mean_similarity": round(verdict.mean_similarity, 4),
+        "dropped": [{"voter": ids[d.index], "reason": d.reason} for d in verdict.dropped],
+        "usage_total": total,
+        "voters": [
+            {
+                "id": o.id,
+                "instance": o.instance,
+                "latency_ms": round(o.latency_s * 1000, 1),
+                "ok": o.ok,
+                "error": o.error,
+            }
+            for o in ballot.outcomes
+        ],
+    }
+
+
+def swarm_headers(ballot: Ballot) -> dict[str, str]:
+    return {
+        "X-Swarm-Agreement": f"{ballot.verdict.agreement:.3f}",
+        "X-Swarm-Strategy": ballot.verdict.strategy,
+        "X-Swarm-Votes": str(len(ballot.candidates)),
+        "X-Swarm-Winner": ballot.winner.id,
+    }
+
+
+def answer(ctx: Context, ballot: Ballot, kind: Kind) -> dict[str, Any]:
+    """The winner's body as the client sees it: one choice, the swarm's model id, the extension.
+    ``usage`` is the winner's own; ``swarm.usage_total`` sums every voter's."""
+    body = dict(ballot.winner.body or {})
+    body["model"] = ctx.pool.model_id
+    body["choices"] = [{**first_choice(body), "index": 0}]
+    body["swarm"] = extension(ballot)
+    return body
+
+
+def _events(ctx: Context, ballot: Ballot, kind: Kind, include_usage: bool) -> Iterator[bytes]:
+    body = ballot.winner.body or {}
+    choice = first_choice(body)
+    common: dict[str, Any] = {
+        "id": str(body.get("id") or f"chatcmpl-{uuid.uuid4().hex}"),
+        "created": int(body.get("created") or time.time()),
+        "model": ctx.pool.model_id,
+        "usage": body.get("usage"),
+        "include_usage": include_usage,
+        "extension": extension(ballot),
+        "finish_reason": choice.get("finish_reason"),
+    }
+    if kind == "chat":
+        return chat_events(message=choice.get("message") or {}, **common)
+    return completion_events(text=str(choice.get("text") or ""), **common)
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+async def _stream_consensus(
+    ctx: Context, request: Request, work: Awaitable[Ballot], kind: Kind, include_usage: bool
+) -> Response:
+    """Vote first, then stream the winner. Errors before the first keep-alive get a real status."""
+    job = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait({job}, timeout=ctx.settings.keepalive_s)
+    except asyncio.CancelledError:
+        job.cancel()
+        raise
+    if job.done():
+        ballot = job.result()  # raises ApiError: answered with its status
+        return StreamingResponse(
+            _iterate(_events(ctx, ballot, kind, include_usage)),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **swarm_headers(ballot)},
+        )
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            while not job.done():
+                await asyncio.wait({job}, timeout=ctx.settings.keepalive_s)
+                if not job.done():
+                    yield KEEPALIVE
+            try:
+                ballot = job.result()
+            except ApiError as exc:
+                yield error_event(exc.body())
+                return
+            for ev in _events(ctx, ballot, kind, include_usage):
+                yield ev
+        finally:
+            if not job.done():
+                job.cancel()
+                await asyncio.gather(job, return_exceptions=True)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+async def _iterate(events: Iterator[bytes]) -> AsyncIterator[bytes]:
+    for ev in events:
+        yield ev
+
+
+async def _stream_fastest(ctx: Context, opened: Awaitable[OpenStream]) -> Response:
+    job = asyncio.ensure_future(opened)
+    try:
+        await asyncio.wait({job}, timeout=ctx.settings.keepalive_s)
+    except asyncio.CancelledError:
+        job.cancel()
+        raise
+    if job.done():
+        winner = job.result()  # raises ApiError: answered with its status
+        headers = {**SSE_HEADERS, "X-Swarm-Strategy": "fastest", "X-Swarm-Winner": winner.instance}
+        return StreamingResponse(
+            relay(winner, ctx.pool.model_id), media_type="text/event-stream", headers=headers
+        )
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            while not job.done():
+                await asyncio.wait({job}, timeout=ctx.settings.keepalive_s)
+                if not job.done():
+                    yield KEEPALIVE
+            try:
+                winner = job.result()
+            except ApiError as exc:
+                yield error_event(exc.body())
+                return
+            async for ev in relay(winner, ctx.pool.model_id):
+                yield ev
+        finally:
+            if not job.done():
+                job.cancel()
+                await asyncio.gather(job, return_exceptions=True)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)

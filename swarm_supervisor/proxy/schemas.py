@@ -1,0 +1,89 @@
+"""Request bodies, validated with pydantic: known OpenAI fields are typed, unknown ones pass through.
+
+Only what the proxy reads is typed; everything else (``top_k``, ``grammar``, ``cache_prompt``, ...)
+goes to llama-server untouched, because the forwarded body is the client's own JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..config import Strategy, StreamMode
+from .errors import ApiError, bad_request
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Message(_Open):
+    role: str
+    content: str | list[Any] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class StreamOptions(_Open):
+    include_usage: bool = False
+
+
+class _Common(_Open):
+    model: str | None = None  # any name is accepted; the swarm answers with its own model id
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: Annotated[int, Field(ge=1)] | None = None
+    seed: int | None = None
+    temperature: Annotated[float, Field(ge=0)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    swarm_strategy: Strategy | None = None  # the proxy's extensions: stripped before forwarding
+    swarm_stream_mode: StreamMode | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatRequest(_Common):
+    messages: Annotated[list[Message], Field(min_length=1)]
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+
+
+class CompletionRequest(_Common):
+    prompt: str | list[Any]
+
+
+M = TypeVar("M", bound=_Common)
+
+#: fields of the client's body the proxy sets itself for each voter
+PROXY_FIELDS = frozenset({"swarm_strategy", "swarm_stream_mode"})
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 that says what is wrong."""
+    if not raw.strip():
+        raise bad_request("the request body is empty; send a JSON object", code="invalid_json")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise bad_request(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise bad_request("the request body must be a JSON object", code="invalid_json")
+    return data
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        raise ApiError(400, f"{param or 'body'}: {first['msg']}", param=param, code="invalid_value") from None
+
+
+def forwardable(data: dict[str, Any]) -> dict[str, Any]:
+    """The client's body without the proxy's own fields."""
+    return {k: v for k, v in data.items() if k not in PROXY_FIELDS}

@@ -1,0 +1,122 @@
+"""Serve the proxy with uvicorn (httptools) inside an event loop that is already running.
+
+The supervisor runs the proxy and its health loop in one process and one loop::
+
+    server = ProxyServer(create_app(pool, settings), host="127.0.0.1", port=0)
+    await server.start()          # bound and serving; server.port is the real port
+    ...
+    await server.stop()
+
+``swarm proxy``-style standalone use: ``serve(app, host, port)`` runs until cancelled, and
+:func:`run` starts a uvloop loop for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its host (the supervisor's loop)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ProxyServer:
+    """uvicorn serving ``app`` in the current loop, on a socket bound before it starts."""
+
+    def __init__(
+        self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    ) -> None:
+        self.config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            http="httptools",
+            lifespan="on",
+            log_level=log_level,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        self.host = host
+        self.requested_port = port
+        self.server = _Server(self.config)
+        self._task: asyncio.Task[None] | None = None
+        self._sock: socket.socket | None = None
+
+    @property
+    def port(self) -> int:
+        if self._sock is None:
+            raise RuntimeError("ProxyServer.start() has not run")
+        return int(self._sock.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind, start serving, and return once uvicorn has started (lifespan included).
+
+        Raises OSError when the port is taken."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.requested_port))
+        except OSError:
+            sock.close()
+            raise
+        sock.set_inheritable(False)
+        self._sock = sock
+        self._task = asyncio.ensure_future(self.server.serve(sockets=[sock]))
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()  # startup failed: raise its error
+                raise RuntimeError("the proxy server stopped during startup")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        """Graceful shutdown (open streams get ``timeout_graceful_shutdown`` seconds)."""
+        if self._task is None:
+            return
+        self.server.should_exit = True
+        try:
+            await self._task
+        finally:
+            self._task = None
+            if self._sock is not None:
+                self._sock.close()
+
+    async def __aenter__(self) -> ProxyServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def serve(app: ASGIApp, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve ``app`` until cancelled."""
+    server = ProxyServer(app, host, port, log_level="info")
+    await server.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+def run(app: ASGIApp, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Blocking: a uvloop event loop serving ``app`` (Ctrl-C stops it)."""
+    import uvloop
+
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve(app, host, port))

@@ -1,0 +1,60 @@
+"""What the proxy needs from the config, as one frozen value.
+
+>>> s = ProxySettings.from_config(ProxyConfig(strategy="quality"), voters=3)
+>>> (s.strategy, s.stream_mode, s.threshold)
+('quality', 'consensus', 0.85)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import ProxyConfig, Strategy, StreamMode
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """How the proxy answers: vote strategy, stream mode, limits and access."""
+
+    strategy: Strategy = "similarity"
+    #: None: "consensus" while 2 or more voters are ready, else "fastest" (a plain relay)
+    stream_mode: StreamMode | None = None
+    threshold: float = 0.85  # similarity above which two answers count as the same
+    request_timeout_s: float = 600.0  # deadline of one client request, fan-out included
+    max_body_bytes: int = 16 * 1024 * 1024
+    api_key: str | None = None  # the proxy's own key (clients send it as Bearer); None: open
+    cors_origins: tuple[str, ...] = ()
+    #: vote as soon as enough answers agree and cancel the stragglers; False: wait for every voter
+    quorum: bool = True
+    keepalive_s: float = 5.0  # SSE comment keep-alives while a streamed vote is pending
+    metrics_timeout_s: float = 2.0  # how long /metrics waits for each instance's own /metrics
+    retry_after_s: int = 5  # Retry-After of a 503 when no instance is ready
+
+    @classmethod
+    def from_config(
+        cls, cfg: ProxyConfig, *, voters: int | None = None, **overrides: object
+    ) -> ProxySettings:
+        """Settings from the ``[proxy]`` config table; ``overrides`` replace single fields."""
+        mode = cfg.stream_mode
+        if mode is None and voters is not None:
+            mode = "consensus" if voters >= 2 else "fastest"
+        base = cls(
+            strategy=cfg.strategy,
+            stream_mode=mode,
+            threshold=cfg.similarity_threshold,
+            request_timeout_s=cfg.request_timeout_s,
+            max_body_bytes=cfg.max_body_bytes,
+            api_key=cfg.api_key or None,
+            cors_origins=tuple(cfg.cors_origins),
+        )
+        if not overrides:
+            return base
+        from dataclasses import replace
+
+        return replace(base, **overrides)  # type: ignore[arg-type]
+
+    def stream_mode_for(self, voters: int) -> StreamMode:
+        """The stream mode in effect with ``voters`` ready voters."""
+        if self.stream_mode is not None:
+            return self.stream_mode
+        return "consensus" if voters >= 2 else "fastest"
