@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from swarm_supervisor.config import QUANT_ORDER, Catalogue, Config, HardwareConfig, PlanConfig, load_catalogue
@@ -285,3 +287,11 @@ def test_config_fractions_change_the_budget(cat: Catalogue) -> None:
     lean = Config(hardware=HardwareConfig(gpu_memory_fraction=0.5))
     small = make_plan(gpus(24), cat, lean, NONE)
     assert small.memory.budget_bytes == 12 * GiB < base.memory.budget_bytes
+
+
+def test_warns_when_the_gpu_is_busy_now(cat: Catalogue) -> None:
+    hw = gpus(24)
+    busy = replace(hw, gpus=(replace(hw.gpus[0], free_bytes=4 * GiB),))
+    plan = make_plan(busy, cat, Config(), NONE)
+    assert any(w.startswith("GPU 0 has only 4.0 GiB free now") for w in plan.warnings)
+    assert not any("free now" in w for w in make_plan(hw, cat, Config(), NONE).warnings)

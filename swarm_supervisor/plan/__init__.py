@@ -5,6 +5,7 @@
 
 ``types``   the values (Plan, Placement, MemoryBreakdown, PlanOverrides, ModelFacts)
 ``memory``  budgets and the per-process arithmetic (and the measured compute allowance)
+``candidates`` the (family, size, quant) options in the order they are tried
 ``layout``  fitting one model at one context into a budget: processes, slots, placements
 ``select``  make_plan / embedded_plan: which model, size, quant, context and topology
 ``export``  plan_to_json and the lines of memory arithmetic that ``swarm plan`` prints
@@ -12,9 +13,10 @@
 
 from __future__ import annotations
 
+from .candidates import is_gguf_path
 from .export import arithmetic_lines, plan_to_json
 from .memory import Budget, budget, compute_bytes, kv_bytes
-from .select import embedded_plan, is_gguf_path, make_plan
+from .select import embedded_plan, make_plan
 from .types import Device, MemoryBreakdown, ModelFacts, Placement, Plan, PlanOverrides, Topology
 
 __all__ = [
