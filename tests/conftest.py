@@ -37,10 +37,32 @@ def llama_server_bin() -> Path:
     raise AssertionError("unreachable")
 
 
+def _user_smollm2() -> Path | None:
+    """Where ``swarm pull --model smollm2:135m`` (``make setup``) leaves SmolLM2 in the user's cache.
+
+    Computed when this file is imported, before any test moves ``SWARM_HOME``.
+    """
+    try:
+        from swarm_supervisor.config import load_catalogue
+        from swarm_supervisor.paths import dirs
+        from swarm_supervisor.store.embedded import embedded_path
+
+        variant = load_catalogue().find("smollm2", "135m")
+        return embedded_path(variant, "q4_1", dirs().models)
+    except Exception:  # a broken catalogue shows up in its own tests, not here
+        return None
+
+
+_USER_SMOLLM2 = _user_smollm2()
+
+
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct Q4_1 file: ``SWARM_TEST_MODEL``, else the user's cache."""
     env = os.environ.get("SWARM_TEST_MODEL")
     if env and Path(env).is_file():
         return Path(env)
+    if _USER_SMOLLM2 is not None and _USER_SMOLLM2.is_file():
+        return _USER_SMOLLM2
     _missing("the SmolLM2 model")
     raise AssertionError("unreachable")

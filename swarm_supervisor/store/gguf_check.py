@@ -93,7 +93,7 @@ def _quant_name(file_type: Any) -> str | None:
         name = gguf.LlamaFileType(file_type).name
     except ValueError:
         return None
-    return name.removeprefix("MOSTLY_").lower()
+    return name.removeprefix("MOSTLY_").removeprefix("ALL_").lower()
 
 
 def _read(path: Path) -> tuple[Any, int]:
