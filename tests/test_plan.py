@@ -24,6 +24,7 @@ from swarm_supervisor.plan import (
     kv_bytes,
     make_plan,
     plan_to_json,
+    replan_with_facts,
 )
 from swarm_supervisor.plan.export import arithmetic_lines, per_gpu_bytes
 from swarm_supervisor.units import GiB
@@ -394,3 +395,12 @@ def test_processes_share_the_mapped_weights(llama_server_bin: Path, smollm2_gguf
     # measured: 420 MB against 502 MB predicted; the binary's pages are shared too, so the per-process
     # allowance is an upper bound here
     assert 0.75 * predicted <= pss <= 1.05 * predicted < not_shared, (pss, predicted)
+
+
+def test_replan_with_facts_keeps_the_model_and_the_fallback_warning(cat: Catalogue) -> None:
+    first = embedded_plan(cpu(8, 4), cat, Config(), NONE, instead_of="qwen2.5-coder:7b:q5_k_m")
+    facts = ModelFacts(30, 3, 64, 8192, 100_000_000, quant="q4_1", params_b=0.135)
+    again = replan_with_facts(cpu(8, 4), cat, Config(), NONE, first, facts)
+    assert again.model_id == first.model_id == "smollm2:135m:q4_1"
+    assert again.memory.weights_bytes == 100_000_000
+    assert any("instead of qwen2.5-coder:7b:q5_k_m" in w for w in again.warnings)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from .candidates import is_gguf_path
 from .export import arithmetic_lines, plan_to_json
 from .memory import Budget, budget, compute_bytes, kv_bytes
-from .select import embedded_plan, make_plan
+from .select import embedded_plan, make_plan, replan_with_facts
 from .types import Device, MemoryBreakdown, ModelFacts, Placement, Plan, PlanOverrides, Topology
 
 __all__ = [
@@ -36,4 +36,5 @@ __all__ = [
     "kv_bytes",
     "make_plan",
     "plan_to_json",
+    "replan_with_facts",
 ]

@@ -23,7 +23,7 @@ from .candidates import Candidate, auto_candidates, explicit_candidates
 from .export import per_gpu_bytes
 from .layout import Layout, Want, fit
 from .memory import Budget, budget
-from .types import MemoryBreakdown, Plan, PlanOverrides, Topology
+from .types import MemoryBreakdown, ModelFacts, Plan, PlanOverrides, Topology
 
 #: below this many tokens per slot a coding agent's prompt does not fit (opencode's ~3k)
 MIN_USEFUL_CONTEXT = 4096
@@ -288,3 +288,22 @@ def embedded_plan(
         )
     base = replace(overrides, model=None, facts=None)
     return _plan(hw, config, base, cands, "model: {id}, the best embedded model that fits", warnings)
+
+
+def replan_with_facts(
+    hw: HardwareProfile,
+    catalogue: Catalogue,
+    config: Config,
+    overrides: PlanOverrides,
+    plan: Plan,
+    facts: ModelFacts,
+) -> Plan:
+    """``plan`` again, pinned to its model, with the real file's numbers in place of the catalogue's.
+
+    For the supervisor once the weights are present: the voters may change if the file is larger
+    than the catalogue said; the warnings of the first plan (a fallback's, say) are kept.
+    """
+    pinned = replace(overrides, model=plan.gguf_path or plan.model_id, facts=facts)
+    again = make_plan(hw, catalogue, config, pinned)
+    kept = tuple(w for w in plan.warnings if w not in again.warnings)
+    return replace(again, warnings=kept + again.warnings)
