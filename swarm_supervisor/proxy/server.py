@@ -51,12 +51,13 @@ class ProxyServer:
         self.server = _Server(self.config)
         self._task: asyncio.Task[None] | None = None
         self._sock: socket.socket | None = None
+        self._port: int | None = None
 
     @property
     def port(self) -> int:
-        if self._sock is None:
+        if self._port is None:
             raise RuntimeError("ProxyServer.start() has not run")
-        return int(self._sock.getsockname()[1])
+        return self._port
 
     @property
     def url(self) -> str:
@@ -77,6 +78,7 @@ class ProxyServer:
             raise
         sock.set_inheritable(False)
         self._sock = sock
+        self._port = int(sock.getsockname()[1])
         self._task = asyncio.ensure_future(self.server.serve(sockets=[sock]))
         while not self.server.started:
             if self._task.done():

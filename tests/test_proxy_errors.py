@@ -1,0 +1,169 @@
+"""Every error a client can get, in the OpenAI shape, with the right status; never a 500."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from swarm_supervisor.config import ProxyConfig
+from swarm_supervisor.proxy.app import create_app
+from swarm_supervisor.proxy.settings import ProxySettings
+from swarm_supervisor.proxy.upstreams import Upstream, UpstreamPool
+from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
+
+pytestmark = pytest.mark.anyio
+
+CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def openai_error(r: Any, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) >= {"message", "type", "param", "code"}
+    assert err["message"]
+    return dict(err)
+
+
+@pytest.fixture
+def one_fake() -> Any:
+    with fake_upstreams(Behaviour("fine")) as fakes:
+        yield fakes[0]
+
+
+@pytest.mark.parametrize(
+    ("payload", "param"),
+    [
+        (b"{not json", None),
+        (b"", None),
+        (b"[1, 2]", None),
+        (b'{"messages": "hi"}', "messages"),
+        (b'{"messages": []}', "messages"),
+        (b'{"model": "m"}', "messages"),
+        (b'{"messages": [{"content": "no role"}]}', "messages.0.role"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}', "temperature"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes please"}', "stream"),
+        (b'{"messages": [{"role": "user", "content": "x"}], "swarm_strategy": "loudest"}', "swarm_strategy"),
+    ],
+)
+async def test_bad_bodies_are_400(one_fake: Any, payload: bytes, param: str | None) -> None:
+    pool = UpstreamPool.from_urls([one_fake.url])
+    async with asgi_client(create_app(pool)) as client:
+        r = await client.post(
+            "/v1/chat/completions", content=payload, headers={"content-type": "application/json"}
+        )
+    err = openai_error(r, 400)
+    assert err["type"] == "invalid_request_error"
+    assert err["param"] == param
+    assert one_fake.record.bodies == []  # nothing reached the instance
+
+
+async def test_bad_completion_body_and_bad_strategy_header(one_fake: Any) -> None:
+    pool = UpstreamPool.from_urls([one_fake.url])
+    async with asgi_client(create_app(pool)) as client:
+        r = await client.post("/v1/completions", json={"prompt": 3})
+        openai_error(r, 400)
+        r = await client.post("/v1/chat/completions", json=CHAT, headers={"X-Swarm-Strategy": "loudest"})
+        assert openai_error(r, 400)["param"] == "swarm_strategy"
+
+
+async def test_unknown_fields_pass_through(one_fake: Any) -> None:
+    pool = UpstreamPool.from_urls([one_fake.url])
+    async with asgi_client(create_app(pool)) as client:
+        r = await client.post("/v1/chat/completions", json={**CHAT, "top_k": 5, "cache_prompt": True})
+    assert r.status_code == 200
+    sent = one_fake.record.bodies[0]
+    assert sent["top_k"] == 5 and sent["cache_prompt"] is True
+    assert "model" not in sent  # the instance serves its one model whatever the client calls it
+
+
+async def test_oversized_body_is_413_by_length_and_by_count(one_fake: Any) -> None:
+    pool = UpstreamPool.from_urls([one_fake.url])
+    app = create_app(pool, ProxySettings(max_body_bytes=1000))
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * 2000}]}
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the proxy counts
+        for _ in range(20):
+            yield b" " * 100
+
+    async with asgi_client(app) as client:
+        openai_error(await client.post("/v1/chat/completions", json=big), 413)
+        r = await client.post("/v1/chat/completions", content=chunks())
+        assert "content-length" not in r.request.headers
+        openai_error(r, 413)
+        assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+
+
+async def test_no_ready_instance_is_503_with_retry_after() -> None:
+    pool = UpstreamPool(model_id="m", context=4096)
+    pool.add(Upstream("0", "http://127.0.0.1:9"), state="starting")
+    async with asgi_client(create_app(pool)) as client:
+        r = await client.post("/v1/chat/completions", json=CHAT)
+        assert openai_error(r, 503)["code"] == "no_ready_instance"
+        assert int(r.headers["retry-after"]) > 0
+        h = await client.get("/health")
+        assert h.status_code == 503 and h.json()["instances"] == {"0": "starting"}
+
+
+async def test_deadline_is_504() -> None:
+    with fake_upstreams(Behaviour(fault="hang"), Behaviour(fault="hang")) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with asgi_client(create_app(pool, ProxySettings(request_timeout_s=0.5))) as client:
+            r = await client.post("/v1/chat/completions", json=CHAT)
+    assert openai_error(r, 504)["type"] == "timeout"
+
+
+async def test_upstream_client_error_passes_through() -> None:
+    with fake_upstreams(Behaviour(fault="400"), Behaviour(fault="400")) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with asgi_client(create_app(pool)) as client:
+            r = await client.post("/v1/chat/completions", json=CHAT)
+    err = openai_error(r, 400)
+    assert err["message"] == "the prompt is too long"
+    assert err["type"] == "exceed_context_size_error"
+
+
+async def test_api_key(one_fake: Any) -> None:
+    pool = UpstreamPool.from_urls([one_fake.url])
+    app = create_app(pool, ProxySettings.from_config(ProxyConfig(api_key="s3cret")))
+    async with asgi_client(app) as client:
+        for path in ("/v1/models", "/metrics", "/swarm/status"):
+            err = openai_error(await client.get(path), 401)
+            assert err["type"] == "authentication_error"
+        openai_error(await client.post("/v1/chat/completions", json=CHAT), 401)
+        bad = {"Authorization": "Bearer nope"}
+        openai_error(await client.post("/v1/chat/completions", json=CHAT, headers=bad), 401)
+        good = {"Authorization": "Bearer s3cret"}
+        assert (await client.post("/v1/chat/completions", json=CHAT, headers=good)).status_code == 200
+        assert (await client.get("/health")).status_code == 200  # open: it shows only instance states
+    # the instance got the swarm's internal key, never the client's
+    assert "s3cret" not in str(one_fake.record.headers)
+
+
+async def test_unknown_path_and_method_in_openai_shape(one_fake: Any) -> None:
+    pool = UpstreamPool.from_urls([one_fake.url])
+    async with asgi_client(create_app(pool)) as client:
+        openai_error(await client.get("/v1/nothing"), 404)
+        openai_error(await client.get("/v1/chat/completions"), 405)
+
+
+async def test_cors_only_when_configured(one_fake: Any) -> None:
+    pool = UpstreamPool.from_urls([one_fake.url])
+    preflight = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST"}
+    async with asgi_client(
+        create_app(pool, ProxySettings(cors_origins=("http://localhost:3000",)))
+    ) as client:
+        r = await client.options("/v1/chat/completions", headers=preflight)
+        assert r.status_code == 200
+        assert r.headers["access-control-allow-origin"] == "http://localhost:3000"
+        r = await client.post("/v1/chat/completions", json=CHAT, headers={"Origin": "http://localhost:3000"})
+        assert "x-swarm-agreement" in r.headers["access-control-expose-headers"].lower()
+    async with asgi_client(create_app(pool)) as client:
+        r = await client.post("/v1/chat/completions", json=CHAT, headers={"Origin": "http://localhost:3000"})
+        assert "access-control-allow-origin" not in r.headers

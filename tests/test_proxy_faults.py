@@ -1,0 +1,91 @@
+"""Faulty instances (real HTTP fakes): the rest still vote, or the client gets the right 5xx,
+and the proxy stays up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from swarm_supervisor.proxy.app import create_app
+from swarm_supervisor.proxy.settings import ProxySettings
+from swarm_supervisor.proxy.upstreams import UpstreamPool
+from tests.fakes.upstream import Behaviour, fake_upstreams, served_client
+
+pytestmark = pytest.mark.anyio
+
+GOOD = "def add(a, b):\n    return a + b\n"
+CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "add"}]}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_rest_still_vote(stream: bool) -> None:
+    behaviours = [
+        Behaviour(GOOD),
+        Behaviour(GOOD, latency_s=0.3),  # slow
+        Behaviour(fault="500"),
+        Behaviour(fault="invalid_json"),
+        Behaviour(fault="drop"),
+        Behaviour(fault="hang"),  # never answers
+    ]
+    with fake_upstreams(*behaviours) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        settings = ProxySettings(request_timeout_s=1.5, stream_mode="consensus", keepalive_s=0.2)
+        async with served_client(create_app(pool, settings)) as client:
+            r = await client.post("/v1/chat/completions", json={**CHAT, "stream": stream})
+            assert r.status_code == 200
+            if stream:
+                assert GOOD.strip().split("\n")[0][:10] in r.text
+                assert r.text.rstrip().endswith("data: [DONE]")
+            else:
+                body = r.json()
+                assert body["choices"][0]["message"]["content"] == GOOD
+                voters = {v["id"]: v for v in body["swarm"]["voters"]}
+                assert body["swarm"]["votes"] == 2
+                assert [voters[f"{i}.0"]["ok"] for i in range(6)] == [True, True, False, False, False, False]
+                assert voters["2.0"]["error"] == "HTTP 500"
+                assert "JSON" in voters["3.0"]["error"]
+                assert voters["5.0"]["error"] == "timed out"
+                assert body["swarm"]["agreement"] == 1.0  # the share of the answers, not of the voters
+            assert (await client.get("/health")).status_code == 200
+            st = (await client.get("/swarm/status")).json()
+            assert {i["id"]: i["errors"] for i in st["instances"]}["2"] == 1
+
+
+async def test_all_failing_is_502_and_the_proxy_stays_up() -> None:
+    bad = [Behaviour(fault="500"), Behaviour(fault="invalid_json"), Behaviour(fault="drop")]
+    with fake_upstreams(*bad) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with served_client(create_app(pool)) as client:
+            r = await client.post("/v1/chat/completions", json=CHAT)
+            assert r.status_code == 502
+            assert r.json()["error"]["type"] == "upstream_error"
+            for f in fakes:  # the instances recover: so does the answer
+                f.behaviour.fault = None
+            r = await client.post("/v1/chat/completions", json=CHAT)
+            assert r.status_code == 200
+
+
+async def test_none_answering_is_504() -> None:
+    with fake_upstreams(Behaviour(fault="hang"), Behaviour(fault="hang")) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with served_client(create_app(pool, ProxySettings(request_timeout_s=0.5))) as client:
+            r = await client.post("/v1/chat/completions", json=CHAT)
+            assert r.status_code == 504
+            assert (await client.get("/health")).status_code == 200
+
+
+async def test_an_instance_that_is_gone_does_not_vote() -> None:
+    with fake_upstreams(Behaviour(GOOD), Behaviour(GOOD)) as fakes:
+        urls = [f.url for f in fakes] + ["http://127.0.0.1:9"]  # nothing listens there
+        pool = UpstreamPool.from_urls(urls)
+        async with served_client(create_app(pool, ProxySettings(quorum=False))) as client:
+            r = await client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 200
+    voters = {v["id"]: v for v in r.json()["swarm"]["voters"]}
+    assert voters["2.0"]["ok"] is False and "Connect" in voters["2.0"]["error"]

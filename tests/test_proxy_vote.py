@@ -1,0 +1,119 @@
+"""The vote through the proxy: fan-out to every slot, majority wins, the swarm extension, seeds."""
+
+from __future__ import annotations
+
+import pytest
+
+from swarm_supervisor.proxy.app import create_app
+from swarm_supervisor.proxy.settings import ProxySettings
+from swarm_supervisor.proxy.upstreams import Upstream, UpstreamPool
+from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
+
+pytestmark = pytest.mark.anyio
+
+GOOD = "def add(a, b):\n    return a + b\n"
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Write add(a, b) in Python."}]}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_majority_wins_with_agreement_two_thirds() -> None:
+    with fake_upstreams(Behaviour(GOOD), Behaviour("I cannot help with that."), Behaviour(GOOD)) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes], model_id="smollm2:135m:q4_1")
+        async with asgi_client(create_app(pool, ProxySettings(quorum=False))) as client:
+            r = await client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["choices"][0]["message"]["content"] == GOOD
+    assert body["model"] == "smollm2:135m:q4_1"  # any model name in, the swarm's id out
+    swarm = body["swarm"]
+    assert swarm["votes"] == 3
+    assert swarm["agreement"] == pytest.approx(2 / 3, abs=1e-3)
+    assert r.headers["x-swarm-agreement"] == "0.667"
+    assert sorted(map(sorted, swarm["clusters"])) == [["0.0", "2.0"], ["1.0"]]
+    assert swarm["winner"] in {"0.0", "2.0"}
+    assert [v["ok"] for v in swarm["voters"]] == [True, True, True]
+    # usage is the winner's own; the extension sums every voter's
+    assert body["usage"]["prompt_tokens"] == 10
+    assert swarm["usage_total"]["prompt_tokens"] == 30
+
+
+async def test_each_voter_gets_its_own_seed_and_the_internal_key() -> None:
+    with fake_upstreams(Behaviour(GOOD), Behaviour(GOOD)) as fakes:
+        pool = UpstreamPool(model_id="m", context=4096, api_key="internal-secret")
+        for i, f in enumerate(fakes):
+            pool.set_ready(Upstream(str(i), f.url, slots=2), True)
+        async with asgi_client(create_app(pool, ProxySettings(quorum=False))) as client:
+            r = await client.post(
+                "/v1/chat/completions", json={**CHAT, "seed": 7, "swarm_strategy": "quality"}
+            )
+        assert r.status_code == 200
+        assert r.json()["swarm"]["votes"] == 4  # a voter is a slot: 2 processes x 2 slots
+        assert r.json()["swarm"]["strategy"] == "quality"
+        bodies = [b for f in fakes for b in f.record.bodies]
+        assert sorted(b["seed"] for b in bodies) == [7, 8, 9, 10]
+        assert all("swarm_strategy" not in b and b["n"] == 1 and b["stream"] is False for b in bodies)
+        assert all(h["authorization"] == "Bearer internal-secret" for f in fakes for h in f.record.headers)
+
+
+async def test_strategy_header_and_fastest() -> None:
+    with fake_upstreams(Behaviour("slow answer", latency_s=0.5), Behaviour("quick answer")) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with asgi_client(create_app(pool)) as client:
+            r = await client.post("/v1/chat/completions", json=CHAT, headers={"X-Swarm-Strategy": "fastest"})
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"] == "quick answer"
+    assert r.headers["x-swarm-strategy"] == "fastest"
+
+
+async def test_tool_calls_voted_by_structure() -> None:
+    call_a = {"id": "c1", "type": "function", "function": {"name": "read", "arguments": '{"path": "a.py"}'}}
+    call_a2 = {"id": "c9", "type": "function", "function": {"name": "read", "arguments": '{ "path":"a.py" }'}}
+    call_b = {"id": "c2", "type": "function", "function": {"name": "bash", "arguments": '{"cmd": "ls"}'}}
+    with fake_upstreams(
+        Behaviour(tool_calls=[call_b]), Behaviour(tool_calls=[call_a]), Behaviour(tool_calls=[call_a2])
+    ) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with asgi_client(create_app(pool, ProxySettings(quorum=False))) as client:
+            r = await client.post("/v1/chat/completions", json={**CHAT, "tools": [{"type": "function"}]})
+    body = r.json()
+    calls = body["choices"][0]["message"]["tool_calls"]
+    assert calls[0]["function"]["name"] == "read"
+    assert body["choices"][0]["finish_reason"] == "tool_calls"
+    assert body["swarm"]["kind"] == "tool_calls"
+    assert body["swarm"]["agreement"] == pytest.approx(2 / 3, abs=1e-3)
+
+
+async def test_completions_endpoint_votes_too() -> None:
+    with fake_upstreams(Behaviour("x = 1"), Behaviour("x = 1"), Behaviour("zzz")) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with asgi_client(create_app(pool, ProxySettings(quorum=False))) as client:
+            r = await client.post("/v1/completions", json={"model": "m", "prompt": "x ="})
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["text"] == "x = 1"
+    assert r.json()["swarm"]["votes"] == 3
+
+
+async def test_quorum_cancels_the_straggler() -> None:
+    with fake_upstreams(Behaviour(GOOD), Behaviour(GOOD), Behaviour(GOOD, latency_s=30)) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with asgi_client(create_app(pool, ProxySettings(quorum=True))) as client:
+            r = await client.post("/v1/chat/completions", json=CHAT)
+            assert r.status_code == 200
+            swarm = r.json()["swarm"]
+            assert swarm["votes"] == 2
+            straggler = next(v for v in swarm["voters"] if v["id"] == "2.0")
+            assert straggler == {**straggler, "ok": False, "error": "cancelled"}
+            # the slow instance saw its client go away (that is what frees a llama-server slot)
+            await _eventually(lambda: fakes[2].record.disconnects == 1)
+
+
+async def _eventually(check: object, timeout: float = 5.0) -> None:
+    import anyio
+
+    with anyio.fail_after(timeout):
+        while not check():  # type: ignore[operator]
+            await anyio.sleep(0.02)
