@@ -177,3 +177,11 @@ def test_help_lists_the_what_if_flags(flag: str) -> None:
         "--context",
     ):
         assert opt in out
+
+
+def test_a_local_gguf_named_in_the_config(swarm_home: Path, smollm2_gguf: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[plan]\nmodel = "{smollm2_gguf}"\n')
+    code, out, _ = run("--config", str(cfg), "plan", "--json", "--cpu-only", "--ram", "8GiB")
+    assert code == 0, out
+    assert json.loads(out)["gguf_path"] == str(smollm2_gguf)

@@ -5,7 +5,7 @@
     @pass_ctx
     def command(ctx: Ctx, plan_choices: PlanChoices) -> None:
         hw = hardware_from_options(plan_choices)
-        plan = make_plan(hw, ctx.catalogue, ctx.config, overrides_from_options(plan_choices))
+        plan = make_plan(hw, ctx.catalogue, ctx.config, overrides_from_options(plan_choices, ctx.config))
 
 What-if flags (``--gpu-memory``, ``--ram``, ``--apple-silicon``, ``--cpu-only``) replace what
 ``detect()`` found; the others become :class:`PlanOverrides`.
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import click
 
+from ..config import Config
 from ..errors import PlanError
 from ..hardware import HardwareProfile, detect, profile_from_overrides
 from ..plan import PlanOverrides, Topology, is_gguf_path
@@ -68,17 +69,19 @@ class PlanChoices:
         return bool(self.gpu_memory) or self.ram is not None or self.apple_silicon or self.cpu_only
 
 
-def overrides_from_options(choices: PlanChoices) -> PlanOverrides:
-    """The choices as :class:`PlanOverrides`; a ``.gguf`` path is read for its architecture numbers."""
+def overrides_from_options(choices: PlanChoices, config: Config | None = None) -> PlanOverrides:
+    """The choices as :class:`PlanOverrides`. A ``.gguf`` path (``--model``, else the config's
+    ``plan.model``) is read here for its architecture numbers: the plan itself does no I/O."""
+    spec = choices.model or (config.plan.model if config is not None else None)
     facts = None
-    if choices.model and is_gguf_path(choices.model):
-        path = Path(choices.model).expanduser()
+    model = choices.model
+    if spec and is_gguf_path(spec):
+        path = Path(spec).expanduser()
         if not path.is_file():
-            raise PlanError(f"--model {choices.model}: no such file")
+            flag = "--model" if choices.model else "plan.model"
+            raise PlanError(f"{flag} {spec}: no such file")
         facts = read_model_facts(path)
-        model: str | None = str(path)
-    else:
-        model = choices.model
+        model = str(path)
     return PlanOverrides(
         model=model,
         instances=choices.instances,

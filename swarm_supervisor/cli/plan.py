@@ -79,7 +79,7 @@ def command(ctx: Ctx, as_json: bool, plan_choices: PlanChoices) -> None:
     swarm plan --model qwen2.5-coder:7b --instances 4 --context 8192
     """
     hw = hardware_from_options(plan_choices)
-    plan = make_plan(hw, ctx.catalogue, ctx.config, overrides_from_options(plan_choices))
+    plan = make_plan(hw, ctx.catalogue, ctx.config, overrides_from_options(plan_choices, ctx.config))
     if as_json:
         click.echo(json.dumps(plan_to_json(plan)))
     else:
