@@ -28,11 +28,29 @@ def swarm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def _user_llama_server() -> Path | None:
+    """The llama-server that ``make setup`` left in the user's cache (before SWARM_HOME moves)."""
+    try:
+        import bin_fetch
+        from swarm_supervisor.paths import dirs
+
+        found = bin_fetch.find_cached(dirs().bin)
+        return found.path if found is not None else None
+    except Exception:  # a broken cache shows up in bin_fetch's own tests, not here
+        return None
+
+
+_USER_LLAMA_SERVER = _user_llama_server()
+
+
 @pytest.fixture(scope="session")
 def llama_server_bin() -> Path:
+    """A real llama-server: ``SWARM_TEST_LLAMA_SERVER``, else the one in the user's cache."""
     env = os.environ.get("SWARM_TEST_LLAMA_SERVER")
     if env and Path(env).is_file():
         return Path(env)
+    if _USER_LLAMA_SERVER is not None:
+        return _USER_LLAMA_SERVER
     _missing("llama-server")
     raise AssertionError("unreachable")
 
