@@ -155,11 +155,8 @@ def is_stale(rec: Record) -> bool:
     return not supervisor_alive(rec) and not live_instances(rec)
 
 
-def claim(rf: RunFile, initial: Record) -> None:
-    """Write ``initial`` as the run file unless a live swarm of that name has one (then raise).
-
-    A stale run file is removed first. Call with ``rf.lock()`` held.
-    """
+def ensure_not_running(rf: RunFile) -> None:
+    """Raise if a live swarm of that name has a run file; remove a stale one. Hold ``rf.lock()``."""
     rec = rf.read()
     if rec is not None and not is_stale(rec):
         where = rec.get("base_url") or "starting"
@@ -172,6 +169,14 @@ def claim(rf: RunFile, initial: Record) -> None:
     if rec is not None:
         log.info("removing the stale run file %s", rf.path)
         rf.remove()
+
+
+def claim(rf: RunFile, initial: Record) -> None:
+    """Write ``initial`` as the run file unless a live swarm of that name has one (then raise).
+
+    A stale run file is removed first. Call with ``rf.lock()`` held.
+    """
+    ensure_not_running(rf)
     rf.write(initial)
 
 
@@ -253,3 +258,23 @@ def process_rss(pid: int | None, create_time: float | None) -> int | None:
         return int(psutil.Process(pid).memory_info().rss)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
+
+
+def live_status(rec: Record, vram_by_pid: dict[int, int] | None = None) -> Record:
+    """The run file as ``swarm ps`` shows it: no key, and memory measured now (from any shell)."""
+    out = {k: v for k, v in rec.items() if k != "internal_key"}
+    out["supervisor_alive"] = supervisor_alive(rec)
+    instances = []
+    for inst in rec.get("instances") or []:
+        inst = dict(inst)
+        alive = isinstance(inst.get("pid"), int) and same_process(inst["pid"], inst.get("create_time"))
+        inst["alive"] = alive
+        inst["rss_bytes"] = process_rss(inst.get("pid"), inst.get("create_time")) if alive else None
+        pid = inst.get("pid")
+        vram = None
+        if vram_by_pid is not None and alive and isinstance(pid, int):
+            vram = vram_by_pid.get(pid, 0)
+        inst["vram_bytes"] = vram
+        instances.append(inst)
+    out["instances"] = instances
+    return out

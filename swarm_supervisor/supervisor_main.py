@@ -14,7 +14,8 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from .errors import ProcessError, SwarmError
 from .process import State
@@ -84,13 +85,13 @@ async def run_swarm(
     return 0
 
 
-def _run(coro: object) -> int:
+def run_until_done(coro: Coroutine[Any, Any, int]) -> int:
+    """Run ``coro`` in a fresh event loop (uvloop where installed, as uvicorn prefers)."""
     try:
         import uvloop
-
-        return int(uvloop.run(coro))  # type: ignore[arg-type]
     except ImportError:  # pragma: no cover - uvicorn[standard] brings uvloop (not on Windows)
-        return int(asyncio.run(coro))  # type: ignore[arg-type]
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per health probe
     rf = RunFile(args[0])
     try:
         spec = SwarmSpec.from_json(rf.launch_path.read_text(encoding="utf-8"))
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot read the launch spec %s: %s", rf.launch_path, exc)
         return 2
     try:
-        return _run(run_swarm(spec, rf))
+        return run_until_done(run_swarm(spec, rf))
     except SwarmError as exc:
         log.error("%s", exc)
         return 1

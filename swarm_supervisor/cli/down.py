@@ -1,0 +1,35 @@
+"""``swarm down``: stop a swarm, from any shell, also after its supervisor was killed."""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import SwarmStateError
+from ..runfile import RunFile, list_names, teardown
+from .app import Ctx, pass_ctx
+
+
+@click.command("down")
+@click.option("--name", default="default", show_default=True, help="Which swarm.")
+@click.option("--all", "all_", is_flag=True, help="Stop every swarm of this user.")
+@pass_ctx
+def command(ctx: Ctx, name: str, all_: bool) -> None:
+    """Stop the supervisor, the proxy and every instance (TERM, grace, KILL to each process group).
+
+    Uses the run file, so it works after the supervisor itself was killed; a pid that now belongs
+    to another program is never signalled."""
+    names = list_names(ctx.dirs) if all_ else [name]
+    if all_ and not names:
+        ctx.console.print("No swarm is running.")
+        return
+    grace = ctx.config.supervisor.stop_grace_s
+    for n in names:
+        try:
+            lines = teardown(RunFile(n, ctx.dirs), grace)
+        except SwarmStateError:
+            if all_:
+                continue
+            raise
+        for line in lines:
+            ctx.console.print(f"  {line}", highlight=False)
+        ctx.console.print(f"Swarm {n!r} is down.", highlight=False)

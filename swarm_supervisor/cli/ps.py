@@ -1,0 +1,48 @@
+"""``swarm ps``: the instances of a running swarm, their state and memory."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from ..errors import SwarmStateError
+from ..health import VramReader
+from ..render import render_status
+from ..runfile import RunFile, is_stale, live_status
+from .app import Ctx, pass_ctx
+
+
+@click.command("ps")
+@click.option("--name", default="default", show_default=True, help="Which swarm.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@pass_ctx
+def command(ctx: Ctx, name: str, as_json: bool) -> None:
+    """Show the swarm: base URL, model, totals, and per instance its pid, port, state, GPU, RSS,
+    VRAM, uptime, requests, average latency and restarts. Works from any shell."""
+    rf = RunFile(name, ctx.dirs)
+    with rf.lock():
+        rec = rf.read()
+        if rec is not None and is_stale(rec):
+            rf.remove()
+            raise SwarmStateError(
+                f"swarm {name!r} is not running (its supervisor and instances are gone; "
+                "removed the stale run file). Start it with `swarm up`"
+            )
+    if rec is None:
+        raise SwarmStateError(f"no swarm named {name!r} is running; start one with `swarm up`")
+    vram = VramReader()
+    try:
+        status = live_status(rec, vram.by_pid())
+    finally:
+        vram.close()
+    if as_json:
+        click.echo(json.dumps(status, indent=2))
+        return
+    ctx.console.print(render_status(status, time.time()))
+    if not status["supervisor_alive"]:
+        ctx.warn(
+            f"the supervisor (pid {status.get('supervisor_pid')}) is gone; nothing restarts the instances. "
+            f"`swarm down{'' if name == 'default' else ' --name ' + name}` stops what is left"
+        )

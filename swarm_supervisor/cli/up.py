@@ -1,0 +1,166 @@
+"""``swarm up``: plan, fetch, start the instances and the proxy; return once all are ready."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from ..config import Config
+from ..errors import PlanError
+from ..plan import Plan, embedded_plan, make_plan
+from ..render import render_status
+from ..runfile import RunFile, ensure_not_running, live_status, teardown
+from ..store import resolve_model
+from ..supervisor import Supervisor
+from ..supervisor_launch import (
+    build_spec,
+    check_port,
+    claim_foreground,
+    extra_args_for,
+    find_binary,
+    start_detached,
+    wait_until_up,
+)
+from ..supervisor_main import run_swarm, run_until_done
+from .app import Ctx, pass_ctx
+from .options import PlanChoices, hardware_from_options, overrides_from_options, plan_options
+from .plan import plan_rows
+
+
+def _plan_table(plan: Plan) -> Table:
+    table = Table(title="Starting", title_justify="left", show_header=False, show_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in plan_rows(plan):
+        table.add_row(label, value)
+    return table
+
+
+def _with_strategy(config: Config, strategy: str | None) -> Config:
+    if strategy is None:
+        return config
+    return config.model_copy(update={"proxy": config.proxy.model_copy(update={"strategy": strategy})})
+
+
+@click.command("up")
+@plan_options
+@click.option("--name", default="default", show_default=True, help="Run another swarm beside the first.")
+@click.option("--host", default=None, help="Address the proxy listens on. Default: proxy.host (127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Proxy port (0: any free one).")
+@click.option("--foreground", is_flag=True, help="Stay in the terminal; Ctrl-C stops everything.")
+@click.option(
+    "--llama-server",
+    "llama_server",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Use this llama-server binary.",
+)
+@click.option("--no-fallback", is_flag=True, help="Fail instead of using the embedded model when offline.")
+@click.option(
+    "--strategy", type=click.Choice(["similarity", "quality", "fastest"]), help="How the proxy picks answers."
+)
+@pass_ctx
+def command(
+    ctx: Ctx,
+    plan_choices: PlanChoices,
+    name: str,
+    host: str | None,
+    port: int | None,
+    foreground: bool,
+    llama_server: Path | None,
+    no_fallback: bool,
+    strategy: str | None,
+) -> None:
+    """Start the swarm: the planned llama-server instances and the OpenAI-compatible proxy.
+
+    Returns once every instance is ready and prints the base URL (`swarm ps` shows it again).
+
+    \b
+    swarm up                                  the best plan for this machine
+    swarm up --model smollm2:135m --instances 3
+    swarm up --model ./my-model.gguf --port 8001 --name second
+    """
+    if plan_choices.what_if:
+        raise PlanError(
+            "--gpu-memory, --ram, --apple-silicon and --cpu-only are what-if flags of `swarm plan`; "
+            "`swarm up` runs on the hardware it finds"
+        )
+    rf = RunFile(name, ctx.dirs)
+    with rf.lock():  # fail early, before any download
+        ensure_not_running(rf)
+    config = _with_strategy(ctx.config, strategy)
+    host = host or config.proxy.host
+    port = config.proxy.port if port is None else port
+    check_port(host, port)
+
+    hw = hardware_from_options(plan_choices)
+    overrides = overrides_from_options(plan_choices)
+    plan = make_plan(hw, ctx.catalogue, config, overrides)
+
+    def fallback(instead_of: str) -> Plan:
+        return embedded_plan(hw, ctx.catalogue, config, overrides, instead_of)
+
+    model = resolve_model(plan, ctx.catalogue, ctx.dirs, allow_fallback=not no_fallback, fallback=fallback)
+    if model.plan is not None:
+        plan = model.plan
+    if model.warning:
+        ctx.warn(model.warning)
+    for warning in plan.warnings:
+        ctx.warn(warning)
+    binary, backend = find_binary(config, ctx.dirs, hw, llama_server)
+    gpu_vendor = hw.discrete_gpus[0].vendor if plan.device == "gpu" and hw.discrete_gpus else None
+    spec = build_spec(
+        rf,
+        plan,
+        binary=binary,
+        model_path=model.path,
+        config=config,
+        host=host,
+        port=port,
+        backend=backend,
+        gpu_vendor=gpu_vendor,
+        extra_args=extra_args_for(plan, ctx.catalogue, config),
+    )
+    ctx.console.print(_plan_table(plan))
+    ctx.console.print()
+
+    if foreground:
+        claim_foreground(rf, spec)
+
+        def on_up(sup: Supervisor) -> None:
+            _print_up(ctx, sup.snapshot())
+            ctx.console.print("Ctrl-C stops the swarm.")
+
+        code = run_until_done(run_swarm(spec, rf, on_up=on_up))
+        with rf.lock():
+            rec = rf.read()
+            if rec is not None and rec.get("status") == "failed":
+                ctx.err.print(f"[bold red]error:[/] {rec.get('reason')}", highlight=False)
+            rf.remove()
+        sys.exit(code)
+
+    started = time.monotonic()
+    proc = start_detached(rf, spec)
+    timeout = config.supervisor.ready_timeout_s * max(plan.processes, 1) + 30.0
+    try:
+        with ctx.console.status(f"starting {len(spec.instances)} instance(s) of {plan.model_id} ..."):
+            rec = wait_until_up(rf, proc, timeout)
+    except KeyboardInterrupt:
+        ctx.err.print("interrupted: stopping what was started")
+        teardown(rf, config.supervisor.stop_grace_s)
+        sys.exit(130)
+    took = time.monotonic() - started
+    _print_up(ctx, live_status(rec))
+    ctx.console.print(
+        f"All ready in {took:.1f} s. Stop with `swarm down{'' if name == 'default' else ' --name ' + name}`."
+    )
+
+
+def _print_up(ctx: Ctx, status: dict[str, Any]) -> None:
+    ctx.console.print(render_status(status, time.time()))
+    ctx.console.print()
+    ctx.console.print(f"[bold]Base URL:[/] {status.get('base_url')}", highlight=False)
