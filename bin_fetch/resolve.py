@@ -152,7 +152,7 @@ def find_or_fetch(req: Request, progress: Progress | None = None) -> Binary:
                 if not req.allow_build:
                     raise
                 log.warning("step 4: the release binary failed: %s", exc)
-                progress.note(f"release binary unavailable ({exc}); building from source instead")
+                progress.note(f"no release binary ({str(exc).split('; ')[0]}); building from source instead")
         if not req.allow_build:
             raise FetchBinaryError(
                 f"no {backend} llama-server is cached in {req.cache_dir} and fetching is off; "
