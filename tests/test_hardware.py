@@ -56,6 +56,19 @@ def test_h100_csv_and_nvml_agree() -> None:
     assert from_csv.driver == from_nvml.driver
 
 
+def test_real_h100_capture() -> None:
+    """Read on the project's H100 device machine: nvidia-smi, NVML and detect() agree."""
+    from tests.machines import load_machine
+
+    folder = DATA / "h100_real"
+    (from_csv,) = parse_nvidia_smi_csv((folder / "nvidia-smi.csv").read_text())
+    (from_nvml,) = load_machine("h100_real").gpus
+    assert from_csv.name == from_nvml.name == "NVIDIA H100 80GB HBM3"
+    assert from_csv.total_bytes == from_nvml.total_bytes == 85520809984
+    assert from_csv.driver == from_nvml.driver == "580.159.04"
+    assert abs(from_csv.free_bytes - from_nvml.free_bytes) < MiB  # MiB-rounded, read moments apart
+
+
 def test_csv_edge_cases() -> None:
     text = "\n1, Tesla T4, 15360, 14911, [N/A]\n\n0, Tesla T4, 15360, 15000, 535.1\n"
     gpus = parse_nvidia_smi_csv(text)
