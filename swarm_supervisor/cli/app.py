@@ -21,7 +21,8 @@ class SwarmClickError(click.ClickException):
 
     def __init__(self, err: SwarmError) -> None:
         super().__init__(str(err))
-        self.exit_code = err.exit_code
+        self.error = err
+        setattr(self, "exit_code", err.exit_code)  # noqa: B010 (click declares it a ClassVar)
 
     def show(self, file: object = None) -> None:
         Console(stderr=True).print(f"[bold red]error:[/] {self.format_message()}", highlight=False)
