@@ -138,3 +138,22 @@ def test_real_subprocess(tmp_path: Path) -> None:
     data = json.loads(proc.stdout)
     assert data["logical_cores"] == psutil.cpu_count()
     assert data["os"] in ("linux", "darwin", "windows")
+
+
+def test_cli_shows_a_cached_binary_through_bin_fetch(swarm_home: Path) -> None:
+    """A finished entry in the binary cache (bin_fetch's own layout) is what detect reports."""
+    from bin_fetch import cache
+    from swarm_supervisor.paths import dirs
+
+    cache_dir = dirs().bin
+    with cache.staging(cache_dir) as stage:
+        (stage / "bin").mkdir()
+        (stage / "bin" / "llama-server").write_text("#!/bin/sh\n")
+        manifest = {"binary": "bin/llama-server", "version": "11434.0.0", "backend": "cpu", "origin": "build"}
+        cache.commit(stage, cache.entry_name("build", "11434.0.0", "cpu"), manifest)
+    data = json.loads(CliRunner().invoke(main, ["detect", "--json"]).output)
+    info = data["llama_server"]
+    assert info["path"].endswith("llama-server") and Path(info["path"]).is_relative_to(swarm_home)
+    assert (info["version"], info["backend"], info["source"]) == ("11434.0.0", "cpu", "build")
+    table = CliRunner().invoke(main, ["detect"], terminal_width=200).output
+    assert "llama-server" in table and "11434.0.0" in table
