@@ -59,7 +59,8 @@ def _from_cache(req: Request, backend: Backend) -> Binary | None:
     keys: list[tuple[str, str]] = []
     if not req.force_build:
         keys.append(("release", req.release_tag))
-    keys.append(("build", req.sdist_version))
+    if not (req.force_build and req.rebuild):
+        keys.append(("build", req.sdist_version))
     for origin, version in keys:
         entry = cache.get_entry(req.cache_dir, origin, version, backend)
         if entry is None:

@@ -72,6 +72,8 @@ class Request:
     release_base_url: str = DEFAULT_RELEASE_BASE_URL
     sdist_version: str = DEFAULT_SDIST_VERSION
     force_build: bool = False
+    #: with force_build: ignore a cached build of this version and build it again
+    rebuild: bool = False
     allow_download: bool = True
     use_path: bool = True
     allow_build: bool = True

@@ -138,6 +138,8 @@ def test_extra_targets_build_llama_quantize(tmp_path: Path, sdist: Path) -> None
     quantize = find_tool(binary, "llama-quantize")
     assert quantize is not None and os.access(quantize, os.X_OK)
     assert find_or_fetch(request(cache_dir, sdist, extra_targets=("llama-quantize",))).source == "cache"
+    # rebuild=True (with force_build) ignores the cached build
+    assert find_or_fetch(request(cache_dir, sdist, rebuild=True)).source == "build"
 
 
 def test_portable_build_turns_native_off(tmp_path: Path, sdist: Path) -> None:
