@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -403,3 +404,25 @@ def test_a_broken_llama_server_on_path_is_skipped(tmp_path: Path, monkeypatch: p
 
     with pytest.raises(FetchBinaryError, match="no cpu llama-server is cached"):
         find_or_fetch(Request(cache_dir=tmp_path / "cache", allow_download=False, allow_build=False))
+
+
+def test_rich_progress_bar_on_a_terminal(server: ReleaseServer, cache_dir: Path) -> None:
+    server.publish(TAG, {LINUX_ASSET: linux_archive()})
+    console = Console(file=io.StringIO(), force_terminal=True, record=True, width=120)
+
+    find_or_fetch(request(cache_dir, server), make_progress(console))
+
+    text = console.export_text()
+    assert f"downloading {LINUX_ASSET}" in text
+    assert "llama-server 1234 (abc)" in text
+
+
+def test_mlx_server_is_found_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bin_fetch import find_mlx_server
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert find_mlx_server() is None or find_mlx_server() == Path(sys.executable).parent / "mlx_lm.server"
+    write_script(tmp_path / "mlx-bin" / "mlx_lm.server", b"#!/bin/sh\nexit 0\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "mlx-bin"))
+    if not (Path(sys.executable).parent / "mlx_lm.server").exists():
+        assert find_mlx_server() == tmp_path / "mlx-bin" / "mlx_lm.server"
