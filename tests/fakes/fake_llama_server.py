@@ -54,6 +54,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main() -> None:
+    if "--version" in sys.argv[1:]:
+        print("version: 0.0.0-fake (build 0, commit fake)", file=sys.stderr)
+        sys.exit(0)
+    if "--list-devices" in sys.argv[1:]:
+        print("Available devices:")
+        sys.exit(0)
     args = parse(sys.argv[1:])
     print(f"fake llama-server pid {os.getpid()} port {args.port} model {args.model}", flush=True)
     if args.fake_ignore_sigterm:
