@@ -104,9 +104,7 @@ def _read(path: Path) -> tuple[Any, int]:
     try:
         reader = gguf.GGUFReader(path)
     except (ValueError, IndexError, KeyError, TypeError, OverflowError, struct.error) as exc:
-        raise _bad(
-            path, f"its metadata does not read back ({exc}); the file is corrupt or truncated"
-        ) from None
+        raise _bad(path, f"it does not read back as a GGUF, so it is corrupt or truncated ({exc})") from None
     except OSError as exc:
         raise _bad(path, f"cannot map it ({exc.strerror})") from None
     end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
