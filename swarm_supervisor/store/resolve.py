@@ -221,5 +221,11 @@ def resolve_model(
     reason = "HF_HUB_OFFLINE is set" if offline else "the hub is unreachable"
     warning = fallback_warning(choice, planned_bytes, reason)
     log.debug("falling back to %s: %s", fb.model_id, warning)
-    model = resolve_choice(fb, catalogue, dirs, offline=offline, plan=fb_plan, quiet=quiet)
+    try:
+        model = resolve_choice(fb, catalogue, dirs, offline=offline, plan=fb_plan, quiet=quiet)
+    except FetchError as exc:
+        raise FetchError(
+            f"{choice.model_id} cannot be fetched ({reason}) and the embedded {fb.model_id} could not be "
+            f"installed either: {exc}"
+        ) from None
     return replace(model, plan=fb_plan, warning=warning, fallback_from=choice.model_id)
