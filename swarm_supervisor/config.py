@@ -170,6 +170,9 @@ class PlanConfig(_Strict):
     context: Annotated[int, Field(ge=512)] = 16384
     preferred: list[str] = []  # family names to try first
     model: str | None = None  # NAME[:SIZE[:QUANT]] or a path to a .gguf
+    #: CPU-only machines: largest model size (billions of parameters) per physical core that the
+    #: automatic choice considers, and at most one voter per core; 0 turns both caps off
+    cpu_params_b_per_core: Annotated[float, Field(ge=0)] = 1.0
 
     @model_validator(mode="after")
     def _bounds(self) -> PlanConfig:

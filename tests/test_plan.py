@@ -65,7 +65,7 @@ SELECTION = {
     "MI300X": ("qwen2.5-coder", "32b", "q8_0", 8),
     "M2_16": ("qwen2.5-coder", "7b", "q5_k_m", 2),
     "M3MAX_64": ("qwen2.5-coder", "32b", "q5_k_m", 2),
-    "CPU16": ("qwen2.5-coder", "7b", "q5_k_m", 2),
+    "CPU16": ("qwen2.5-coder", "3b", "q8_0", 4),  # 4 cores: up to 3B, one voter per core
 }
 
 
@@ -86,6 +86,8 @@ def test_selection_table(machine: str, cat: Catalogue) -> None:
     m = plan.memory
     assert m.total_bytes <= m.budget_bytes
     capped = plan.voters == Config().plan.max_instances and _is_top_of_catalogue(plan, cat)
+    if plan.device == "cpu":  # the CPU caps bound the size and the voters, not the memory
+        capped = capped or plan.voters == max(Config().plan.min_instances, hw.physical_cores)
     if not capped:
         assert m.total_bytes >= 0.8 * m.budget_bytes, (
             f"{machine} uses only {m.total_bytes / m.budget_bytes:.0%}"
@@ -100,6 +102,19 @@ def test_selection_table(machine: str, cat: Catalogue) -> None:
     else:
         assert plan.device == "cpu" and plan.gpu_layers == 0
         assert plan.processes * plan.threads <= hw.physical_cores
+
+
+def test_cpu_caps_keep_a_small_machine_usable(cat: Catalogue) -> None:
+    two_cores = cpu(24, cores=2)
+    plan = make_plan(two_cores, cat, Config(), NONE)
+    assert (plan.model, plan.size) == ("qwen2.5-coder", "1.5b")
+    assert plan.voters == 2
+    assert any("CPU-only with 2 physical cores" in r for r in plan.reasons)
+    off = Config.model_validate({"plan": {"cpu_params_b_per_core": 0}})
+    uncapped = make_plan(two_cores, cat, off, NONE)
+    assert uncapped.size == "7b" and uncapped.voters > 2
+    asked = make_plan(two_cores, cat, Config(), PlanOverrides(instances=5))
+    assert asked.voters == 5
 
 
 def test_two_gpus_spread_the_voters(cat: Catalogue) -> None:
@@ -286,7 +301,7 @@ def test_plan_json_has_the_contract_fields(cat: Catalogue) -> None:
 
 def test_arithmetic_lines_add_up(cat: Catalogue) -> None:
     lines = arithmetic_lines(make_plan(cpu(16, 4), cat, Config(), NONE))
-    assert lines[0].startswith("per process: ") and " weights + 2 x " in lines[0]
+    assert lines[0].startswith("per process: ") and " weights + 4 x " in lines[0]  # 4 cores: 4 voters
     assert lines[-1].startswith("budget: ")
 
 

@@ -263,7 +263,39 @@ def make_plan(hw: HardwareProfile, catalogue: Catalogue, config: Config, overrid
         "model: {id}, the largest size and then the highest quantization of the first family "
         "in priority order that fits"
     )
+    cands, config, cpu_why = _cpu_caps(hw, config, overrides, cands)
+    if cpu_why:
+        why += "; " + cpu_why
     return _plan(hw, config, overrides, cands, why)
+
+
+def _cpu_caps(
+    hw: HardwareProfile, config: Config, overrides: PlanOverrides, cands: list[Candidate]
+) -> tuple[list[Candidate], Config, str]:
+    """On a CPU-only machine, keep the automatic choice to what its cores can run at a usable speed.
+
+    Memory alone would put a 7B model with 4 voters on a 2-core box, where it generates a token or
+    two a second; every voter on the same cores slows the others down as much. So: models up to
+    ``plan.cpu_params_b_per_core`` x physical cores (the smallest model when none is that small),
+    and at most one voter per physical core (never fewer than ``plan.min_instances``).
+    """
+    per_core = config.plan.cpu_params_b_per_core
+    if per_core <= 0 or hw.discrete_gpus or hw.apple_silicon:
+        return cands, config, ""
+    limit = per_core * hw.physical_cores
+    kept = [c for c in cands if c.params_b <= limit]
+    if not kept and cands:
+        smallest = min(c.params_b for c in cands)
+        kept = [c for c in cands if c.params_b == smallest]
+    high = min(config.plan.max_instances, max(config.plan.min_instances, hw.physical_cores))
+    if overrides.instances is None and high < config.plan.max_instances:
+        plan_cfg = config.plan.model_copy(update={"max_instances": high})
+        config = config.model_copy(update={"plan": plan_cfg})
+    why = (
+        f"CPU-only with {hw.physical_cores} physical cores: sizes up to {limit:g}B parameters and "
+        f"at most {high} voters (plan.cpu_params_b_per_core = {per_core:g}; 0 turns this off)"
+    )
+    return kept, config, why
 
 
 def embedded_plan(
