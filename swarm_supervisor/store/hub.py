@@ -147,6 +147,10 @@ def _hub_error(exc: Exception, repo: str, filename: str, embedded: Sequence[str]
         if status == 404:
             return FetchError(f"{repo}/{filename} was not found on the hub; check models.toml")
         return FetchError(f"the hub answered HTTP {status} for {repo}/{filename}")
+    if isinstance(exc, hf.HFValidationError):
+        return FetchError(
+            f"{repo!r} / {filename!r} is not a valid hub repo or file name ({exc}); fix models.toml"
+        )
     raise exc
 
 
@@ -185,8 +189,8 @@ def fetch_from_hub(
     downloaded = False
     for filename in files:
         rel = _safe_rel(filename)
-        url = hf_hub_url(repo, filename, revision=revision, endpoint=endpoint)
         try:
+            url = hf_hub_url(repo, filename, revision=revision, endpoint=endpoint)
             meta = get_hf_file_metadata(url, token=token, endpoint=endpoint)
         except Exception as exc:
             err = _hub_error(exc, repo, filename, embedded)
