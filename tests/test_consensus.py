@@ -9,7 +9,9 @@ import pytest
 from swarm_supervisor.consensus import (
     Candidate,
     Verdict,
+    canonical,
     code_blocks,
+    definition,
     quorum_reached,
     requested_functions,
     signature,
@@ -113,7 +115,7 @@ def test_tokens_ignore_spacing_but_keep_indentation() -> None:
 
 def test_tokens_keep_strings_numbers_and_operators_whole() -> None:
     toks = tokenize("s = \"a b  c\" + f'{x}' ** 2.5e3 // 0x1F -> y != z")
-    assert '"a b  c"' in toks and "f'{x}'" in toks
+    assert '"a b  c"' in toks and "'{x}'" in toks
     assert {"**", "2.5e3", "//", "0x1F", "->", "!="} <= set(toks)
 
 
@@ -325,3 +327,58 @@ def test_quorum_for_tool_calls_and_fastest() -> None:
     assert quorum_reached(answers, 3)
     assert quorum_reached([cand("a", "", 0.1)], 4, strategy="fastest") is False
     assert quorum_reached([cand("a", "hi", 0.1)], 4, strategy="fastest")
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def test_structure_ignores_names_annotations_docstrings_comments_and_quotes() -> None:
+    a = tokenize(
+        'def area(w: float, h: float) -> float:\n    """Area."""\n'
+        "    # width times height\n    return w * h\n"
+    )
+    b = tokenize("def area(width, height):\n    return width*height  # simple\n")
+    c = tokenize("def area(w, h):\n    return w + h\n")
+    assert canonical(a) == canonical(b)
+    assert canonical(a) != canonical(c)
+    assert canonical(tokenize('x = "a"')) == canonical(tokenize("y = 'a'"))
+
+
+def test_definition_cuts_out_the_requested_function() -> None:
+    toks = tokenize(
+        "import math\n\ndef helper(x):\n    return x\n\n"
+        "def area(r):\n    return math.pi * r ** 2\n\nprint(area(2))\n"
+    )
+    fn = definition(toks, {"area"})
+    assert fn is not None and fn[:2] == ["def", "area"]
+    assert "print" not in fn and "helper" not in fn
+    assert definition(toks, {"volume"}) is None
+
+
+EXPLAINED = [
+    "```python\ndef is_even(n):\n    return n % 2 == 0\n```\n\nThe modulo operator gives the remainder; "
+    "an even number leaves none, so the comparison with zero is True exactly for even numbers.",
+    'Sure, here it is:\n```python\ndef is_even(number: int) -> bool:\n    """True if even."""\n'
+    "    return number % 2 == 0\n```\nThis works for negative numbers too, "
+    "since Python's % keeps the sign of the divisor.",
+    "```python\ndef is_even(k):\n    # check the last bit of the remainder\n    return k % 2 == 0\n```\n"
+    "You can call it as `is_even(10)`, which returns True, or `is_even(7)`, which returns False.",
+]
+WRONG = "```python\ndef is_even(n):\n    return str(n).endswith('0')\n```\n\nThis checks whether n is even."
+
+
+def test_quality_votes_on_code_structure_not_on_the_prose_around_it() -> None:
+    prompt = 'def is_even(n: int) -> bool:\n    """Return True if n is even."""\n'
+    answers = [cand("a", t, 1.0 + i) for i, t in enumerate(EXPLAINED)]
+    answers += [cand("w1", WRONG, 0.2), cand("w2", WRONG, 0.3)]
+    assert vote(answers).winner == 3  # by text, the two identical wrong answers agree most
+    v = vote(answers, strategy="quality", prompt=prompt)
+    assert v.winner in (0, 1, 2)
+    assert sorted(v.clusters[0]) == [0, 1, 2]
+    assert v.agreement == pytest.approx(0.6)
+
+
+def test_quorum_with_quality_counts_structural_agreement() -> None:
+    answers = [cand("a", t) for t in EXPLAINED[:2]]
+    assert not quorum_reached(answers, 3)
+    assert quorum_reached(answers, 3, strategy="quality", prompt="def is_even(n):")

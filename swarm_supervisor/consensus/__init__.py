@@ -9,10 +9,12 @@ verdict.winner, verdict.agreement   # (1, 1.0): identical answers, the faster on
 from __future__ import annotations
 
 from .code import CodeBlock, code_blocks, requested_functions
+from .quality import analyse, quality_problems
+from .structure import canonical, definition
 from .tokens import tokenize
 from .toolcalls import canonical_arguments, signature
 from .types import STRATEGIES, Candidate, Dropped, Kind, Strategy, Verdict
-from .vote import DEFAULT_THRESHOLD, quality_problems, quorum_reached, vote
+from .vote import DEFAULT_THRESHOLD, quorum_reached, vote
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -23,8 +25,11 @@ __all__ = [
     "Kind",
     "Strategy",
     "Verdict",
+    "analyse",
+    "canonical",
     "canonical_arguments",
     "code_blocks",
+    "definition",
     "quality_problems",
     "quorum_reached",
     "requested_functions",

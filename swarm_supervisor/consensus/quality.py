@@ -1,0 +1,81 @@
+"""What the `quality` strategy knows about an answer without running it: whether to drop it,
+and the tokens it is compared on (the structure of its code rather than its wording)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .code import block_problem, code_blocks, requested_functions
+from .structure import canonical, definition
+from .tokens import tokenize
+from .types import Candidate, Dropped
+
+
+def _text_problem(content: str, finish_reason: str | None, wanted: set[str]) -> tuple[str | None, list[str]]:
+    """(why to drop it or None, its comparison tokens) for one text answer."""
+    blocks = code_blocks(content)
+    # a block left open by a cut-off answer cannot parse; judge the blocks that closed
+    py = [b.body for b in blocks if b.is_python]
+    for b in blocks:
+        if b.closed or finish_reason != "length":
+            problem = block_problem(b)
+            if problem is not None:
+                return problem, []
+    if not py:
+        if wanted:
+            return f"has no Python code defining {', '.join(sorted(wanted))}", []
+        return None, tokenize(content)
+    code = tokenize("\n".join(py))
+    if wanted:
+        fn = definition(code, wanted)
+        if fn is None:
+            return f"defines none of the requested functions ({', '.join(sorted(wanted))})", []
+        return None, canonical(fn)
+    return None, canonical(code)
+
+
+def analyse(
+    candidates: Sequence[Candidate], prompt: str | None = None, *, others_finished: bool | None = None
+) -> tuple[list[Dropped], dict[int, list[str]]]:
+    """The candidates `quality` drops (with the reason, in order) and, for the others that are
+    text, the tokens to compare: the canonical structure of their Python (of the requested
+    function alone when ``prompt`` names one), or their text when they hold no code.
+
+    ``others_finished`` overrides "did another candidate finish" for the cut-off rule (the
+    quorum check passes True: an answer cut off now never counts towards a quorum).
+    Identical answers are analysed once."""
+    wanted = requested_functions(prompt) if prompt else set()
+    finished = [c.finish_reason != "length" and c.kind != "none" for c in candidates]
+    dropped: list[Dropped] = []
+    keys: dict[int, list[str]] = {}
+    seen: dict[tuple[str, str | None], tuple[str | None, list[str]]] = {}
+    for i, c in enumerate(candidates):
+        if c.kind == "none":
+            dropped.append(Dropped(i, "empty answer"))
+            continue
+        if c.finish_reason == "length":
+            if others_finished is None:
+                someone = any(f for j, f in enumerate(finished) if j != i)
+            else:
+                someone = others_finished
+            if someone:
+                dropped.append(Dropped(i, "cut off (finish_reason length) while others finished"))
+                continue
+        if c.kind != "text" or not c.content:
+            continue
+        memo = (c.content, "length" if c.finish_reason == "length" else None)
+        if memo not in seen:
+            seen[memo] = _text_problem(c.content, c.finish_reason, wanted)
+        problem, tokens = seen[memo]
+        if problem is not None:
+            dropped.append(Dropped(i, problem))
+        else:
+            keys[i] = tokens
+    return dropped, keys
+
+
+def quality_problems(
+    candidates: Sequence[Candidate], prompt: str | None = None, *, others_finished: bool | None = None
+) -> list[Dropped]:
+    """Only the drops of `analyse`."""
+    return analyse(candidates, prompt, others_finished=others_finished)[0]
