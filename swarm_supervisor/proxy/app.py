@@ -7,6 +7,7 @@ shared upstream HTTP client.
     GET  /health                200 while at least one instance is ready, else 503 (no key needed)
     GET  /metrics               Prometheus text: the proxy's metrics and the instances' own
     GET  /swarm/status          what `swarm ps` shows
+    GET  /openapi.json          the OpenAPI 3.1 document of these endpoints (from the pydantic models)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .client import UpstreamClient, new_session
 from .errors import ApiError, error_body
 from .handlers import Context, handle
 from .metrics import CONTENT_TYPE, ProxyMetrics
+from .openapi import openapi_document
 from .settings import ProxySettings
 from .upstreams import UpstreamPool
 
@@ -39,7 +41,15 @@ log = logging.getLogger(__name__)
 #: paths anyone may read even when the proxy has an API key (load balancers, `swarm ps`)
 OPEN_PATHS = frozenset({"/health"})
 _ENDPOINTS = frozenset(
-    {"/v1/models", "/v1/chat/completions", "/v1/completions", "/health", "/metrics", "/swarm/status"}
+    {
+        "/v1/models",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/health",
+        "/metrics",
+        "/swarm/status",
+        "/openapi.json",
+    }
 )
 
 
@@ -148,6 +158,9 @@ def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Sta
             return JSONResponse(pool.status_provider())
         return JSONResponse(minimal_status(pool))
 
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document(settings))
+
     middleware = []
     if settings.cors_origins:
         middleware.append(
@@ -171,6 +184,7 @@ def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Sta
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/swarm/status", status, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
         ],
         middleware=middleware,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _crash},
