@@ -10,6 +10,7 @@ build resumes; the log is kept in ``<cache>/logs`` (and beside the binary).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -308,6 +309,8 @@ def build_from_source(req: Request, backend: Backend, progress: Progress | None 
             },
         )
     shutil.rmtree(work, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        work.parent.rmdir()  # only when no other unfinished build is there
     log.info("build: installed %s (%s) in %.0f s", entry.binary, version, seconds)
     progress.note(f"llama-server {version} ({backend}, built in {seconds:.0f} s) -> {entry.binary}")
     return Binary(path=entry.binary, version=version, backend=backend, source="build")
