@@ -61,7 +61,9 @@ def cmake_args(req: Request, backend: Backend, *, ninja: bool) -> list[str]:
         "-DBUILD_SHARED_LIBS=OFF",
     ]
     if backend == "cuda":
-        args += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={req.cuda_architectures}"]
+        args += ["-DGGML_CUDA=ON"]
+        if req.cuda_architectures:
+            args += [f"-DCMAKE_CUDA_ARCHITECTURES={req.cuda_architectures}"]
     elif backend == "vulkan":
         args += ["-DGGML_VULKAN=ON"]
     elif backend == "rocm":

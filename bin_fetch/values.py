@@ -82,8 +82,10 @@ class Request:
     pip_find_links: str | None = None
     #: extra cmake targets to build beside llama-server (e.g. ``("llama-quantize",)``)
     extra_targets: tuple[str, ...] = ()
-    #: ``CMAKE_CUDA_ARCHITECTURES`` for a CUDA build: "native" builds for the GPUs present
-    cuda_architectures: str = "native"
+    #: ``CMAKE_CUDA_ARCHITECTURES`` for a CUDA build (e.g. "90"). None: llama.cpp chooses,
+    #: which is "native" (the GPUs present) with GGML_NATIVE on, CUDA >= 11.6 and cmake >= 3.24,
+    #: else its portable list
+    cuda_architectures: str | None = None
     #: False: ``GGML_NATIVE=OFF``, a portable build (for a binary meant for other machines)
     native: bool = True
     jobs: int | None = None  # None: os.cpu_count()

@@ -206,6 +206,10 @@ def test_cmake_flags_per_backend(tmp_path: Path) -> None:
     cuda = cmake_args(Request(cache_dir=tmp_path, cuda_architectures="90"), "cuda", ninja=False)
     assert "-DGGML_CUDA=ON" in cuda and "-DCMAKE_CUDA_ARCHITECTURES=90" in cuda
     assert "-G" not in cuda
+    # by default llama.cpp picks the architectures itself ("native" for the GPUs present)
+    default_cuda = cmake_args(Request(cache_dir=tmp_path), "cuda", ninja=True)
+    assert "-DGGML_CUDA=ON" in default_cuda
+    assert not any("CMAKE_CUDA_ARCHITECTURES" in f for f in default_cuda)
     mac = cmake_args(Request(cache_dir=tmp_path, os="darwin", arch="arm64"), "metal", ninja=True)
     assert not any("GGML_METAL" in f for f in mac)  # Metal is llama.cpp's default on macOS
 
