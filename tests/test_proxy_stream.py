@@ -50,8 +50,12 @@ async def test_consensus_stream_of_text() -> None:
             r = await client.post(
                 "/v1/chat/completions", json={**CHAT, "stream_options": {"include_usage": True}}
             )
-        # upstream calls were not streamed: the proxy collects whole answers to vote on them
-        assert all(b["stream"] is False and "stream_options" not in b for f in fakes for b in f.record.bodies)
+        # the voters stream (so that a cancelled one stops at once) and always report usage
+        assert all(
+            b["stream"] is True and b["stream_options"]["include_usage"]
+            for f in fakes
+            for b in f.record.bodies
+        )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
     assert r.headers["x-swarm-agreement"] == "0.667"

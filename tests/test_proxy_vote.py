@@ -55,7 +55,7 @@ async def test_each_voter_gets_its_own_seed_and_the_internal_key() -> None:
         assert r.json()["swarm"]["strategy"] == "quality"
         bodies = [b for f in fakes for b in f.record.bodies]
         assert sorted(b["seed"] for b in bodies) == [7, 8, 9, 10]
-        assert all("swarm_strategy" not in b and b["n"] == 1 and b["stream"] is False for b in bodies)
+        assert all("swarm_strategy" not in b and b["n"] == 1 and b["stream"] is True for b in bodies)
         assert all(h["authorization"] == "Bearer internal-secret" for f in fakes for h in f.record.headers)
 
 

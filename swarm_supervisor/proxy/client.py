@@ -49,27 +49,6 @@ class UpstreamClient:
             headers["Authorization"] = f"Bearer {self.pool.api_key}"
         return headers
 
-    async def post_json(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST ``body``; the answer as a JSON object, or :class:`UpstreamFailure`."""
-        data = json.dumps(body).encode()
-        try:
-            async with self.session.post(url, data=data, headers=self._headers()) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailure("connection", f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
-        try:
-            parsed = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            if status != 200:
-                raise UpstreamFailure("status", f"HTTP {status}", status=status) from None
-            raise UpstreamFailure("invalid_json", "the answer is not valid JSON") from None
-        if status != 200:
-            raise UpstreamFailure("status", f"HTTP {status}", status=status, body=parsed)
-        if not isinstance(parsed, dict):
-            raise UpstreamFailure("invalid_json", "the answer is not a JSON object")
-        return parsed
-
     @asynccontextmanager
     async def stream(self, url: str, body: dict[str, Any]) -> AsyncIterator[AsyncIterator[bytes]]:
         """POST ``body`` and yield its SSE ``data:`` payloads (bytes, without the prefix).

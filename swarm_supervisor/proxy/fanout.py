@@ -16,6 +16,7 @@ from typing import Any
 from ..config import Strategy
 from ..consensus import Candidate, Verdict
 from .client import UpstreamClient, UpstreamFailure
+from .collect import assemble
 from .errors import ApiError, UpstreamStatusError
 from .upstreams import Upstream
 from .voting import Kind, VoterOutcome, candidate_of, decide, enough, prompt_text, usable
@@ -50,11 +51,12 @@ def seeds(count: int, seed: int | None) -> list[int]:
 
 
 async def _call(
-    client: UpstreamClient, url: str, body: dict[str, Any], outcome: VoterOutcome
+    client: UpstreamClient, url: str, body: dict[str, Any], outcome: VoterOutcome, kind: Kind
 ) -> VoterOutcome:
     start = time.perf_counter()
     try:
-        answer = await client.post_json(url, body)
+        async with client.stream(url, body) as payloads:
+            answer = await assemble(payloads, kind)
         if not usable(answer):
             raise UpstreamFailure("invalid_json", "the answer has no choices")
         outcome.body = answer
@@ -86,9 +88,9 @@ async def fan_out(
     outcomes = [VoterOutcome(id=vid, instance=u.id) for vid, u in plan]
     tasks: dict[asyncio.Task[VoterOutcome], VoterOutcome] = {}
     for (_, u), seed, outcome in zip(plan, per_voter, outcomes, strict=True):
-        voter_body = {**body, "seed": seed, "stream": False, "n": 1}
-        voter_body.pop("stream_options", None)
-        task = asyncio.ensure_future(_call(client, u.url + path, voter_body, outcome))
+        # streamed: closing a stream is what makes llama-server stop a cancelled voter (collect.py)
+        voter_body = {**body, "seed": seed, "stream": True, "stream_options": {"include_usage": True}, "n": 1}
+        task = asyncio.ensure_future(_call(client, u.url + path, voter_body, outcome, kind))
         tasks[task] = outcome
 
     prompt = prompt_text(kind, body)

@@ -179,10 +179,11 @@ def _errors(*codes: str) -> dict[str, Any]:
 
 
 def _generate(summary: str, request: type[BaseModel], answer: type[BaseModel]) -> dict[str, Any]:
-    sse = {
-        "type": "string",
+    sse = {  # one server-sent event; `data` is a JSON chunk, then `[DONE]` ends the stream
+        "type": "object",
         "description": "Server-sent events: `data: {chunk}` lines, then `data: [DONE]`; "
         "`: keep-alive` comments while a streamed vote is pending.",
+        "properties": {"data": {"type": "string"}, "event": {"type": "string"}, "id": {"type": "string"}},
     }
     return {
         "post": {

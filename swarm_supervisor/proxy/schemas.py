@@ -16,7 +16,8 @@ from .errors import ApiError, bad_request
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # strict: no "5" for 5, no false for 0.0: the instances get the client's raw JSON, not these values
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class Message(_Open):

@@ -111,6 +111,8 @@ def make_app(behaviour: Behaviour, record: Record) -> Starlette:
                 400,
             )
         if b.fault == "invalid_json":
+            if body.get("stream"):
+                return Response(b'data: {"choices": [\n\n', media_type="text/event-stream")
             return Response(b'{"choices": [', media_type="application/json")
         chat = request.url.path.endswith("/chat/completions")
         if body.get("stream"):

@@ -1,0 +1,176 @@
+"""The proxy in front of two REAL llama-server instances of SmolLM2: answered and voted on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from swarm_supervisor.proxy.app import create_app
+from swarm_supervisor.proxy.settings import ProxySettings
+from swarm_supervisor.proxy.upstreams import Upstream, UpstreamPool
+from tests.fakes.upstream import served_client
+
+pytestmark = [pytest.mark.llama, pytest.mark.anyio]
+
+KEY = "internal-test-key"
+PROMPT = [{"role": "user", "content": "Write a Python function add(a, b) that returns a + b."}]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_llama_servers(
+    binary: Path, model: Path, count: int, tmp: Path, *, ctx: int = 4096, parallel: int = 1
+) -> Iterator[list[str]]:
+    """``count`` llama-server processes (own process groups), ready; stopped afterwards."""
+    key_file = tmp / "key"
+    key_file.write_text(KEY)
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    try:
+        for i in range(count):
+            port = _free_port()
+            log = (tmp / f"llama-{i}.log").open("wb")
+            argv = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port)]
+            argv += ["--threads", "1", "-c", str(ctx * parallel), "--parallel", str(parallel)]
+            argv += ["--metrics", "--api-key-file", str(key_file), "--alias", "smollm2"]
+            procs.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            urls.append(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 60
+        for proc, url in zip(procs, urls, strict=True):
+            while True:
+                assert proc.poll() is None, (tmp / "llama-0.log").read_text()[-2000:]
+                try:
+                    if httpx.get(url + "/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "llama-server did not become ready in 60 s"
+                time.sleep(0.1)
+        yield urls
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def llama_urls(
+    llama_server_bin: Path, smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[str]]:
+    yield from start_llama_servers(llama_server_bin, smollm2_gguf, 2, tmp_path_factory.mktemp("llama"))
+
+
+def _pool(urls: list[str]) -> UpstreamPool:
+    pool = UpstreamPool(model_id="smollm2:135m:q4_1", context=4096, api_key=KEY)
+    for i, url in enumerate(urls):
+        pool.set_ready(Upstream(str(i), url), True)
+    return pool
+
+
+async def test_chat_is_answered_and_voted_on(llama_urls: list[str]) -> None:
+    app = create_app(_pool(llama_urls), ProxySettings(quorum=False))
+    async with served_client(app) as client:
+        r = await client.post(
+            "/v1/chat/completions",
+            json={"model": "whatever", "messages": PROMPT, "max_tokens": 48, "temperature": 0.7},
+            timeout=120,
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["model"] == "smollm2:135m:q4_1"
+        assert body["choices"][0]["message"]["content"].strip()
+        swarm = body["swarm"]
+        assert swarm["votes"] == 2
+        assert all(v["ok"] for v in swarm["voters"])
+        assert 0.5 <= swarm["agreement"] <= 1.0
+        assert r.headers["x-swarm-agreement"]
+        assert body["usage"]["completion_tokens"] > 0
+        assert swarm["usage_total"]["completion_tokens"] >= body["usage"]["completion_tokens"]
+
+        metrics = (await client.get("/metrics")).text
+        assert 'llamacpp:prompt_tokens_total{instance="0"}' in metrics
+        assert 'llamacpp:prompt_tokens_total{instance="1"}' in metrics
+
+
+async def test_greedy_answers_agree(llama_urls: list[str]) -> None:
+    app = create_app(_pool(llama_urls), ProxySettings(quorum=False))
+    async with served_client(app) as client:
+        r = await client.post(
+            "/v1/chat/completions",
+            json={"messages": PROMPT, "max_tokens": 32, "temperature": 0},
+            timeout=120,
+        )
+    assert r.json()["swarm"]["agreement"] == 1.0  # greedy decoding: the same answer twice
+
+
+@pytest.mark.parametrize("mode", ["consensus", "fastest"])
+async def test_streamed_chat(llama_urls: list[str], mode: str) -> None:
+    app = create_app(_pool(llama_urls), ProxySettings(stream_mode=mode))  # type: ignore[arg-type]
+    body: dict[str, Any] = {
+        "messages": PROMPT,
+        "max_tokens": 32,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    async with served_client(app) as client:
+        r = await client.post("/v1/chat/completions", json=body, timeout=120)
+    assert r.status_code == 200
+    lines = [ln for ln in r.text.splitlines() if ln.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    assert '"usage"' in lines[-2]
+    assert any('"content"' in ln for ln in lines)
+
+
+async def test_completions(llama_urls: list[str]) -> None:
+    app = create_app(_pool(llama_urls), ProxySettings(quorum=False))
+    async with served_client(app) as client:
+        r = await client.post(
+            "/v1/completions", json={"prompt": "def add(a, b):", "max_tokens": 16}, timeout=120
+        )
+    assert r.status_code == 200, r.text
+    assert r.json()["swarm"]["votes"] == 2
+
+
+async def _processing(client: httpx.AsyncClient, url: str) -> float:
+    text = (await client.get(url + "/metrics", headers={"Authorization": f"Bearer {KEY}"})).text
+    line = next(ln for ln in text.splitlines() if ln.startswith("llamacpp:requests_processing"))
+    return float(line.split()[-1])
+
+
+async def test_a_client_that_goes_away_frees_the_slots(llama_urls: list[str]) -> None:
+    import anyio
+
+    app = create_app(_pool(llama_urls), ProxySettings(quorum=False))
+    long = {"messages": PROMPT, "max_tokens": 4000, "ignore_eos": True}
+    async with served_client(app) as client, httpx.AsyncClient() as direct:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.post("/v1/chat/completions", json=long, timeout=1.5)
+        busy = [await _processing(direct, u) for u in llama_urls]
+        with anyio.fail_after(10):
+            while any([await _processing(direct, u) for u in llama_urls]):
+                await anyio.sleep(0.1)
+    assert busy  # generation of 4000 tokens would take far longer than the 10 s allowed above
