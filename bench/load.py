@@ -396,11 +396,14 @@ def fake_swarm(upstreams: int, piece_delay_s: float) -> Iterator[Child]:
 
 
 @contextlib.contextmanager
-def real_swarm(binary: Path, model: Path, instances: int, n_predict: int) -> Iterator[Child]:
+def real_swarm(
+    binary: Path, model: Path, instances: int, n_predict: int, context: int = 1024
+) -> Iterator[Child]:
+    """``instances`` real llama-servers (one slot, one thread each) and the proxy over them."""
     llamas: list[Child] = []
     try:
         for _ in range(instances):
-            llamas.append(spawn_llama(binary, model, n_predict=n_predict))
+            llamas.append(spawn_llama(binary, model, n_predict=n_predict, context=context))
         proxy = spawn_proxy([c.url for c in llamas], internal_key=INTERNAL_KEY, request_timeout_s=300.0)
         try:
             yield proxy

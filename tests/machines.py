@@ -69,3 +69,17 @@ ALL: dict[str, HardwareProfile] = {
     "M3MAX_64": M3MAX_64,
     "CPU16": CPU16,
 }
+
+# Several GPUs (issue 10). Kept out of ``ALL`` (whose eight machines other tests count on).
+RTX4090X4 = load_machine("4x4090")  # 4 x RTX 4090 24 GB (display on GPU 0), 256 GB RAM, 32 cores
+H100X8 = load_machine("8xh100")  # DGX H100: 8 x H100 80GB HBM3 (NVML reading), 2 TiB RAM, 112 cores
+A10GX8 = load_machine("8xa10g")  # AWS g5.48xlarge: 8 x A10G 24 GB, 768 GiB RAM, 96 cores
+MIXED_3060_4090 = load_machine("mixed_3060_4090")  # GPU 0 an RTX 3060 12 GB, GPU 1 an RTX 4090 24 GB (NVML)
+
+MULTI_GPU: dict[str, HardwareProfile] = {
+    "A100X2": A100X2,
+    "RTX4090X4": RTX4090X4,
+    "H100X8": H100X8,
+    "A10GX8": A10GX8,
+    "MIXED_3060_4090": MIXED_3060_4090,
+}

@@ -134,10 +134,12 @@ async def test_errors(fakes: list[FakeUpstream]) -> None:
 async def test_no_instance_is_503() -> None:
     pool = UpstreamPool(model_id="m", context=1)
     pool.add(Upstream("0", "http://127.0.0.1:9"))
-    async with ProxyServer(create_app(pool)) as server:
-        async with openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as client:
-            with pytest.raises(openai.InternalServerError) as err:
-                await client.chat.completions.create(model="x", messages=MESSAGES)
+    async with (
+        ProxyServer(create_app(pool)) as server,
+        openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as client,
+    ):
+        with pytest.raises(openai.InternalServerError) as err:
+            await client.chat.completions.create(model="x", messages=MESSAGES)
     assert err.value.status_code == 503
 
 
