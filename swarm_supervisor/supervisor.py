@@ -366,7 +366,12 @@ class Supervisor:
             "ready_voters": self.pool.voters,
             "supervisor": {"pid": os.getpid(), "create_time": sup_ctime},
             "supervisor_pid": os.getpid(),
-            "proxy": {"host": self.spec.proxy_host, "port": self.proxy_port},
+            "proxy": {
+                "host": self.spec.proxy_host,
+                "port": self.proxy_port,
+                # whether clients must send proxy.api_key (the key itself is never recorded)
+                "requires_api_key": bool(self.spec.config.proxy.api_key),
+            },
             "internal_key": self.spec.api_key,
             "started_at": self.started_at,
             "log_dir": self.spec.log_dir,

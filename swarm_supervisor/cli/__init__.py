@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from . import detect, down, logs, plan, ps, pull, up
+from . import detect, down, logs, opencode, plan, ps, pull, up
 from .app import main
 
-for _module in (detect, plan, pull, up, ps, down, logs):
+for _module in (detect, plan, pull, up, ps, down, logs, opencode):
     main.add_command(_module.command)
 
 __all__ = ["main"]

@@ -97,6 +97,7 @@ def main(ctx: click.Context, config_path: Path | None, catalogue_path: Path | No
     swarm up         start the swarm (returns once every instance is ready)
     swarm ps         the instances, their state and memory
     swarm down       stop everything
+    swarm opencode   the opencode provider config for the swarm (--write: into opencode.json)
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(

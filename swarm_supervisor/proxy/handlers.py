@@ -112,17 +112,20 @@ async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
     body = forwardable(data)
     body.pop("model", None)  # each instance serves one model; the client's name is only a label
     client = ctx.upstream_client()
+    tools = isinstance(req, ChatRequest) and bool(req.tools)
     if req.stream:
         mode: StreamMode = (
             req.swarm_stream_mode
             or _choice(request.headers.get("x-swarm-stream-mode"), get_args(StreamMode), "swarm_stream_mode")  # type: ignore[assignment]
             or ctx.settings.stream_mode_for(ctx.pool.voters)
         )
+        ctx.metrics.observe_request(PATHS[kind], mode, tools)
         if mode == "fastest":
             opened = first_stream(client, upstreams, PATHS[kind], body, ctx.settings.request_timeout_s)
             return await _stream_fastest(ctx, opened)
         work = _vote(ctx, client, upstreams, kind, body, strategy)
         return await _stream_consensus(ctx, request, work, kind, req.include_usage)
+    ctx.metrics.observe_request(PATHS[kind], None, tools)
     try:
         ballot = await until_disconnect(request, _vote(ctx, client, upstreams, kind, body, strategy))
     except ClientGone:

@@ -87,7 +87,18 @@ class ProxyMetrics:
         self.tokens = Counter(
             "swarm_tokens", "tokens counted by the voters' usage (every voter)", ["kind"], registry=r
         )
+        self.shapes = Counter(
+            "swarm_completion_requests",
+            "valid completion requests by endpoint, streaming, stream mode and whether tools were sent",
+            ["endpoint", "stream", "stream_mode", "tools"],
+            registry=r,
+        )
         r.register(_PoolCollector(pool))
+
+    def observe_request(self, endpoint: str, stream_mode: str | None, tools: bool) -> None:
+        """Count one valid request; ``stream_mode`` is None for a request that does not stream."""
+        stream = "false" if stream_mode is None else "true"
+        self.shapes.labels(endpoint, stream, stream_mode or "none", "true" if tools else "false").inc()
 
     def observe_usage(self, usage: dict[str, Any] | None) -> None:
         if not usage:
