@@ -156,10 +156,16 @@ def build_argv(cfg: InstanceConfig, port: int) -> list[str]:
 
 
 def instance_env(cfg: InstanceConfig, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment: the GPU(s) this instance may see, nothing else changed."""
+    """The environment: the GPU(s) this instance may see, nothing else changed.
+
+    The plan's GPU indices are NVML's / nvidia-smi's (PCI bus order); CUDA numbers devices
+    fastest-first unless told otherwise, so ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` goes with them (on a
+    3060 + 4090 box CUDA's device 0 would otherwise be the 4090, NVML's index 1).
+    """
     env = dict(os.environ if base is None else base)
     gpus = ",".join(str(g) for g in cfg.visible_gpus)
     if cfg.gpu_vendor == "nvidia" and gpus:
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env["CUDA_VISIBLE_DEVICES"] = gpus
     elif cfg.gpu_vendor == "amd" and gpus:
         env["HIP_VISIBLE_DEVICES"] = gpus

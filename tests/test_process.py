@@ -137,7 +137,11 @@ def test_env_limits_the_visible_gpu_per_vendor() -> None:
     nv = InstanceConfig(
         id="0", binary=Path("x"), model_path=Path("m"), model_id="m", context=1, gpu=1, gpu_vendor="nvidia"
     )
-    assert instance_env(nv, base) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "1"}
+    assert instance_env(nv, base) == {
+        "PATH": "/bin",
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",  # the indices are NVML's (PCI bus order)
+        "CUDA_VISIBLE_DEVICES": "1",
+    }
     amd = InstanceConfig(
         id="0",
         binary=Path("x"),

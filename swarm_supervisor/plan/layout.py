@@ -10,6 +10,8 @@ Two topologies (ARCHITECTURE.md, "Instances x slots"):
 
 On a GPU an instance spans several GPUs only when the model does not fit one; the plan then
 groups GPUs ``k`` at a time (``k`` as small as possible) and treats each group as one device.
+Only when no candidate holds the voters that way does the plan widen ``k`` (``Want.widen``):
+a 32B q8_0 with 4 voters on four 24 GB cards needs one process over all four.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Want:
     high: int
     exact: int | None = None
     max_processes: int | None = None  # CPU: processes x threads must not exceed the physical cores
+    widen: bool = False  # GPU: span more GPUs than the weights need when that is what holds the voters
 
 
 def fit(need: Need, budget: Budget, topology: Topology, want: Want) -> Layout | None:
@@ -93,26 +96,34 @@ def _fit_pool(need: Need, budget: Budget, topology: Topology, want: Want) -> Lay
 
 
 def _groups(budget: Budget, span: int) -> list[tuple[tuple[int, ...], int]]:
-    """GPUs ``span`` at a time, in index order: (gpu indices, bytes of the group)."""
+    """GPUs ``span`` at a time, in index order: (gpu indices, bytes the group can hold).
+
+    A process spanning a group puts an even share on each of its GPUs (``per_gpu_bytes`` counts
+    it so), so a group holds ``span`` times its smallest budget, not the sum: else a 12 GB card
+    paired with a 24 GB one is handed half of a model that only fits the two together.
+    """
     out = []
     n = len(budget.per_device)
     for start in range(0, n - span + 1, span):
         idx = budget.gpu_indices[start : start + span]
-        out.append((idx, sum(budget.per_device[start : start + span])))
+        out.append((idx, span * min(budget.per_device[start : start + span])))
     return out
 
 
 def _fit_gpus(need: Need, budget: Budget, topology: Topology, want: Want) -> Layout | None:
+    """The fewest GPUs per process that hold one slot; with ``want.widen``, more if the voters need it."""
     n = len(budget.per_device)
     for span in range(1, n + 1):
         groups = _groups(budget, span)
-        if any(room >= need.process_bytes(1, span) for _, room in groups):
-            break
-    else:
-        return None
-    if topology == "slots":
-        return _gpu_slots(need, groups, span, want)
-    return _gpu_processes(need, groups, span, want)
+        if not any(room >= need.process_bytes(1, span) for _, room in groups):
+            continue
+        if topology == "slots":
+            layout = _gpu_slots(need, groups, span, want)
+        else:
+            layout = _gpu_processes(need, groups, span, want)
+        if layout is not None or not want.widen:
+            return layout
+    return None
 
 
 def _gpu_slots(need: Need, groups: list[tuple[tuple[int, ...], int]], span: int, want: Want) -> Layout | None:

@@ -96,10 +96,17 @@ def _shortfall(cands: list[Candidate], bud: Budget, want: Want, requested: int) 
     voters = want.exact or want.low
     span = len(bud.per_device) if bud.device == "gpu" else 1
     needed = need.process_bytes(voters, span)
-    short = max(needed - bud.total, 1)
+    room = span * min(bud.per_device)  # an instance over every GPU: an even share on each
+    where = f"the budget is {format_bytes(bud.total)} ({bud.rule})"
+    if room < bud.total:
+        where += (
+            f", and an instance spread over the {span} GPUs puts an even share on each, so the smallest "
+            f"budget ({format_bytes(min(bud.per_device))}) limits it to {format_bytes(room)}"
+        )
+    short = max(needed - room, 1)
     return (
         f"nothing fits: the smallest option, {smallest.model_id} with {voters} voter(s) at {ctx} tokens "
-        f"each, needs {format_bytes(needed)} but the budget is {format_bytes(bud.total)} ({bud.rule}): "
+        f"each, needs {format_bytes(needed)} but {where}: "
         f"{math.ceil(short / GiB * 10) / 10:.1f} GiB short. Try --context 4096, --instances 1, a larger "
         "memory fraction in the config, or the embedded model (--model smollm2)"
     )
@@ -108,11 +115,16 @@ def _shortfall(cands: list[Candidate], bud: Budget, want: Want, requested: int) 
 def _choose(
     cands: list[Candidate], bud: Budget, topo: Topology, want: Want, requested: int
 ) -> tuple[Candidate, int, Layout] | None:
-    for cand in cands:
-        ctx = _context_for(cand, requested)
-        layout = fit(cand.need(bud.device, ctx), bud, topo, want)
-        if layout is not None:
-            return cand, ctx, layout
+    """The first candidate that fits with each process on as few GPUs as its weights need; else
+    the first that fits on more GPUs per process (a pinned 32B with more voters than that holds)."""
+    for attempt in (want, replace(want, widen=True)):
+        for cand in cands:
+            ctx = _context_for(cand, requested)
+            layout = fit(cand.need(bud.device, ctx), bud, topo, attempt)
+            if layout is not None:
+                return cand, ctx, layout
+        if bud.device != "gpu":
+            break
     return None
 
 
@@ -211,7 +223,10 @@ def _plan(
         reasons.append(f"voters: {layout.voters}, as many as fit (plan.min_instances {want.low})")
     reasons.append(why_topo)
     if layout.span > 1:
-        reasons.append(f"the model does not fit one GPU: each instance spans {layout.span} GPUs")
+        reasons.append(
+            f"the model does not fit one GPU: each instance spans {layout.span} GPUs, the fewest "
+            f"per instance that hold {layout.voters} voter(s)"
+        )
     if bud.device == "cpu" and layout.topology == "processes":
         reasons.append(
             f"threads: {_threads(hw, 'cpu', layout.processes)} per process, so processes x "
