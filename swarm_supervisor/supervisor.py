@@ -261,6 +261,7 @@ class Supervisor:
             return
         delay = tracker.backoff()
         inst.restarts += 1
+        self.pool.restarts[inst.id] = inst.restarts
         inst.reason = why
         log.warning("instance %s %s; restart %d in %.1f s", inst.id, why, inst.restarts, delay)
         self._spawn(inst, self._restart(inst, delay))

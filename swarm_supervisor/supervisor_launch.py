@@ -12,6 +12,7 @@ or, in the foreground, ``claim_foreground(rf, spec)`` and then
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import subprocess
 import sys
@@ -137,6 +138,20 @@ def check_port(host: str, port: int) -> None:
             f"port {port} on {host} is in use by another program; "
             "choose another with `swarm up --port N` (0 picks a free one)"
         )
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """A warning when the endpoint is reachable from other machines with no API key, else None."""
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback or api_key:
+        return None
+    return (
+        f"the endpoint listens on {host} without an API key: anyone who can reach this machine can use "
+        "the swarm; set proxy.api_key in the config, or bind 127.0.0.1 (the default)"
+    )
 
 
 def supervisor_log(rf: RunFile) -> Path:

@@ -161,6 +161,8 @@ def test_a_minimal_catalogue_loads(tmp_path: Path) -> None:
         (("repo = ", 'package = "p"\nrepo = '), "models[fam].variants[7b]", "exactly one of `repo`"),
         (('repo = "org/fam-7b-GGUF"', 'package = "fam"'), "models[fam]", "embedded families"),
         (('display = "Fam"', 'display = "Fam"\nembeded = true'), "models[fam].embeded", "unknown key"),
+        (('repo = "org/fam-7b-GGUF"', 'repo = "org/../.."'), "models[fam].variants[7b].repo", "pattern"),
+        (('repo = "org/fam-7b-GGUF"', 'repo = "fam-7b-GGUF"'), "models[fam].variants[7b].repo", "pattern"),
         (
             ('files = ["fam-7b-q4_k_m.gguf"]', "files = []"),
             "models[fam].variants[7b].quants.q4_k_m.files",

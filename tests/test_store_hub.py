@@ -196,3 +196,16 @@ def test_cached_copy_is_used_when_the_hub_goes_away(
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
     again = fetch_from_hub(REPO, ["m.gguf"], cache_dir=cache)
     assert again.source == "cache" and again.paths == first.paths
+
+
+@pytest.mark.parametrize("commit", ["../../../../escaped", "main", "a" * 39, "A" * 40])
+def test_a_malformed_commit_hash_is_refused_before_it_names_a_folder(
+    hub: HubServer, model_bytes: bytes, tmp_path: Path, commit: str
+) -> None:
+    """The commit the hub names becomes a folder under snapshots/: only 40 hex digits may."""
+    hub.publish(REPO, "tiny-q4_k_m.gguf", model_bytes, Fault(commit=commit))
+    cache = tmp_path / "cache" / "hub"
+    with pytest.raises(HubUnreachableError, match="malformed commit hash"):
+        fetch_from_hub(REPO, ["tiny-q4_k_m.gguf"], cache_dir=cache)
+    assert not list((tmp_path / "cache").rglob("*.gguf"))
+    assert not (tmp_path / "escaped").exists()

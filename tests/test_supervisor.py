@@ -140,6 +140,7 @@ def test_kill9_instance_is_restarted_and_requests_keep_succeeding(
                 answered += 1
         assert answered >= 1
         assert victim.restarts == 1
+        assert sup.pool.restarts == {"1": 1}  # what /metrics reports as swarm_instance_restarts
         assert [u.id for u in sup.pool.ready()] == ["0", "1"]
         await until(
             lambda: (rf.read() or {}).get("instances", [{}] * 2)[1].get("pid") == victim.pid, 5, "run file"

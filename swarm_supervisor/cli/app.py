@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from ..config import Catalogue, Config, load_catalogue, load_config
 from ..errors import SwarmError
@@ -25,7 +26,10 @@ class SwarmClickError(click.ClickException):
         setattr(self, "exit_code", err.exit_code)  # noqa: B010 (click declares it a ClassVar)
 
     def show(self, file: object = None) -> None:
-        Console(stderr=True).print(f"[bold red]error:[/] {self.format_message()}", highlight=False)
+        # soft_wrap: one line however narrow the terminal, so paths and commands stay copyable
+        Console(stderr=True).print(
+            f"[bold red]error:[/] {escape(self.format_message())}", highlight=False, soft_wrap=True
+        )
 
 
 class SwarmGroup(click.Group):
@@ -63,7 +67,7 @@ class Ctx:
         return load_catalogue(self.catalogue_path)
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[bold yellow]warning:[/] {message}", highlight=False)
+        self.err.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)

@@ -19,7 +19,7 @@ from rich.text import Text
 from ..config import Config
 from ..errors import FetchError, PlanError
 from ..hardware import HardwareProfile, detect
-from ..paths import Dirs
+from ..paths import Dirs, ensure_private_dir
 from ..plan import Plan, PlanOverrides, embedded_plan, make_plan
 from ..store import LocalModel, choice_from_ref, resolve_model
 from ..store.resolve import is_gguf_path
@@ -47,6 +47,7 @@ def fetch_binary(
     """A llama-server that runs here (a ``bin_fetch.Binary``); bin_fetch's errors as :class:`FetchError`."""
     import bin_fetch
 
+    ensure_private_dir(dirs.cache)
     req = bin_fetch.Request(
         cache_dir=dirs.bin,
         explicit=explicit,

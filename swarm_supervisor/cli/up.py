@@ -21,6 +21,7 @@ from ..supervisor_launch import (
     build_spec,
     check_port,
     claim_foreground,
+    exposure_warning,
     extra_args_for,
     find_binary,
     start_detached,
@@ -96,6 +97,9 @@ def command(
     host = host or config.proxy.host
     port = config.proxy.port if port is None else port
     check_port(host, port)
+    exposed = exposure_warning(host, config.proxy.api_key)
+    if exposed:
+        ctx.warn(exposed)
 
     hw = hardware_from_options(plan_choices)
     overrides = overrides_from_options(plan_choices)

@@ -7,9 +7,9 @@ goes to llama-server untouched, because the forwarded body is the client's own J
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..config import Strategy, StreamMode
 from .errors import ApiError, bad_request
@@ -20,10 +20,31 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
+#: the roles OpenAI's chat API and llama-server's chat templates know
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class ToolCallFunction(_Open):
+    name: Annotated[str, Field(min_length=1)]
+    arguments: str  # a JSON text, as OpenAI sends it
+
+
+class ToolCall(_Open):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
 class Message(_Open):
-    role: str
+    role: Role
     content: str | list[Any] | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] | None = None
+
+    @model_validator(mode="after")
+    def _has_something(self) -> Message:
+        if self.content is None and not (self.role == "assistant" and self.tool_calls):
+            raise ValueError("`content` is required (only an assistant message with tool_calls may omit it)")
+        return self
 
 
 class StreamOptions(_Open):
@@ -54,7 +75,8 @@ class ChatRequest(_Common):
 
 
 class CompletionRequest(_Common):
-    prompt: str | list[Any]
+    # text, texts, token ids, or a list of token-id lists (llama-server also takes mixed lists)
+    prompt: str | list[str | int | list[int]]
 
 
 M = TypeVar("M", bound=_Common)
@@ -76,6 +98,8 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         data = json.loads(raw, parse_constant=_no_constant)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise bad_request("the request body is nested too deeply", code="invalid_json") from None
     if not isinstance(data, dict):
         raise bad_request("the request body must be a JSON object", code="invalid_json")
     return data
@@ -86,8 +110,29 @@ def validate(model: type[M], data: dict[str, Any]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
+        param = ".".join(str(p) for p in _data_path(data, first["loc"])) or None
         raise ApiError(400, f"{param or 'body'}: {first['msg']}", param=param, code="invalid_value") from None
+    except RecursionError:
+        raise bad_request("the request body is nested too deeply", code="invalid_value") from None
+
+
+def _data_path(data: Any, loc: tuple[int | str, ...]) -> list[int | str]:
+    """The part of pydantic's error location that names places in the client's JSON: ``prompt``,
+    not ``prompt.str`` (the name of a union member); a missing key is kept (``messages.0.role``)."""
+    path: list[int | str] = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict) and isinstance(part, str):
+            path.append(part)
+            if part not in cur:
+                break
+            cur = cur[part]
+        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
+            path.append(part)
+            cur = cur[part]
+        else:
+            break
+    return path
 
 
 def forwardable(data: dict[str, Any]) -> dict[str, Any]:

@@ -203,6 +203,10 @@ def fetch_from_hub(
                 unreachable_message(f"{endpoint} does not answer like a Hugging Face hub", embedded)
             )
         commit = meta.commit_hash
+        if not _COMMIT.match(commit):  # it becomes a folder name: never let the server pick a path
+            raise HubUnreachableError(
+                unreachable_message(f"{endpoint} answered a malformed commit hash {commit[:60]!r}", embedded)
+            )
         final = folder / "snapshots" / commit / rel
         if not final.is_file():
             _download(meta.location, url, final, folder, meta.etag, meta.size, token, filename, embedded)

@@ -26,7 +26,7 @@ from typing import Literal
 
 from ..config import Catalogue, ModelFamily, Variant
 from ..errors import FetchError, HubUnreachableError
-from ..paths import Dirs
+from ..paths import Dirs, ensure_private_dir
 from ..plan.types import ModelFacts, Plan
 from ..units import format_bytes
 from .embedded import ensure_embedded
@@ -197,6 +197,7 @@ def resolve_model(
     ``target``: a :class:`Plan`, a :class:`ModelChoice`, ``NAME[:SIZE[:QUANT]]`` or a ``.gguf`` path.
     ``fallback(instead_of_model_id)`` returns the plan of the embedded model to run instead.
     """
+    ensure_private_dir(dirs.cache)  # other local users cannot list or read what is downloaded
     plan = target if isinstance(target, Plan) else None
     if isinstance(target, Plan):
         if target.gguf_path:

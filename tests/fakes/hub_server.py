@@ -41,6 +41,7 @@ class Fault:
     cut_first: bool = False  # first GET: half the bytes, then the connection drops
     then_status: int = 0  # how many GETs after the cut answer 503
     announce_size: int | None = None  # HEAD says this size instead of the real one
+    commit: str | None = None  # X-Repo-Commit says this instead of COMMIT (a hostile hub)
 
 
 @dataclass
@@ -111,7 +112,7 @@ class HubServer:
             return Response(status_code=404, headers={"X-Error-Code": "EntryNotFound"})
         size = len(f.data)
         headers = {
-            "X-Repo-Commit": COMMIT,
+            "X-Repo-Commit": f.fault.commit or COMMIT,
             "ETag": f'"{f.etag}"',
             "X-Linked-Etag": f'"{f.etag}"',
             "Accept-Ranges": "bytes",
