@@ -89,3 +89,21 @@ async def test_an_instance_that_is_gone_does_not_vote() -> None:
     assert r.status_code == 200
     voters = {v["id"]: v for v in r.json()["swarm"]["voters"]}
     assert voters["2.0"]["ok"] is False and "Connect" in voters["2.0"]["error"]
+
+
+async def test_a_request_every_instance_refuses_is_a_400_not_a_502() -> None:
+    """llama-server answers 500 to messages it cannot parse; when every voter says the same, the
+    client gets a 400 with that reason. One instance failing otherwise makes it a 502 again."""
+    with fake_upstreams(Behaviour(fault="reject"), Behaviour(fault="reject")) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with served_client(create_app(pool, ProxySettings(request_timeout_s=5))) as client:
+            r = await client.post("/v1/chat/completions", json=CHAT)
+            assert r.status_code == 400, r.text
+            err = r.json()["error"]
+            assert err["type"] == "invalid_request_error" and err["code"] == "rejected_by_instances"
+            assert "Failed to parse messages" in err["message"]
+    with fake_upstreams(Behaviour(fault="reject"), Behaviour(fault="500")) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with served_client(create_app(pool, ProxySettings(request_timeout_s=5))) as client:
+            r = await client.post("/v1/chat/completions", json=CHAT)
+            assert r.status_code == 502, r.text

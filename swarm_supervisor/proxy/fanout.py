@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,6 +139,10 @@ async def fan_out(
     return Ballot(winner=winner, verdict=verdict, outcomes=outcomes, candidates=candidates)
 
 
+#: how llama-server words a 500 that is about the request (its input parsing), not about itself
+_REJECTION = re.compile(r"^Failed to parse|not supported|^Invalid |^Unsupported |must be ", re.IGNORECASE)
+
+
 def no_answer(failures: list[UpstreamFailure], *, timed_out: bool) -> ApiError:
     """The error for a fan-out in which no voter answered."""
     statuses = {f.status for f in failures}
@@ -145,6 +150,11 @@ def no_answer(failures: list[UpstreamFailure], *, timed_out: bool) -> ApiError:
         status = next(iter(statuses))
         if status is not None and 400 <= status < 500 and isinstance(failures[0].body, dict):
             return UpstreamStatusError(status, failures[0].body)
+        rejected = _unanimous_rejection(failures) if status == 500 else None
+        if rejected is not None:
+            return ApiError(
+                400, f"the instances rejected the request: {rejected}", code="rejected_by_instances"
+            )
     if timed_out:
         return ApiError(
             504,
@@ -160,3 +170,20 @@ def no_answer(failures: list[UpstreamFailure], *, timed_out: bool) -> ApiError:
         type="upstream_error",
         code="upstream_failed",
     )
+
+
+def _unanimous_rejection(failures: list[UpstreamFailure]) -> str | None:
+    """llama-server answers 500 to some requests it cannot take (``Failed to parse messages: ...``,
+    ``image input is not supported``). When every voter gave the same message of that kind, the
+    request is at fault, not an instance: the message, else None (then it is a 502)."""
+    messages = set()
+    for f in failures:
+        err = f.body.get("error") if isinstance(f.body, dict) else None
+        message = err.get("message") if isinstance(err, dict) else None
+        if not isinstance(message, str) or not message:
+            return None
+        messages.add(message)
+    if len(messages) != 1:
+        return None
+    message = messages.pop()
+    return message if _REJECTION.search(message) else None

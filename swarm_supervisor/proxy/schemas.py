@@ -31,7 +31,7 @@ class ToolCallFunction(_Open):
 
 class ToolCall(_Open):
     id: str | None = None
-    type: Literal["function"] = "function"
+    type: Literal["function"]  # required, as in OpenAI's API (llama-server refuses a call without it)
     function: ToolCallFunction
 
 

@@ -41,7 +41,7 @@ class Behaviour:
     tool_calls: list[dict[str, Any]] | None = None
     finish_reason: str | None = None  # None: "tool_calls" with tool calls, else "stop"
     latency_s: float = 0.0
-    fault: str | None = None  # None | "500" | "400" | "invalid_json" | "drop" | "hang"
+    fault: str | None = None  # None | "500" | "reject" | "400" | "invalid_json" | "drop" | "hang"
     ready: bool = True
     stream_pieces: int = 4  # content deltas per streamed answer
     piece_delay_s: float = 0.0
@@ -99,6 +99,9 @@ def make_app(behaviour: Behaviour, record: Record) -> Starlette:
             return Response(status_code=204)
         if b.fault == "500":
             return JSONResponse({"error": {"code": 500, "message": "boom", "type": "server_error"}}, 500)
+        if b.fault == "reject":  # how llama-server refuses messages it cannot parse: a 500
+            message = "Failed to parse messages: Missing tool call type: {}"
+            return JSONResponse({"error": {"code": 500, "message": message, "type": "server_error"}}, 500)
         if b.fault == "400":
             return JSONResponse(
                 {
