@@ -40,10 +40,24 @@ def _topology(hw: HardwareProfile, bud: Budget, overrides: PlanOverrides) -> tup
             "8 voters: 971 tok/s in 2.5 GB against 323 tok/s in 13.7 GB for 8 processes)"
         )
         return "slots", why
+    if bud.device == "cpu":
+        cores = hw.physical_cores
+        if overrides.instances is not None and overrides.instances > cores:
+            return "slots", (
+                f"topology: one llama-server with one slot per voter (--parallel): {overrides.instances} "
+                f"voters are more than the {cores} physical cores, one process per voter would not fit"
+            )
+        return "processes", (
+            "topology: one llama-server per voter, cores split between them (at most one process per "
+            "physical core): a multi-threaded llama-server collapses when anything else wants a core "
+            "(measured on 2 cores, 2 voters: 119 tok/s for 2 single-threaded processes against 5.5 "
+            "for one process with --parallel 2; bench/results/topology.json), weights are mapped "
+            "once and shared, and a crash costs one voter; --topology slots runs one process instead"
+        )
     return "slots", (
-        "topology: one llama-server with one slot per voter (--parallel) using every core: as fast "
-        "as one single-threaded process per voter (measured on 2 cores, 3 voters: 103.1 vs 101.6 "
-        "tok/s) and the compute buffers exist once; --topology processes isolates voters instead"
+        "topology: one llama-server with one slot per voter (--parallel): on Apple Silicon the GPU "
+        "is shared like a discrete one, so the weights and compute buffers exist once and decoding "
+        "is batched; --topology processes isolates voters instead"
     )
 
 
@@ -203,6 +217,15 @@ def _plan(
     want = _want(config, overrides, hw, bud, topo)
     requested = overrides.context or config.plan.context
     found = _choose(cands, bud, topo, want, requested)
+    if found is None and overrides.topology is None and bud.device == "cpu" and topo == "processes":
+        # one process per voter carries its own KV and compute; one process with slots may still fit
+        topo = "slots"
+        why_topo = (
+            "topology: one llama-server with one slot per voter (--parallel): one process per voter "
+            "(the CPU default) does not fit the budget"
+        )
+        want = _want(config, overrides, hw, bud, topo)
+        found = _choose(cands, bud, topo, want, requested)
     if found is None:
         raise PlanError(_shortfall(cands, bud, want, requested))
     cand, ctx, layout = found
