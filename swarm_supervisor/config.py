@@ -156,7 +156,7 @@ class ProxyConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     api_key: str | None = None
-    strategy: Strategy = "similarity"
+    strategy: Strategy = "quality"  # measured: above similarity and greedy on micro-dev (README)
     stream_mode: StreamMode | None = None  # None: consensus with 2+ voters, else fastest
     similarity_threshold: Annotated[float, Field(gt=0, le=1)] = 0.85
     request_timeout_s: Annotated[float, Field(gt=0)] = 600.0

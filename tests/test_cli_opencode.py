@@ -510,7 +510,7 @@ def test_opencode_run_against_a_real_swarm(
         m = _samples(metrics.text)
         agent = m.get(_shape("true", "consensus", "true"), 0)
         assert agent >= 1, f"no streamed chat request with tools was voted on:\n{metrics.text[:3000]}"
-        assert m.get(("swarm_vote_agreement_count", (("strategy", "similarity"),)), 0) >= 1
+        assert m.get(("swarm_vote_agreement_count", (("strategy", "quality"),)), 0) >= 1
         print(f"\nopencode run: {took:.1f} s, {agent:.0f} agent request(s); refused: {proxy.asked}")
         print(f"its answer begins: {text[:300]!r}")
     finally:

@@ -71,8 +71,8 @@ async def test_metrics() -> None:
         assert m[("swarm_requests_total", (("endpoint", endpoint), ("status", "200")))] == 1
         assert m[("swarm_requests_total", (("endpoint", endpoint), ("status", "400")))] == 1
         assert m[("swarm_request_duration_seconds_count", (("endpoint", endpoint),))] == 2
-        assert m[("swarm_vote_agreement_count", (("strategy", "similarity"),))] == 1
-        assert m[("swarm_vote_agreement_sum", (("strategy", "similarity"),))] == 1.0
+        assert m[("swarm_vote_agreement_count", (("strategy", "quality"),))] == 1
+        assert m[("swarm_vote_agreement_sum", (("strategy", "quality"),))] == 1.0
         assert m[("swarm_instance_ready", (("instance", "0"),))] == 1
         assert m[("swarm_instance_restarts", (("instance", "1"),))] == 2
         assert m[("swarm_voter_results_total", (("instance", "0"), ("outcome", "ok")))] == 1

@@ -16,7 +16,7 @@ from ..config import ProxyConfig, Strategy, StreamMode
 class ProxySettings:
     """How the proxy answers: vote strategy, stream mode, limits and access."""
 
-    strategy: Strategy = "similarity"
+    strategy: Strategy = "quality"
     #: None: "consensus" while 2 or more voters are ready, else "fastest" (a plain relay)
     stream_mode: StreamMode | None = None
     threshold: float = 0.85  # similarity above which two answers count as the same
