@@ -100,6 +100,7 @@ def main(ctx: click.Context, config_path: Path | None, catalogue_path: Path | No
     swarm pull       get llama-server and the model weights
     swarm up         start the swarm (returns once every instance is ready)
     swarm ps         the instances, their state and memory
+    swarm logs       an instance's log (-f follows it)
     swarm down       stop everything
     swarm opencode   the opencode provider config for the swarm (--write: into opencode.json)
     """
