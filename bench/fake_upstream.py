@@ -2,7 +2,8 @@
 measured with. Both run in their own processes, on loopback only.
 
     python -m bench.fake_upstream serve --port 9101 [--delay-ms 0]
-        answers every POST with the same OpenAI chat completion (after the delay) and every GET
+        answers every POST with the same OpenAI chat completion (as an SSE stream when the request
+        asks for one, as the proxy's voters do) after the delay, and every GET
         with ``{"status":"ok"}``; HTTP/1.1 keep-alive; raw asyncio + httptools on uvloop, so the
         upstream costs as little as it can.
 
@@ -54,9 +55,29 @@ REQUEST: dict[str, Any] = {
 }
 
 
-def _response(body: bytes, keep_alive: bool) -> bytes:
+def _sse(answer: dict[str, Any], pieces: int = 4) -> bytes:
+    """``answer`` as llama-server streams it: a role chunk, content deltas, the finish chunk with
+    usage and timings, ``[DONE]`` (the swarm's proxy asks its voters for streams)."""
+    base = {k: answer[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    text = answer["choices"][0]["message"]["content"]
+    step = max(1, -(-len(text) // pieces))
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None}]
+    deltas += [{"content": text[i : i + step]} for i in range(0, len(text), step)]
+    events = [{**base, "choices": [{"index": 0, "finish_reason": None, "delta": d}]} for d in deltas]
+    events.append(
+        {
+            **base,
+            "choices": [{"index": 0, "finish_reason": "stop", "delta": {}}],
+            "usage": answer["usage"],
+            "timings": answer["timings"],
+        }
+    )
+    return b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def _response(body: bytes, keep_alive: bool, content_type: str = "application/json") -> bytes:
     head = (
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
         f"Content-Length: {len(body)}\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
     )
     return head.encode() + body
@@ -65,12 +86,14 @@ def _response(body: bytes, keep_alive: bool) -> bytes:
 class _Protocol(asyncio.Protocol):
     """One connection: httptools parses, each complete request gets the canned answer."""
 
-    def __init__(self, delay_s: float, post: bytes, get: bytes) -> None:
+    def __init__(self, delay_s: float, post: bytes, stream: bytes, get: bytes) -> None:
         import httptools
 
         self.delay_s = delay_s
         self.post = post
+        self.stream = stream
         self.get = get
+        self.body = bytearray()
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
 
@@ -84,8 +107,16 @@ class _Protocol(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
 
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+
     def on_message_complete(self) -> None:
-        answer = self.post if self.parser.get_method() == b"POST" else self.get
+        if self.parser.get_method() == b"POST":
+            wants_stream = b'"stream": true' in self.body or b'"stream":true' in self.body
+            answer = self.stream if wants_stream else self.post
+        else:
+            answer = self.get
+        self.body.clear()
         if self.delay_s > 0:
             asyncio.get_running_loop().call_later(self.delay_s, self._send, answer)
         else:
@@ -101,10 +132,11 @@ class _Protocol(asyncio.Protocol):
 
 async def serve(port: int, delay_s: float) -> None:
     post = _response(json.dumps(ANSWER).encode(), True)
+    stream = _response(_sse(ANSWER), True, "text/event-stream")
     get = _response(b'{"status":"ok"}', True)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: _Protocol(delay_s, post, get), "127.0.0.1", port, reuse_address=True, backlog=1024
+        lambda: _Protocol(delay_s, post, stream, get), "127.0.0.1", port, reuse_address=True, backlog=1024
     )
     async with server:
         await server.serve_forever()
