@@ -232,6 +232,8 @@ def litellm_env() -> dict[str, str]:
             "LITELLM_TELEMETRY": "False",
             "LITELLM_LOG": "ERROR",
             "DISABLE_ADMIN_UI": "True",
+            # loopback only, and the swarm's proxy is measured without a key too: no auth on either
+            "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
         }
     )
     return env

@@ -53,6 +53,8 @@ def vote(
         raise ValueError(f"unknown strategy {strategy!r}: use similarity, quality or fastest")
     if strategy == "fastest":
         return _fastest(candidates)
+    if n == 1:  # nothing to choose between: no analysis (it would cost the proxy for nothing)
+        return Verdict(0, [[0]], 1.0, strategy, candidates[0].kind, similarity=[[1.0]])
 
     dropped: list[Dropped] = []
     fallback = False
@@ -97,6 +99,8 @@ def quorum_reached(
     would drop do not count (cut-off ones included)."""
     if not candidates_so_far:
         return False
+    if total_voters == 1:
+        return True
     if strategy == "fastest":
         return any(c.kind != "none" for c in candidates_so_far)
     need = total_voters // 2 + 1
