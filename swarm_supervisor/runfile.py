@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ import psutil
 from filelock import FileLock, Timeout
 
 from .errors import SwarmStateError
-from .paths import Dirs, dirs, ensure_private_dir
+from .paths import Dirs, dirs, ensure_private_dir, replace_file
 from .process import port_is_free, same_process, terminate_group
 
 log = logging.getLogger(__name__)
@@ -114,17 +113,7 @@ class RunFile:
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` atomically (tmp file in the same dir + os.replace), mode 0600."""
     ensure_private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, text, 0o600)
 
 
 def list_names(where: Dirs | None = None) -> list[str]:

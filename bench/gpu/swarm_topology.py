@@ -23,18 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from topology import gpu_used_mib  # bench/gpu/topology.py: this folder is on sys.path
 
 SWARM = [sys.executable, "-m", "swarm_supervisor"]
-
-
-def gpu_used_mib() -> int:
-    out = subprocess.run(
-        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return sum(int(x) for x in out.split())
 
 
 def swarm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
