@@ -1,6 +1,14 @@
 """The one shared upstream HTTP client: aiohttp, chosen by measurement (README, Performance).
 
 Cancelling a call closes its connection, which is how llama-server learns to free the slot.
+
+Idle keep-alive connections: llama-server (cpp-httplib) closes one after 5 s without a request,
+and aiohttp reuses the *oldest* idle connection first. A connection reused at about that age
+fails at once (measured: half the reuses after 4.97-5.03 s idle ended in "connection reset" or
+"server disconnected"), which the soak benchmark saw as a lost request whenever the other
+instance was down. So the pool drops connections idle longer than :data:`KEEPALIVE_S`, and a
+request that fails before any response arrived because the server closed the connection is
+sent once more (the server never read it: nothing was generated).
 """
 
 from __future__ import annotations
@@ -13,6 +21,11 @@ from typing import Any
 import aiohttp
 
 from .upstreams import UpstreamPool
+
+#: seconds an idle upstream connection is kept: under cpp-httplib's keep-alive timeout (5 s)
+KEEPALIVE_S = 4.0
+#: extra attempts for a request whose connection the server closed before answering
+STALE_RETRIES = 1
 
 
 class UpstreamFailure(Exception):
@@ -27,7 +40,7 @@ class UpstreamFailure(Exception):
 
 def new_session() -> aiohttp.ClientSession:
     """A session for the app's lifetime: no pool limit (the slots are the limit), no cookies."""
-    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30.0)
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S)
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -56,10 +69,7 @@ class UpstreamClient:
         Leaving the block early closes the connection (llama-server then stops generating).
         """
         data = json.dumps(body).encode()
-        try:
-            resp = await self.session.post(url, data=data, headers=self._headers())
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailure("connection", f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+        resp = await self._post(url, data)
         try:
             if resp.status != 200:
                 raw = await resp.read()
@@ -74,6 +84,20 @@ class UpstreamClient:
                 resp.close()  # drop the connection: the instance frees its slot
             else:
                 resp.release()
+
+    async def _post(self, url: str, data: bytes) -> aiohttp.ClientResponse:
+        """POST until the response's head arrives; again (``STALE_RETRIES`` times) when the server
+        closed the connection without answering: a keep-alive connection it had just closed."""
+        for attempt in range(STALE_RETRIES + 1):
+            try:
+                return await self.session.post(url, data=data, headers=self._headers())
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                # ClientConnectorError (nothing listens: the instance is down) is final
+                if isinstance(exc, aiohttp.ClientConnectorError) or attempt == STALE_RETRIES:
+                    raise UpstreamFailure("connection", _describe(exc)) from None
+            except aiohttp.ClientError as exc:
+                raise UpstreamFailure("connection", _describe(exc)) from None
+        raise AssertionError("unreachable")
 
     async def get_text(self, url: str, timeout_s: float) -> str | None:
         """GET ``url`` as text; None on any failure (used for the instances' own /metrics)."""
@@ -96,3 +120,7 @@ async def _data_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
                 yield line[5:].strip()
     except aiohttp.ClientError as exc:
         raise UpstreamFailure("connection", f"the stream broke off: {type(exc).__name__}") from None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
