@@ -2,7 +2,10 @@
 """A tiny stand-in for llama-server, for the faults a real one will not produce on demand.
 
 Takes llama-server's argv (``-m --host --port -c -ngl --threads --parallel --metrics --alias
---api-key-file --seed``) plus fault switches:
+--api-key-file --seed``) and answers ``POST`` chat requests with "hello from PORT", as one JSON
+body or, when the request says ``"stream": true``, as SSE deltas (usage chunk with
+``stream_options.include_usage``, then ``[DONE]``) the way the proxy asks its voters; plus fault
+switches:
 
     --fake-ignore-sigterm     keep running after SIGTERM (only SIGKILL stops it)
     --fake-never-ready        /health answers 503 "Loading model" forever
@@ -93,6 +96,28 @@ def main() -> None:
             self.end_headers()
             self.wfile.write(data)
 
+        def _stream(self, body: dict) -> None:
+            """SSE like llama-server: a delta per word, the finish, usage if asked, ``[DONE]``."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            head = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
+                    "model": args.alias or args.model}  # fmt: skip
+            words = f"hello from {args.port}".split(" ")
+            chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]}]
+            chunks += [
+                {"choices": [{"index": 0, "delta": {"content": w if i == 0 else " " + w}}]}
+                for i, w in enumerate(words)
+            ]
+            chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            if (body.get("stream_options") or {}).get("include_usage"):
+                chunks.append({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 3,
+                                                        "total_tokens": 4}})  # fmt: skip
+            for chunk in chunks:
+                self.wfile.write(b"data: " + json.dumps({**head, **chunk}).encode() + b"\n\n")
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+
         def do_GET(self) -> None:
             if self._hung():
                 time.sleep(3600)
@@ -112,24 +137,31 @@ def main() -> None:
             if self._hung():
                 time.sleep(3600)
             n = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(n)
+            raw = self.rfile.read(n)
             state["served"] += 1
-            self._send(
-                200,
-                {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion",
-                    "model": args.alias or args.model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": f"hello from {args.port}"},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
-                },
-            )
+            try:
+                body = json.loads(raw) if raw else {}
+            except ValueError:
+                body = {}
+            if isinstance(body, dict) and body.get("stream"):
+                self._stream(body)
+            else:
+                self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion",
+                        "model": args.alias or args.model,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": f"hello from {args.port}"},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
+                    },
+                )
             if args.fake_exit_after >= 0 and state["served"] >= args.fake_exit_after:
                 print(f"exiting after {state['served']} requests", flush=True)
                 os._exit(3)
