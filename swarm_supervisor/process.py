@@ -86,6 +86,9 @@ class InstanceConfig:
     threads: int = 1
     gpu_layers: int = 0
     log_path: Path = Path("instance.log")
+    #: voters this process answers for in one request (sent as ``n``); 0: all its slots.
+    #: slots = voters x concurrent requests (the plan's ``concurrency``)
+    voters: int = 0
     backend: Backend = "llama.cpp"
     gpu: int | None = None
     gpus: tuple[int, ...] = ()

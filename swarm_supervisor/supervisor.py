@@ -169,7 +169,7 @@ class Supervisor:
         self._save()
 
     def _upstream(self, inst: Instance) -> Upstream:
-        return Upstream(inst.id, inst.url, inst.cfg.slots)
+        return Upstream(inst.id, inst.url, inst.cfg.slots, inst.cfg.voters)
 
     async def run(self) -> None:
         """The health loop: until :meth:`request_stop`; then every instance is stopped."""

@@ -54,6 +54,9 @@ class Plan:
     reasons: tuple[str, ...] = field(default=())  # why this model, topology, context ...
     warnings: tuple[str, ...] = field(default=())  # e.g. "14b would fit only at 8192 context"
     gguf_path: str | None = None  # when the user named a local file
+    #: voted requests that run at once without queueing: slots = voters per process x concurrency
+    concurrency: int = 1
+    kv_type: str = "f16"  # KV-cache element type (llama-server -ctk/-ctv)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,13 @@ class Upstream:
 
     id: str  # "0", "1", ... as `swarm ps` shows it
     url: str  # "http://127.0.0.1:PORT"
-    slots: int = 1  # voters this process can serve at once (--parallel)
+    slots: int = 1  # requests this process can serve at once (--parallel)
+    voters: int = 0  # voters it answers for in one voted request (``n``); 0: all its slots
+
+    @property
+    def per_request(self) -> int:
+        """How many of the vote's answers one request to this process asks for."""
+        return max(1, min(self.voters or self.slots, self.slots))
 
 
 @dataclass
@@ -87,7 +93,7 @@ class UpstreamPool:
 
     @property
     def voters(self) -> int:
-        return sum(u.slots for u in self.ready())
+        return sum(u.per_request for u in self.ready())
 
     @classmethod
     def from_urls(cls, urls: list[str], model_id: str = "swarm", context: int = 4096) -> UpstreamPool:
