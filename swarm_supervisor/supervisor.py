@@ -36,6 +36,7 @@ from .health import CrashTracker, VramReader, available_memory, rss_bytes
 from .process import Instance, State, free_port, port_is_free, rotate_running_log
 from .proxy.upstreams import Upstream, UpstreamPool
 from .runfile import RunFile
+from .runfile_writer import RunFileWriter
 from .supervisor_spec import SwarmSpec
 from .units import format_bytes
 
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 #: failed /health probes in a row before a live instance counts as hung and is restarted
 MISSES_BEFORE_RESTART = 3
 PROBE_TIMEOUT_S = 5.0
+#: health-loop rounds in a row that raised before the swarm counts as degraded (`swarm ps`)
+DEGRADED_AFTER = 3
 _LIVE = (State.STARTING, State.READY, State.UNHEALTHY)
 
 
@@ -92,6 +95,10 @@ class Supervisor:
         self._guard_warned = False
         self._http: httpx.AsyncClient | None = None
         self._saved: dict[str, Any] | None = None
+        self.writer = RunFileWriter(runfile) if runfile is not None else None
+        #: rounds of the health loop in a row that raised, and why the swarm is degraded (or None)
+        self.failed_rounds = 0
+        self.degraded: str | None = None
         pool.status_provider = self.snapshot
 
     # ------------------------------------------------------------------ lifecycle
@@ -103,10 +110,14 @@ class Supervisor:
     async def __aexit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.shutdown()
-        if self._http is not None:
-            await self._http.aclose()
-        self.vram.close()
+        try:
+            await self.shutdown()
+        finally:
+            if self.writer is not None:
+                await self.writer.close()
+            if self._http is not None:
+                await self._http.aclose()
+            self.vram.close()
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -153,6 +164,8 @@ class Supervisor:
             raise errors[0] if isinstance(errors[0], ProcessError) else ProcessError(str(errors[0]))
         self.status = "up"
         self._save()
+        if self.writer is not None:
+            await self.writer.flush()  # `swarm up` waits for the run file to say "up"
 
     async def _start_group(self, group: list[Instance]) -> None:
         for inst in group:
@@ -175,12 +188,40 @@ class Supervisor:
         """The health loop: until :meth:`request_stop`; then every instance is stopped."""
         try:
             while not self._stop.is_set():
-                await self.tick()
+                try:
+                    await self.tick()
+                except Exception as exc:  # one bad round (EMFILE, a full disk) must not stop the swarm
+                    self._round_failed(exc)
+                else:
+                    self._round_ok()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.cfg.health_interval_s)
             log.info("stopping the swarm: %s", self._stop_reason)
         finally:
             await self.shutdown()
+
+    def _round_failed(self, exc: Exception) -> None:
+        self.failed_rounds += 1
+        what = f"{type(exc).__name__}: {exc}"
+        if self.failed_rounds == 1:
+            log.exception("a round of the health loop failed; the swarm keeps running")
+        else:
+            log.error("a round of the health loop failed (%d in a row): %s", self.failed_rounds, what)
+        if self.failed_rounds >= DEGRADED_AFTER:
+            self.degraded = (
+                f"the health loop failed {self.failed_rounds} rounds in a row (last: {what}); instances "
+                "are not checked or restarted meanwhile: see `swarm logs`, or `swarm down` and `swarm up`"
+            )
+        with contextlib.suppress(Exception):
+            self._save()
+
+    def _round_ok(self) -> None:
+        if self.failed_rounds:
+            log.info("the health loop works again after %d failed rounds", self.failed_rounds)
+        self.failed_rounds = 0
+        if self.degraded is not None:
+            self.degraded = None
+            self._save()
 
     async def shutdown(self, final_status: str = "stopped") -> None:
         """Cancel pending restarts and stop every instance (TERM, grace, KILL), concurrently."""
@@ -231,6 +272,8 @@ class Supervisor:
             if inst.state in _LIVE:
                 rotate_running_log(inst.cfg.log_path)
         self._save()
+        if self.writer is not None:
+            self.writer.verify()  # a deleted or damaged run file is written again
 
     def _spawn(self, inst: Instance, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -353,11 +396,12 @@ class Supervisor:
             import psutil
 
             sup_ctime = psutil.Process(os.getpid()).create_time()
+        degraded = self.degraded is not None and self.status == "up"
         return {
             "version": 1,
             "name": self.spec.name,
-            "status": self.status,
-            "reason": self.reason,
+            "status": "degraded" if degraded else self.status,
+            "reason": self.degraded if degraded else self.reason,
             "base_url": self.base_url,
             "model": self.spec.model_id,
             "model_path": self.spec.model_path,
@@ -375,6 +419,7 @@ class Supervisor:
             },
             "internal_key": self.spec.api_key,
             "started_at": self.started_at,
+            "stop_grace_s": self.cfg.stop_grace_s,  # what `swarm down` waits, whatever the config says now
             "log_dir": self.spec.log_dir,
             "instances": instances,
         }
@@ -394,10 +439,9 @@ class Supervisor:
         if self.runfile is None:
             return
         rec = self.record()
-        if rec == self._saved:
+        if rec == self._saved or self.writer is None:
             return
-        with self.runfile.lock():
-            self.runfile.write(rec)
+        self.writer.submit(rec)  # written off the event loop (runfile_writer.py)
         self._saved = rec
 
 
