@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from typing import Any
 
 from .errors import SwarmStateError
@@ -36,7 +35,9 @@ RETRY_S = 1.0
 
 
 class RunFileWriter:
-    def __init__(self, rf: RunFile, *, lock_timeout_s: float = LOCK_TIMEOUT_S, retry_s: float = RETRY_S) -> None:
+    def __init__(
+        self, rf: RunFile, *, lock_timeout_s: float = LOCK_TIMEOUT_S, retry_s: float = RETRY_S
+    ) -> None:
         self.rf = rf
         self.lock_timeout_s = lock_timeout_s
         self.retry_s = retry_s
@@ -128,7 +129,7 @@ class RunFileWriter:
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:
-            st = os.stat(self.rf.path)
+            st = self.rf.path.stat()
         except OSError:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -141,7 +142,7 @@ class RunFileWriter:
         try:
             with self.rf.lock(self.lock_timeout_s):
                 if not force:
-                    log.warning("the run file %s was deleted or changed by someone else; rewriting it", self.rf.path)
+                    log.warning("the run file %s was deleted or changed; writing it again", self.rf.path)
                 self.rf.write(record)
                 self._written = self._stat()
         except (SwarmStateError, OSError) as exc:
@@ -150,6 +151,6 @@ class RunFileWriter:
                 log.warning("cannot write the run file %s (%s); trying again", self.rf.path, exc)
             return False
         if self._failures:
-            log.info("the run file %s is written again after %d failed attempts", self.rf.path, self._failures)
+            log.info("the run file %s is written again after %d failures", self.rf.path, self._failures)
         self._failures = 0
         return True
