@@ -9,6 +9,7 @@
     ├── ProcessError               a llama-server that would not start or stay up
     │   └── NotReadyError          readiness deadline passed
     └── SwarmStateError            run file trouble: a swarm already up, none running, a stale lock
+        └── RunFileDamaged         a run file that is not what a supervisor writes (never deleted)
 
 Each message says what happened and what to do next, in one or two sentences.
 """
@@ -54,3 +55,7 @@ class NotReadyError(ProcessError):
 
 class SwarmStateError(SwarmError):
     """The run file says something that forbids the command (already up, not running, ...)."""
+
+
+class RunFileDamaged(SwarmStateError):
+    """A run file that cannot be parsed: nothing is deleted, the message says how to recover."""

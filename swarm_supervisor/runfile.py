@@ -10,8 +10,10 @@ which supervisor runs the swarm and which processes are its instances, each with
         rf.write({...})            # tmp file + os.replace: readers never see half a file
 
 A run file whose supervisor is dead and whose instances are all gone is *stale*;
-:func:`claim` removes it. :func:`teardown` is what ``swarm down`` does, and works after the
-supervisor was killed with SIGKILL.
+:func:`claim` removes it. A run file that cannot be parsed is *damaged*: :meth:`RunFile.read`
+raises :class:`~swarm_supervisor.errors.RunFileDamaged` and nothing deletes it (a live
+supervisor writes it again within one health interval). :func:`teardown` is what ``swarm down``
+does, and works after the supervisor was killed with SIGKILL.
 """
 
 from __future__ import annotations
@@ -30,21 +32,24 @@ from typing import Any
 import psutil
 from filelock import FileLock, Timeout
 
-from .errors import SwarmStateError
+from .errors import RunFileDamaged, SwarmStateError
 from .paths import Dirs, dirs, ensure_private_dir, replace_file
 from .process import port_is_free, same_process, terminate_group
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME = "default"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: what a name may not end with: the other files of a swarm beside its run file
+_RESERVED_SUFFIXES = (".launch",)
 Record = dict[str, Any]
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name) or name.endswith(_RESERVED_SUFFIXES):
         raise SwarmStateError(
-            f"invalid swarm name {name!r}: use letters, digits, '.', '_' or '-' (at most 64 characters)"
+            f"invalid swarm name {name!r}: use letters, digits, '.', '_' or '-' (at most 64 characters, "
+            "starting with a letter or digit, not ending in '.launch')"
         )
     return name
 
@@ -91,16 +96,36 @@ class RunFile:
             ) from None
 
     def read(self) -> Record | None:
+        """The record, or None when there is no run file; :class:`RunFileDamaged` when there is one
+        that is not a supervisor's record (never treated as stale: it may belong to a live swarm)."""
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise self.damaged(f"cannot be read: {exc}") from None
         try:
             data = json.loads(text)
-        except json.JSONDecodeError:
-            log.warning("run file %s is not valid JSON; treating it as stale", self.path)
-            return {}
-        return data if isinstance(data, dict) else {}
+        except (ValueError, RecursionError) as exc:
+            raise self.damaged(f"is not valid JSON ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("supervisor"), dict):
+            raise self.damaged("is not a swarm's run file (no `supervisor` object)")
+        return data
+
+    def peek(self) -> Record | None:
+        """:meth:`read`, with a damaged file read as None (for loops that wait for a state)."""
+        try:
+            return self.read()
+        except RunFileDamaged:
+            return None
+
+    def damaged(self, what: str) -> RunFileDamaged:
+        flag = "" if self.name == DEFAULT_NAME else f" --name {self.name}"
+        return RunFileDamaged(
+            f"the run file {self.path} {what}; nothing was deleted. If swarm {self.name!r} still runs, "
+            f"its supervisor writes the file again within a few seconds: run `swarm ps{flag}` again. "
+            f"`swarm down{flag}` stops the swarm either way (it finds its processes without the file)"
+        )
 
     def write(self, record: Record) -> None:
         write_private(self.path, json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -191,7 +216,54 @@ def _wait_ports_free(ports: list[int], timeout_s: float) -> list[int]:
         time.sleep(0.05)
 
 
-def teardown(rf: RunFile, grace_s: float = 10.0) -> list[str]:
+def _read_healed(rf: RunFile, wait_s: float) -> Record | None:
+    """The record; a damaged file is given ``wait_s`` to be rewritten by its live supervisor."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with rf.lock():
+                return rf.read()
+        except RunFileDamaged:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(0.2)
+
+
+def swarm_processes(rf: RunFile) -> list[psutil.Process]:
+    """The processes of swarm ``rf.name`` found without its run file: its supervisor (started in
+    the swarm's log dir) and the instances (their argv names the swarm's key file)."""
+    key = str(rf.key_path)
+    supervisors, instances = [], []
+    for p in psutil.process_iter(["cmdline", "cwd"]):
+        cmd = p.info.get("cmdline") or []
+        if key in cmd:
+            instances.append(p)
+        elif (
+            "swarm_supervisor.supervisor_main" in cmd
+            and cmd[-1:] == [rf.name]
+            and p.info.get("cwd") == str(rf.log_dir)
+        ):
+            supervisors.append(p)
+    return supervisors + instances  # the supervisor first: it stops its instances itself
+
+
+def _teardown_blind(rf: RunFile, grace_s: float) -> list[str]:
+    """``swarm down`` for a run file that stays damaged: stop what :func:`swarm_processes` finds."""
+    done = [f"the run file {rf.path} is damaged; stopping the swarm's processes found without it"]
+    for p in swarm_processes(rf):
+        with contextlib.suppress(psutil.Error):
+            if terminate_group(p.pid, p.create_time(), grace_s):
+                done.append(f"process {p.pid} ({' '.join(p.cmdline()[:2])}...) stopped")
+    with rf.lock():
+        rf.remove()
+    return done
+
+
+#: stop grace when neither the caller nor the run file says one (SupervisorConfig's default)
+DEFAULT_GRACE_S = 10.0
+
+
+def teardown(rf: RunFile, grace_s: float | None = None, heal_s: float = 5.0) -> list[str]:
     """Stop the swarm of ``rf`` whatever state it is in; returns one line per action.
 
     1. SIGTERM the supervisor (if it is still the recorded process) and give it ``grace_s`` plus
@@ -199,12 +271,21 @@ def teardown(rf: RunFile, grace_s: float = 10.0) -> list[str]:
     2. For every recorded instance still alive (same pid *and* create_time): TERM its process
        group, grace, KILL.
     3. Remove the run file, the launch spec and the key file.
+
+    ``grace_s``: None takes the ``stop_grace_s`` the swarm recorded. A damaged run file is given
+    ``heal_s`` to be rewritten by its supervisor; after that the swarm's processes are found
+    without it (:func:`swarm_processes`).
     """
     done: list[str] = []
-    with rf.lock():
-        rec = rf.read()
+    try:
+        rec = _read_healed(rf, heal_s)
+    except RunFileDamaged:
+        return _teardown_blind(rf, DEFAULT_GRACE_S if grace_s is None else grace_s)
     if rec is None:
         raise SwarmStateError(f"no swarm named {rf.name!r} is running (no run file at {rf.path})")
+    if grace_s is None:
+        recorded = rec.get("stop_grace_s")
+        grace_s = float(recorded) if isinstance(recorded, int | float) and recorded > 0 else DEFAULT_GRACE_S
     sup = rec.get("supervisor") or {}
     pid, ctime = sup.get("pid"), sup.get("create_time")
     if isinstance(pid, int) and same_process(pid, ctime):
@@ -219,7 +300,7 @@ def teardown(rf: RunFile, grace_s: float = 10.0) -> list[str]:
             done.append(f"supervisor {pid} killed (no exit {grace_s + 5.0:.0f} s after SIGTERM)")
     # re-read: the supervisor may have restarted an instance (new pid) before it stopped
     with rf.lock():
-        rec = rf.read() or rec
+        rec = rf.peek() or rec
     ports: list[int] = []
     for inst in rec.get("instances") or []:
         ipid = inst.get("pid")

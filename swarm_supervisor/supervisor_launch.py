@@ -22,12 +22,13 @@ from typing import Any
 
 import psutil
 
+from .bind import bind_problem
 from .config import Catalogue, Config
 from .errors import ConfigError, FetchError, ProcessError, SwarmStateError
 from .hardware import HardwareProfile
 from .paths import Dirs
 from .plan import Plan
-from .process import Backend, GpuVendor, log_tail, port_is_free
+from .process import Backend, GpuVendor, log_tail
 from .runfile import RunFile, claim, is_stale, write_private
 from .supervisor_spec import SwarmSpec, instance_configs, new_api_key
 
@@ -86,10 +87,11 @@ def build_spec(
     gpu_vendor: GpuVendor | None = None,
     extra_args: tuple[str, ...] = (),
 ) -> SwarmSpec:
-    """The spec of the swarm ``rf.name``; writes its internal key (0600) beside the run file."""
+    """The spec of the swarm ``rf.name`` with a new internal key. Nothing is written: the key file
+    and the launch spec are written only once the run file is claimed (:func:`start_detached`),
+    so a second ``swarm up`` of the same name cannot overwrite the key of the one that runs."""
     rf.ensure_dirs()
     key = new_api_key()
-    write_private(rf.key_path, key)
     return SwarmSpec(
         name=rf.name,
         model_id=plan.model_id,
@@ -133,11 +135,10 @@ def _initial(rf: RunFile, spec: SwarmSpec, pid: int) -> dict[str, Any]:
 
 
 def check_port(host: str, port: int) -> None:
-    if port and not port_is_free(port, host):
-        raise SwarmStateError(
-            f"port {port} on {host} is in use by another program; "
-            "choose another with `swarm up --port N` (0 picks a free one)"
-        )
+    """Raise :class:`SwarmStateError` with the real cause when the proxy could not listen there."""
+    problem = bind_problem(host, port)
+    if problem is not None:
+        raise SwarmStateError(f"the proxy cannot listen on {host}:{port}: {problem}")
 
 
 def exposure_warning(host: str, api_key: str | None) -> str | None:
@@ -158,22 +159,32 @@ def supervisor_log(rf: RunFile) -> Path:
     return rf.log_dir / "supervisor.log"
 
 
+def _write_claimed(rf: RunFile, spec: SwarmSpec) -> None:
+    """The key file (read by the instances) and the launch spec, once the run file is ours."""
+    write_private(rf.key_path, spec.api_key)
+    write_private(rf.launch_path, spec.to_json())
+
+
 def claim_foreground(rf: RunFile, spec: SwarmSpec) -> None:
     """Claim the run file for a supervisor running in this process."""
     with rf.lock():
         claim(rf, _initial(rf, spec, os.getpid()))
-        write_private(rf.launch_path, spec.to_json())
+        _write_claimed(rf, spec)
 
 
 def start_detached(rf: RunFile, spec: SwarmSpec) -> subprocess.Popen[bytes]:
-    """Claim the run file and start ``python -m swarm_supervisor.supervisor_main NAME`` detached."""
+    """Claim the run file and start ``python -P -m swarm_supervisor.supervisor_main NAME`` detached.
+
+    ``-P`` and the swarm's log dir as working directory: a file in the user's working directory
+    named like a module (``inspect.py``) is never imported instead of the standard one."""
     with rf.lock():
         claim(rf, _initial(rf, spec, os.getpid()))
-        write_private(rf.launch_path, spec.to_json())
+        _write_claimed(rf, spec)
         log_path = supervisor_log(rf)
         with log_path.open("ab") as logf:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "swarm_supervisor.supervisor_main", rf.name],
+                [sys.executable, "-P", "-m", "swarm_supervisor.supervisor_main", rf.name],
+                cwd=rf.log_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=subprocess.STDOUT,
@@ -188,7 +199,7 @@ def wait_until_up(rf: RunFile, proc: subprocess.Popen[bytes], timeout_s: float) 
     """Wait for the run file to say ``up``; raise ProcessError with the reason otherwise."""
     deadline = time.monotonic() + timeout_s
     while True:
-        rec = rf.read() or {}
+        rec = rf.peek() or {}  # damaged for a moment: the supervisor writes it again
         if rec.get("status") == "up":
             return rec
         rc = proc.poll()
@@ -196,10 +207,10 @@ def wait_until_up(rf: RunFile, proc: subprocess.Popen[bytes], timeout_s: float) 
             if rc is None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=30)
-            rec = rf.read() or rec
+            rec = rf.peek() or rec
             reason = rec.get("reason")
             with rf.lock():
-                latest = rf.read()
+                latest = rf.peek()
                 if latest is not None and is_stale(latest):
                     rf.remove()
             if reason:

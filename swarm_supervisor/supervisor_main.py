@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from .bind import describe_bind_error
 from .errors import ProcessError, SwarmError
 from .process import State
 from .proxy.app import create_app
@@ -51,8 +52,8 @@ async def run_swarm(
         except OSError as exc:
             sup.status = "failed"
             sup.reason = (
-                f"the proxy cannot listen on {spec.proxy_host}:{spec.proxy_port} ({exc.strerror}); "
-                "choose another port with `swarm up --port N` (or proxy.port in the config)"
+                f"the proxy cannot listen on {spec.proxy_host}:{spec.proxy_port}: "
+                + describe_bind_error(exc, spec.proxy_host, spec.proxy_port)
             )
             log.error("%s", sup.reason)
             await sup.shutdown(final_status="failed")

@@ -16,16 +16,16 @@ from .app import Ctx, pass_ctx
 def command(ctx: Ctx, name: str, all_: bool) -> None:
     """Stop the supervisor, the proxy and every instance (TERM, grace, KILL to each process group).
 
-    Uses the run file, so it works after the supervisor itself was killed; a pid that now belongs
-    to another program is never signalled."""
+    Uses the run file alone (not the config file, which may have changed or broken since), so it
+    works after the supervisor itself was killed; a pid that now belongs to another program is
+    never signalled."""
     names = list_names(ctx.dirs) if all_ else [name]
     if all_ and not names:
         ctx.console.print("No swarm is running.")
         return
-    grace = ctx.config.supervisor.stop_grace_s
     for n in names:
         try:
-            lines = teardown(RunFile(n, ctx.dirs), grace)
+            lines = teardown(RunFile(n, ctx.dirs))  # the grace the swarm was started with
         except SwarmStateError:
             if all_:
                 continue

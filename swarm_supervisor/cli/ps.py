@@ -23,7 +23,7 @@ def command(ctx: Ctx, name: str, as_json: bool) -> None:
     VRAM, uptime, requests, average latency and restarts. Works from any shell."""
     rf = RunFile(name, ctx.dirs)
     with rf.lock():
-        rec = rf.read()
+        rec = rf.read()  # a damaged file raises RunFileDamaged (with how to recover): never removed
         if rec is not None and is_stale(rec):
             rf.remove()
             raise SwarmStateError(

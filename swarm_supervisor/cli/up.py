@@ -141,7 +141,7 @@ def command(
 
         code = run_until_done(run_swarm(spec, rf, on_up=on_up))
         with rf.lock():
-            rec = rf.read()
+            rec = rf.peek()
             if rec is not None and rec.get("status") == "failed":
                 ctx.err.print(f"[bold red]error:[/] {rec.get('reason')}", highlight=False)
             rf.remove()
