@@ -24,9 +24,9 @@ venv: $(STAMP)
 setup: venv
 	$(SWARM) pull --model smollm2:135m
 
-## up: set up, then start the swarm on this machine's default plan
+## up: set up, then start the swarm on this machine's default plan (a running swarm is left as it is)
 up: setup
-	$(SWARM) up
+	$(SWARM) up --if-not-running
 
 down: venv
 	$(SWARM) down

@@ -362,7 +362,9 @@ class Supervisor:
     def base_url(self) -> str | None:
         if not self.proxy_port:
             return None
-        return f"http://{self.spec.proxy_host}:{self.proxy_port}/v1"
+        host = self.spec.proxy_host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host  # IPv6: http://[::1]:N
+        return f"http://{host}:{self.proxy_port}/v1"
 
     def record(self) -> dict[str, Any]:
         """What the run file holds (no live measurements)."""

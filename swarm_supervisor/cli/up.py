@@ -11,7 +11,7 @@ import click
 from rich.table import Table
 
 from ..config import Config
-from ..errors import PlanError
+from ..errors import PlanError, RunFileDamaged, SwarmStateError
 from ..plan import Plan, embedded_plan, make_plan
 from ..render import render_status
 from ..runfile import RunFile, ensure_not_running, live_status, teardown
@@ -64,6 +64,12 @@ def _with_strategy(config: Config, strategy: str | None) -> Config:
 @click.option(
     "--strategy", type=click.Choice(["similarity", "quality", "fastest"]), help="How the proxy picks answers."
 )
+@click.option(
+    "--if-not-running",
+    "if_not_running",
+    is_flag=True,
+    help="When this swarm already runs, say so and exit 0 (what `make up` uses).",
+)
 @pass_ctx
 def command(
     ctx: Ctx,
@@ -75,6 +81,7 @@ def command(
     llama_server: Path | None,
     no_fallback: bool,
     strategy: str | None,
+    if_not_running: bool,
 ) -> None:
     """Start the swarm: the planned llama-server instances and the OpenAI-compatible proxy.
 
@@ -92,7 +99,18 @@ def command(
         )
     rf = RunFile(name, ctx.dirs)
     with rf.lock():  # fail early, before any download
-        ensure_not_running(rf)
+        try:
+            ensure_not_running(rf)
+        except RunFileDamaged:
+            raise
+        except SwarmStateError:
+            if not if_not_running:
+                raise
+            flag = "" if name == "default" else f" --name {name}"
+            ctx.console.print(
+                f"Swarm {name!r} is already running: `swarm ps{flag}` shows it.", highlight=False
+            )
+            return
     config = _with_strategy(ctx.config, strategy)
     host = host or config.proxy.host
     port = config.proxy.port if port is None else port

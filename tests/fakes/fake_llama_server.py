@@ -2,7 +2,8 @@
 """A tiny stand-in for llama-server, for the faults a real one will not produce on demand.
 
 Takes llama-server's argv (``-m --host --port -c -ngl --threads --parallel --metrics --alias
---api-key-file --seed``) and answers ``POST`` chat requests with "hello from PORT", as one JSON
+--api-key-file --seed``; like llama-server it reads the key file once at start and answers 401
+to a POST without that key) and answers ``POST`` chat requests with "hello from PORT", as one JSON
 body or, when the request says ``"stream": true``, as SSE deltas (usage chunk with
 ``stream_options.include_usage``, then ``[DONE]``) the way the proxy asks its voters; plus fault
 switches:
@@ -72,6 +73,10 @@ def main() -> None:
         sys.exit(1)
     start = time.monotonic()
     state = {"served": 0, "ready_at": None}
+    key = args.api_key
+    if args.api_key_file:  # read once at start, as llama-server does
+        with open(args.api_key_file, encoding="utf-8") as fh:
+            key = fh.read().strip()
 
     def ready() -> bool:
         return not args.fake_never_ready and time.monotonic() - start >= args.fake_load_s
@@ -138,6 +143,10 @@ def main() -> None:
                 time.sleep(3600)
             n = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(n)
+            if key and self.headers.get("Authorization") != f"Bearer {key}":
+                err = {"code": 401, "message": "Invalid API Key", "type": "authentication_error"}
+                self._send(401, {"error": err})
+                return
             state["served"] += 1
             try:
                 body = json.loads(raw) if raw else {}
