@@ -123,7 +123,8 @@ class RunFile:
         flag = "" if self.name == DEFAULT_NAME else f" --name {self.name}"
         return RunFileDamaged(
             f"the run file {self.path} is damaged: it {what}; nothing was deleted. "
-            f"If swarm {self.name!r} runs, its supervisor writes the file again within a few seconds: run `swarm ps{flag}` again. "
+            f"If swarm {self.name!r} runs, its supervisor writes the file again within a few seconds: "
+            f"run `swarm ps{flag}` again. "
             f"`swarm down{flag}` stops the swarm either way (it finds its processes without the file)"
         )
 
