@@ -182,6 +182,14 @@ class ProxyConfig(_Strict):
     request_timeout_s: Annotated[float, Field(gt=0)] = 600.0
     max_body_bytes: Annotated[int, Field(gt=0)] = 16 * 1024 * 1024
     cors_origins: list[str] = []
+    # limits on what clients may ask (docs/limits.md)
+    max_messages: Annotated[int, Field(ge=1)] = 2048
+    max_header_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
+    max_connections: Annotated[int, Field(ge=1)] = 512
+    header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    body_timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    straggler_min_s: Annotated[float, Field(ge=0)] = 10.0
+    straggler_factor: Annotated[float, Field(ge=0)] = 3.0  # 0: wait for every voter until the deadline
 
 
 class HardwareConfig(_Strict):

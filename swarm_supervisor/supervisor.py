@@ -411,6 +411,7 @@ class Supervisor:
             "context": self.spec.context,
             "voters": self.spec.voters,
             "ready_voters": self.pool.voters,
+            "requests": self.pool.client_requests,  # client requests (an instance's: its share)
             "supervisor": {"pid": os.getpid(), "create_time": sup_ctime},
             "supervisor_pid": os.getpid(),
             "proxy": {

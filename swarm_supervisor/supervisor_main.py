@@ -21,6 +21,7 @@ from .bind import describe_bind_error
 from .errors import ProcessError, SwarmError
 from .process import State
 from .proxy.app import create_app
+from .proxy.guard import raise_open_file_limit
 from .proxy.server import ProxyServer
 from .proxy.settings import ProxySettings
 from .proxy.upstreams import UpstreamPool
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per health probe
+    log.info("open-file limit: %d", raise_open_file_limit())  # each client connection is a file
     rf = RunFile(args[0])
     try:
         spec = SwarmSpec.from_json(rf.launch_path.read_text(encoding="utf-8"))

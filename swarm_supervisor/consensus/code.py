@@ -102,6 +102,8 @@ def block_problem(block: CodeBlock) -> str | None:
             json.loads(block.body)
         except ValueError as err:
             return f"json block does not parse: {err}"
+        except RecursionError:  # nested deeper than Python's stack: a model can be made to write it
+            return "json block does not parse: nested too deeply"
     return None
 
 

@@ -19,13 +19,13 @@ def canonical_arguments(arguments: Any) -> str:
     if isinstance(arguments, str):
         try:
             value = json.loads(arguments)
-        except ValueError:
+        except (ValueError, RecursionError):  # too deep to parse: unparseable, compared as text
             return arguments
     else:
         value = arguments
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return str(arguments)
 
 

@@ -212,11 +212,19 @@ def minimal_status(pool: UpstreamPool) -> dict[str, Any]:
                 "avg_latency_s": st.avg_latency_s if st else None,
             }
         )
-    return {"model": pool.model_id, "context": pool.context, "voters": pool.voters, "instances": instances}
+    return {
+        "model": pool.model_id,
+        "context": pool.context,
+        "voters": pool.voters,
+        "requests": pool.client_requests,
+        "instances": instances,
+    }
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    if exc.status >= 500:  # the client sees a 5xx: the log says why
+        log.warning("%s %s answered %d: %s", request.method, request.url.path, exc.status, exc.message)
     return exc.response()
 
 

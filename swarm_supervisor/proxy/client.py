@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .upstreams import UpstreamPool
 
@@ -120,6 +121,8 @@ async def _data_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
                 yield line[5:].strip()
     except aiohttp.ClientError as exc:
         raise UpstreamFailure("connection", f"the stream broke off: {type(exc).__name__}") from None
+    except (HttpProcessingError, ValueError) as exc:  # a line longer than aiohttp reads (LineTooLong)
+        raise UpstreamFailure("invalid_json", f"a stream event is too long ({type(exc).__name__})") from None
 
 
 def _describe(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ from ..consensus import Candidate, Verdict
 from .client import UpstreamClient, UpstreamFailure
 from .collect import assemble
 from .errors import ApiError, UpstreamStatusError
+from .stragglers import GAVE_UP, StragglerPolicy
 from .upstreams import Upstream
 from .voting import Kind, VoterOutcome, candidate_of, decide, enough, prompt_text, usable
 
@@ -82,6 +83,7 @@ async def fan_out(
     quorum: bool,
     timeout_s: float,
     on_done: Callable[[VoterOutcome], None] | None = None,
+    stragglers: StragglerPolicy | None = None,
 ) -> Ballot:
     """Send ``body`` to every voter, vote on the answers; raise :class:`ApiError` when none answer."""
     plan = voter_plan(upstreams)
@@ -98,10 +100,15 @@ async def fan_out(
     candidates: list[Candidate] = []
     failures: list[UpstreamFailure] = []
     pending = set(tasks)
-    deadline = time.monotonic() + timeout_s
+    start = time.monotonic()
+    deadline = start + timeout_s
+    policy = stragglers or StragglerPolicy()
+    cutoff = deadline
     try:
         while pending:
-            left = deadline - time.monotonic()
+            latencies = [tasks[t].latency_s for t in tasks if t.done() and tasks[t].ok]
+            cutoff = min(deadline, policy.cutoff(start, latencies, len(failures), len(plan)))
+            left = cutoff - time.monotonic()
             if left <= 0:
                 break
             done, pending = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
@@ -121,7 +128,8 @@ async def fan_out(
             ):
                 break
     finally:
-        reason = "timed out" if time.monotonic() >= deadline else "cancelled"
+        now = time.monotonic()
+        reason = "timed out" if now >= deadline else GAVE_UP if now >= cutoff else "cancelled"
         for task in pending:
             task.cancel()
             tasks[task].error = reason

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..config import Strategy, StreamMode
+from .budget import check_budget
 from .client import UpstreamClient
 from .errors import ApiError, bad_request, unavailable
 from .fanout import Ballot, fan_out
@@ -21,8 +22,9 @@ from .relay import OpenStream, first_stream, relay
 from .schemas import ChatRequest, CompletionRequest, forwardable, parse_json, validate
 from .settings import ProxySettings
 from .sse import KEEPALIVE, chat_events, completion_events, error_event
+from .stragglers import StragglerPolicy
 from .upstreams import UpstreamPool
-from .voting import Kind, first_choice
+from .voting import Kind, VoterOutcome, first_choice
 
 T = TypeVar("T")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -48,8 +50,9 @@ class Context:
         return self.client
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (by Content-Length and by count)."""
+async def read_body(request: Request, limit: int, timeout_s: float = 60.0) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (by Content-Length and by count) and a
+    body that takes longer than ``timeout_s`` to arrive (a slow or never-ending upload: 408)."""
     too_big = ApiError(
         413, f"the request body is larger than {limit} bytes (proxy.max_body_bytes)", code="body_too_large"
     )
@@ -58,11 +61,20 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise too_big
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise too_big
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > limit:
+                    raise too_big
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(
+            408,
+            f"the request body did not arrive within {timeout_s:g} s (proxy.body_timeout_s)",
+            code="body_timeout",
+            headers={"Connection": "close"},
+        ) from None
     return b"".join(chunks)
 
 
@@ -98,9 +110,11 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 
 async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
-    raw = await read_body(request, ctx.settings.max_body_bytes)
+    s = ctx.settings
+    raw = await read_body(request, s.max_body_bytes, s.body_timeout_s)
     data = parse_json(raw)
     req = validate(ChatRequest if kind == "chat" else CompletionRequest, data)
+    check_budget(kind, data, context=ctx.pool.context, max_messages=s.max_messages)
     strategy: Strategy = (
         req.swarm_strategy
         or _choice(request.headers.get("x-swarm-strategy"), get_args(Strategy), "swarm_strategy")  # type: ignore[assignment]
@@ -109,6 +123,7 @@ async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
     upstreams = ctx.pool.ready()
     if not upstreams:
         raise unavailable(ctx.settings.retry_after_s)
+    ctx.pool.client_requests += 1
     body = forwardable(data)
     body.pop("model", None)  # each instance serves one model; the client's name is only a label
     client = ctx.upstream_client()
@@ -142,18 +157,23 @@ async def _vote(
     strategy: Strategy,
 ) -> Ballot:
     s = ctx.settings
-    ballot = await fan_out(
-        client,
-        upstreams,
-        PATHS[kind],
-        body,
-        kind=kind,
-        strategy=strategy,
-        threshold=s.threshold,
-        quorum=s.quorum,
-        timeout_s=s.request_timeout_s,
-        on_done=lambda o: _record_voter(ctx, o.instance, o.ok, o.latency_s, o.error),
-    )
+    finished: list[VoterOutcome] = []
+    try:
+        ballot = await fan_out(
+            client,
+            upstreams,
+            PATHS[kind],
+            body,
+            kind=kind,
+            strategy=strategy,
+            threshold=s.threshold,
+            quorum=s.quorum,
+            timeout_s=s.request_timeout_s,
+            on_done=finished.append,
+            stragglers=StragglerPolicy(s.straggler_min_s, s.straggler_factor),
+        )
+    finally:
+        _record_voters(ctx, finished)
     ctx.metrics.agreement.labels(strategy).observe(ballot.verdict.agreement)
     for outcome in ballot.outcomes:
         if outcome.ok and outcome.body is not None:
@@ -161,15 +181,22 @@ async def _vote(
     return ballot
 
 
-def _record_voter(ctx: Context, instance: str, ok: bool, latency_s: float, error: str | None) -> None:
-    if error and error.startswith("cancelled"):
-        ctx.metrics.voters.labels(instance, "cancelled").inc()
-        return
-    outcome = "ok" if ok else ("timeout" if error == "timed out" else "error")
-    ctx.metrics.voters.labels(instance, outcome).inc()
-    if ok:
-        ctx.metrics.voter_latency.labels(instance).observe(latency_s)
-    ctx.pool.record(instance, latency_s, ok)
+def _record_voters(ctx: Context, outcomes: list[VoterOutcome]) -> None:
+    """Metrics per voter; for `swarm ps`, one request per instance that took part (its voters'
+    answers are one client request, not several), ok when any of its voters answered."""
+    per_instance: dict[str, list[VoterOutcome]] = {}
+    for o in outcomes:
+        if o.error and o.error.startswith("cancelled"):
+            ctx.metrics.voters.labels(o.instance, "cancelled").inc()
+            continue
+        outcome = "ok" if o.ok else ("timeout" if (o.error or "").startswith("timed out") else "error")
+        ctx.metrics.voters.labels(o.instance, outcome).inc()
+        if o.ok:
+            ctx.metrics.voter_latency.labels(o.instance).observe(o.latency_s)
+        per_instance.setdefault(o.instance, []).append(o)
+    for instance, mine in per_instance.items():
+        answered = [o.latency_s for o in mine if o.ok]
+        ctx.pool.record(instance, max(answered or [o.latency_s for o in mine]), bool(answered))
 
 
 # --------------------------------------------------------------------------- answers

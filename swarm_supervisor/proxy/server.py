@@ -21,6 +21,16 @@ from collections.abc import Iterator
 import uvicorn
 from starlette.types import ASGIApp
 
+from .guard import ServerLimits, guarded_protocol
+
+
+def _limits_of(app: ASGIApp) -> ServerLimits:
+    ctx = getattr(getattr(app, "state", None), "ctx", None)
+    s = getattr(ctx, "settings", None)
+    if s is None:
+        return ServerLimits()
+    return ServerLimits(s.max_header_bytes, s.max_connections, s.header_timeout_s)
+
 
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to its host (the supervisor's loop)."""
@@ -34,13 +44,21 @@ class ProxyServer:
     """uvicorn serving ``app`` in the current loop, on a socket bound before it starts."""
 
     def __init__(
-        self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+        self,
+        app: ASGIApp,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        limits: ServerLimits | None = None,
     ) -> None:
+        """``limits``: header size, open connections, head deadline (guard.py); None: the
+        app's own ``ProxySettings`` when it is a proxy app, else the defaults."""
+        self.limits = limits or _limits_of(app)
         self.config = uvicorn.Config(
             app,
             host=host,
             port=port,
-            http="httptools",
+            http=guarded_protocol(self.limits),
             lifespan="on",
             log_level=log_level,
             access_log=False,

@@ -29,6 +29,14 @@ class ProxySettings:
     keepalive_s: float = 5.0  # SSE comment keep-alives while a streamed vote is pending
     metrics_timeout_s: float = 2.0  # how long /metrics waits for each instance's own /metrics
     retry_after_s: int = 5  # Retry-After of a 503 when no instance is ready
+    # limits on what clients may ask (docs/limits.md; the config's [proxy] keys of the same names)
+    max_messages: int = 2048
+    max_header_bytes: int = 64 * 1024
+    max_connections: int = 512
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    straggler_min_s: float = 10.0
+    straggler_factor: float = 3.0
 
     @classmethod
     def from_config(
@@ -46,6 +54,13 @@ class ProxySettings:
             max_body_bytes=cfg.max_body_bytes,
             api_key=cfg.api_key or None,
             cors_origins=tuple(cfg.cors_origins),
+            max_messages=cfg.max_messages,
+            max_header_bytes=cfg.max_header_bytes,
+            max_connections=cfg.max_connections,
+            header_timeout_s=cfg.header_timeout_s,
+            body_timeout_s=cfg.body_timeout_s,
+            straggler_min_s=cfg.straggler_min_s,
+            straggler_factor=cfg.straggler_factor,
         )
         if not overrides:
             return base

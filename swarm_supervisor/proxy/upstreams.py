@@ -61,6 +61,8 @@ class UpstreamPool:
     stats: dict[str, UpstreamStats] = field(default_factory=dict)
     #: id -> times the supervisor restarted it (the supervisor updates it; /metrics shows it)
     restarts: dict[str, int] = field(default_factory=dict)
+    #: completion requests the proxy sent to the instances (each counts once, however many voters)
+    client_requests: int = 0
 
     def add(self, upstream: Upstream, state: str = "starting") -> None:
         self.upstreams[upstream.id] = upstream
@@ -80,7 +82,8 @@ class UpstreamPool:
         self._ready.discard(upstream_id)
 
     def record(self, upstream_id: str, seconds: float, ok: bool = True) -> None:
-        """The proxy calls this once per upstream request it finished (``ok=False``: it failed)."""
+        """The proxy calls this once per client request an upstream took part in (``ok=False``:
+        none of its voters answered)."""
         st = self.stats.setdefault(upstream_id, UpstreamStats())
         if ok:
             st.requests += 1
