@@ -185,7 +185,7 @@ class ProxyConfig(_Strict):
     # limits on what clients may ask (docs/limits.md)
     max_messages: Annotated[int, Field(ge=1)] = 2048
     max_header_bytes: Annotated[int, Field(ge=1024)] = 64 * 1024
-    max_connections: Annotated[int, Field(ge=1)] = 512
+    max_connections: Annotated[int, Field(ge=1)] = 1024
     header_timeout_s: Annotated[float, Field(gt=0)] = 10.0
     body_timeout_s: Annotated[float, Field(gt=0)] = 60.0
     straggler_min_s: Annotated[float, Field(ge=0)] = 10.0

@@ -6,7 +6,7 @@ idle connections until the process runs out of file descriptors, or trickle a he
 every few seconds forever (each byte resets uvicorn's keep-alive timer). :func:`guarded_protocol`
 returns the protocol class ``uvicorn.Config(http=...)`` takes::
 
-    limits = ServerLimits(max_header_bytes=65536, max_connections=512, header_timeout_s=10.0)
+    limits = ServerLimits(max_header_bytes=65536, max_connections=1024, header_timeout_s=10.0)
     uvicorn.Config(app, http=guarded_protocol(limits))
 
 Past a limit a client gets a short HTTP answer and the connection is closed: 431 for a head over
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ServerLimits:
     max_header_bytes: int = 64 * 1024
-    max_connections: int = 512
+    max_connections: int = 1024
     header_timeout_s: float = 10.0
 
     def effective_connections(self) -> int:
@@ -72,7 +72,7 @@ class GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with :class:`ServerLimits` (set on a subclass)."""
 
     limits = ServerLimits()
-    max_connections = 512
+    max_connections = 1024
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -114,7 +114,6 @@ async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
     raw = await read_body(request, s.max_body_bytes, s.body_timeout_s)
     data = parse_json(raw)
     req = validate(ChatRequest if kind == "chat" else CompletionRequest, data)
-    check_budget(kind, data, context=ctx.pool.context, max_messages=s.max_messages)
     strategy: Strategy = (
         req.swarm_strategy
         or _choice(request.headers.get("x-swarm-strategy"), get_args(Strategy), "swarm_strategy")  # type: ignore[assignment]
@@ -123,6 +122,7 @@ async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
     upstreams = ctx.pool.ready()
     if not upstreams:
         raise unavailable(ctx.settings.retry_after_s)
+    check_budget(kind, data, context=ctx.pool.context, max_messages=s.max_messages)  # before any fan-out
     ctx.pool.client_requests += 1
     body = forwardable(data)
     body.pop("model", None)  # each instance serves one model; the client's name is only a label

@@ -32,7 +32,7 @@ class ProxySettings:
     # limits on what clients may ask (docs/limits.md; the config's [proxy] keys of the same names)
     max_messages: int = 2048
     max_header_bytes: int = 64 * 1024
-    max_connections: int = 512
+    max_connections: int = 1024
     header_timeout_s: float = 10.0
     body_timeout_s: float = 60.0
     straggler_min_s: float = 10.0
