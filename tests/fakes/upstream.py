@@ -41,7 +41,8 @@ class Behaviour:
     tool_calls: list[dict[str, Any]] | None = None
     finish_reason: str | None = None  # None: "tool_calls" with tool calls, else "stop"
     latency_s: float = 0.0
-    fault: str | None = None  # None | "500" | "reject" | "400" | "invalid_json" | "drop" | "hang"
+    #: None | "500" | "reject" | "400" | "invalid_json" | "drop" | "hang" | "huge_line" (a 3 MiB SSE event)
+    fault: str | None = None
     ready: bool = True
     stream_pieces: int = 4  # content deltas per streamed answer
     piece_delay_s: float = 0.0
@@ -118,6 +119,9 @@ def make_app(behaviour: Behaviour, record: Record) -> Starlette:
                 return Response(b'data: {"choices": [\n\n', media_type="text/event-stream")
             return Response(b'{"choices": [', media_type="application/json")
         chat = request.url.path.endswith("/chat/completions")
+        if b.fault == "huge_line" and body.get("stream"):
+            huge = _sse({"choices": [{"index": 0, "delta": {"content": "x" * (3 << 20)}}]})
+            return Response(huge + b"data: [DONE]\n\n", media_type="text/event-stream")
         if body.get("stream"):
             return StreamingResponse(_stream(b, record, chat, body), media_type="text/event-stream")
         if b.fault == "drop":

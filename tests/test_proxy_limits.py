@@ -1,0 +1,247 @@
+"""Clients that misbehave, against the proxy on a real socket: huge headers, too many connections,
+heads and bodies that never finish, requests too big to fan out, and voters that hang, send an
+endless SSE line or an answer nested too deep to vote on. Each gets a typed 4xx/5xx (or a vote
+without the bad voter), and the proxy keeps answering."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from swarm_supervisor.proxy.app import create_app
+from swarm_supervisor.proxy.settings import ProxySettings
+from swarm_supervisor.proxy.upstreams import Upstream, UpstreamPool
+from tests.fakes.upstream import Behaviour, fake_upstreams, served_client
+
+pytestmark = pytest.mark.anyio
+
+GOOD = "def add(a, b):\n    return a + b\n"
+CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "add"}]}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    return sock
+
+
+def _read_all(sock: socket.socket, timeout_s: float = 10.0) -> bytes:
+    sock.settimeout(timeout_s)
+    out = b""
+    try:
+        while chunk := sock.recv(65536):
+            out += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return out
+
+
+# --------------------------------------------------------------------------- the connection
+# (raw sockets in a thread: the proxy serves in this test's event loop)
+
+
+def _huge_header(url: str) -> bytes:
+    sock = _connect(url)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ")
+    try:
+        for _ in range(200):  # up to 8 MB, but the proxy answers long before
+            sock.sendall(b"a" * 40960)
+    except (BrokenPipeError, ConnectionResetError, TimeoutError):
+        pass
+    answered = _read_all(sock)
+    sock.close()
+    return answered
+
+
+def _too_many(url: str, open_already: int) -> bytes:
+    idle = [_connect(url) for _ in range(open_already)]
+    time.sleep(0.3)
+    extra = _connect(url)
+    refused = _read_all(extra, 5)
+    extra.close()
+    for s in idle:
+        s.close()
+    time.sleep(0.3)
+    return refused
+
+
+def _trickle(url: str, first: bytes, byte: bytes) -> tuple[bytes, float]:
+    """Send ``first``, then ``byte`` every 0.2 s until the proxy answers; (answer, seconds)."""
+    sock = _connect(url)
+    sock.sendall(first)
+    start = time.monotonic()
+    sock.settimeout(0.2)
+    got = b""
+    while time.monotonic() - start < 6 and not got:
+        try:
+            sock.sendall(byte)
+            got = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    sock.close()
+    return got, time.monotonic() - start
+
+
+def _idle(url: str) -> tuple[bytes, float]:
+    sock = _connect(url)
+    start = time.monotonic()
+    got = _read_all(sock, 5)
+    sock.close()
+    return got, time.monotonic() - start
+
+
+async def test_a_huge_header_is_a_431_and_nothing_is_buffered() -> None:
+    with fake_upstreams(Behaviour(GOOD)) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with served_client(create_app(pool, ProxySettings(max_header_bytes=16 * 1024))) as client:
+            answered = await asyncio.to_thread(_huge_header, str(client.base_url))
+            assert answered.startswith(b"HTTP/1.1 431"), answered[:200]
+            assert b"proxy.max_header_bytes" in answered
+            r = await client.get("/health")
+            assert r.status_code == 200
+            big = await client.get("/health", headers={"X-Ok": "a" * 8000})  # under the limit: fine
+            assert big.status_code == 200
+
+
+async def test_connections_past_the_limit_get_a_503_and_the_rest_still_work() -> None:
+    with fake_upstreams(Behaviour(GOOD)) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        settings = ProxySettings(max_connections=10, header_timeout_s=30)
+        async with served_client(create_app(pool, settings)) as client:
+            url = str(client.base_url)
+            await client.get("/health")  # the test's own keep-alive connection is one of them
+            refused = await asyncio.to_thread(_too_many, url, 9)
+            assert refused.startswith(b"HTTP/1.1 503"), refused[:200]
+            assert b"retry-after" in refused.lower() and b"too many open connections" in refused
+            async with httpx.AsyncClient(base_url=url) as fresh:
+                assert (await fresh.post("/v1/chat/completions", json=CHAT)).status_code == 200
+
+
+async def test_a_head_that_never_finishes_is_a_408_and_an_idle_connection_is_closed() -> None:
+    with fake_upstreams(Behaviour(GOOD)) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with served_client(create_app(pool, ProxySettings(header_timeout_s=1.0))) as client:
+            url = str(client.base_url)
+            head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            got, took = await asyncio.to_thread(_trickle, url, head, b"X")  # slowloris: a byte at a time
+            assert got.startswith(b"HTTP/1.1 408"), got[:200]
+            assert took < 3
+            got, took = await asyncio.to_thread(_idle, url)
+            assert got == b"" and took < 3  # an idle connection is closed without a word
+            assert (await client.get("/health")).status_code == 200
+
+
+async def test_a_body_that_never_ends_is_a_408() -> None:
+    with fake_upstreams(Behaviour(GOOD)) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with served_client(create_app(pool, ProxySettings(body_timeout_s=1.0))) as client:
+            head = (
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            got, _ = await asyncio.to_thread(_trickle, str(client.base_url), head, b"1\r\n \r\n")
+            assert got.startswith(b"HTTP/1.1 408"), got[:300]
+            assert b"proxy.body_timeout_s" in got
+            assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+            assert len(fakes[0].record.bodies) == 1  # only the good one reached the instance
+
+
+# --------------------------------------------------------------------------- what is fanned out
+
+
+async def test_what_is_too_big_to_fan_out_is_refused_before_any_instance_sees_it() -> None:
+    with fake_upstreams(Behaviour(GOOD), Behaviour(GOOD)) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes], context=4096)
+        async with served_client(create_app(pool, ProxySettings(max_messages=100))) as client:
+            many = {"messages": [{"role": "user", "content": "x"}] * 101}
+            r = await client.post("/v1/chat/completions", json=many)
+            assert r.status_code == 400 and r.json()["error"]["code"] == "too_many_messages", r.text
+            long = {"messages": [{"role": "user", "content": "word " * 8000}]}  # 40 kB: over 4096 tokens
+            r = await client.post("/v1/chat/completions", json=long)
+            err = r.json()["error"]
+            assert r.status_code == 400 and err["code"] == "context_length_exceeded", r.text
+            assert "4096 tokens of context" in err["message"]
+            r = await client.post("/v1/completions", json={"prompt": list(range(5000))})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+            r = await client.post("/v1/chat/completions", json={**CHAT, "n_probs": 100000})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "n_probs"
+            assert [f.record.bodies for f in fakes] == [[], []]  # no instance saw any of them
+            near = {"messages": [{"role": "user", "content": "word " * 2400}]}  # 12 kB: may fit
+            assert (await client.post("/v1/chat/completions", json=near)).status_code == 200
+
+
+# --------------------------------------------------------------------------- voters that misbehave
+
+
+async def test_a_hung_voter_does_not_hold_the_vote_once_the_others_answered() -> None:
+    with fake_upstreams(Behaviour(GOOD), Behaviour(GOOD, latency_s=0.2), Behaviour(fault="hang")) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        settings = ProxySettings(
+            request_timeout_s=60, straggler_min_s=1.0, straggler_factor=3.0, quorum=False
+        )
+        async with served_client(create_app(pool, settings)) as client:
+            start = time.monotonic()
+            r = await client.post("/v1/chat/completions", json=CHAT)
+            took = time.monotonic() - start
+    assert r.status_code == 200, r.text
+    assert took < 5, f"the hung voter held the request {took:.1f} s"
+    voters = {v["id"]: v for v in r.json()["swarm"]["voters"]}
+    assert "straggler" in voters["2.0"]["error"]
+    assert r.json()["swarm"]["votes"] == 2
+
+
+async def test_an_sse_line_too_long_to_read_is_an_upstream_failure() -> None:
+    with fake_upstreams(Behaviour(GOOD), Behaviour(fault="huge_line")) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with served_client(create_app(pool, ProxySettings(quorum=False))) as client:
+            r = await client.post("/v1/chat/completions", json=CHAT)
+            assert r.status_code == 200, r.text
+            voters = {v["id"]: v for v in r.json()["swarm"]["voters"]}
+            assert "too long" in voters["1.0"]["error"]
+            fakes[0].behaviour.fault = "huge_line"
+            r = await client.post("/v1/chat/completions", json=CHAT)
+            assert r.status_code == 502, r.text
+            assert "too long" in r.json()["error"]["message"]
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("strategy", ["quality", "similarity"])
+async def test_answers_nested_too_deep_to_parse_are_voted_on_not_a_500(strategy: str) -> None:
+    block = Behaviour(f"Here:\n```json\n{DEEP}\n```\n")
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"a": ' + DEEP + "}"}}
+    tools = Behaviour(tool_calls=[call])
+    with fake_upstreams(block, block, tools, tools) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        settings = ProxySettings(strategy=strategy, quorum=False)  # type: ignore[arg-type]
+        async with served_client(create_app(pool, settings)) as client:
+            r = await client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 200, r.text[:500]
+
+
+async def test_ps_counts_client_requests_not_voter_answers() -> None:
+    with fake_upstreams(Behaviour(GOOD), Behaviour(GOOD)) as fakes:
+        pool = UpstreamPool(model_id="m", context=4096)
+        for i, f in enumerate(fakes):
+            pool.set_ready(Upstream(str(i), f.url, slots=3), True)
+        async with served_client(create_app(pool, ProxySettings(quorum=False))) as client:
+            for _ in range(4):
+                r = await client.post("/v1/chat/completions", json=CHAT)
+                assert r.status_code == 200
+                assert len(r.json()["swarm"]["voters"]) == 6
+            status = (await client.get("/swarm/status")).json()
+    assert status["requests"] == 4
+    assert [i["requests"] for i in status["instances"]] == [4, 4]
