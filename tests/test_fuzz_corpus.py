@@ -10,6 +10,7 @@ the proxy process must still be alive and answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -178,6 +179,12 @@ def test_cut_off_and_malformed_http(proxy: Child) -> None:
     ):
         answer = _raw(port, junk)
         assert not answer.startswith(b"HTTP/1.1 5"), (junk, answer[:200])
+    # a head over proxy.max_header_bytes (64 KiB) is refused without being buffered
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with contextlib.suppress(OSError):  # the proxy answers and closes before it is all sent
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20))
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
     time.sleep(0.5)
     still_answers(proxy)
 

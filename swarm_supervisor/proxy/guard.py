@@ -28,6 +28,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger(__name__)
 
+#: seconds a refused connection stays open (reading and dropping) after its answer was sent
+LINGER_S = 1.0
+
 
 @dataclass(frozen=True)
 class ServerLimits:
@@ -145,10 +148,15 @@ class GuardedProtocol(HttpToolsProtocol):
         self._close_with(_response(408, "Request Timeout", message))
 
     def _close_with(self, response: bytes) -> None:
+        """Answer, then close a moment later, dropping what still arrives meanwhile: closing at
+        once with unread data makes the kernel send a reset that can destroy the answer."""
         self._in_head = False
+        self._refused = True  # data_received drops everything from now on
         self._cancel_head_timer()
         self.transport.write(response)
-        self.transport.close()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_S, self.transport.close)
 
 
 def guarded_protocol(limits: ServerLimits) -> type[GuardedProtocol]:
