@@ -213,7 +213,7 @@ def _ints(text: str) -> list[int]:
 @click.option("--max-tokens", default=128, show_default=True, help="Tokens each request generates.")
 @click.option("--rounds", default=3, show_default=True, help="Alternating rounds per topology (median).")
 @click.option("--context", default=2048, show_default=True, help="Tokens per slot.")
-@click.option("--llama-server", "binary_s", help="llama-server (default: the cached one, see README).")
+@click.option("--llama-server", "binary_s", help="llama-server (default: the cached one, see docs/pull.md).")
 @click.option("--model", "model_s", help="GGUF (default: the embedded SmolLM2 from `make setup`).")
 def command(
     voters_s: str, max_tokens: int, rounds: int, context: int, binary_s: str | None, model_s: str | None

@@ -1,4 +1,4 @@
-"""The one shared upstream HTTP client: aiohttp, chosen by measurement (README, Performance).
+"""The one shared upstream HTTP client: aiohttp, chosen by measurement (docs/performance.md).
 
 Cancelling a call closes its connection, which is how llama-server learns to free the slot.
 
