@@ -133,14 +133,14 @@ def plan_for(n: int, topology: str | None, model: Path, context: int) -> Any:
     from swarm_supervisor.config import Config, load_catalogue
     from swarm_supervisor.hardware import detect
     from swarm_supervisor.plan import PlanOverrides, make_plan
-    from swarm_supervisor.plan.facts import read_model_facts
+    from swarm_supervisor.store.gguf_check import check_gguf
 
     overrides = PlanOverrides(
         model=str(model),
         instances=n,
         context=context,
         topology=topology,  # type: ignore[arg-type]
-        facts=read_model_facts(model),
+        facts=check_gguf(model).facts,
     )
     return make_plan(detect(), load_catalogue(), Config(), overrides)
 
