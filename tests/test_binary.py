@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from swarm_supervisor.binary import explicit_binary, find_binary
+from bin_fetch.known import Known
+from swarm_supervisor.binary import KNOWN_FILE, explicit_binary, find_binary
 from swarm_supervisor.config import BinaryConfig, Config
 from swarm_supervisor.errors import FetchError
 from swarm_supervisor.hardware import detect
@@ -51,6 +52,8 @@ def test_find_binary_runs_the_one_the_precedence_names(
     assert got.version.startswith("0.0.0-fake")
     assert find_binary(cfg, d, hw, env=env).path == env_bin
     assert find_binary(cfg, d, hw, env={}).path == cfg_bin
+    # each answer is remembered in the cache, so the next `swarm up` does not run --version again
+    assert Known(d.bin / KNOWN_FILE).get(cfg_bin, "version") == got.version
 
 
 def test_a_configured_binary_that_does_not_run_is_an_error_that_names_it(
