@@ -22,7 +22,7 @@ from .schemas import ChatRequest, CompletionRequest, forwardable, parse_json, va
 from .settings import ProxySettings
 from .sse import KEEPALIVE, chat_events, completion_events, error_event
 from .upstreams import UpstreamPool
-from .voting import Kind, first_choice
+from .voting import Kind, VoterOutcome, first_choice
 
 T = TypeVar("T")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -157,8 +157,17 @@ async def _vote(
     ctx.metrics.agreement.labels(strategy).observe(ballot.verdict.agreement)
     for outcome in ballot.outcomes:
         if outcome.ok and outcome.body is not None:
-            ctx.metrics.observe_usage(outcome.body.get("usage"))
+            ctx.metrics.observe_usage(billed(outcome))
     return ballot
+
+
+def billed(outcome: VoterOutcome) -> dict[str, Any]:
+    """A voter's usage as it adds up across voters: the prompt counted once per evaluation."""
+    usage = dict((outcome.body or {}).get("usage") or {})
+    if not outcome.prompt_share:
+        usage.pop("prompt_tokens", None)
+        usage.pop("total_tokens", None)
+    return usage
 
 
 def _record_voter(ctx: Context, instance: str, ok: bool, latency_s: float, error: str | None) -> None:
@@ -181,9 +190,11 @@ def extension(ballot: Ballot) -> dict[str, Any]:
     verdict = ballot.verdict
     total: dict[str, int] = {}
     for o in ballot.outcomes:
-        for key, value in ((o.body or {}).get("usage") or {}).items():
+        for key, value in billed(o).items():
             if isinstance(value, int):
                 total[key] = total.get(key, 0) + value
+    if "prompt_tokens" in total:
+        total["total_tokens"] = total["prompt_tokens"] + total.get("completion_tokens", 0)
     return {
         "votes": len(ids),
         "winner": ids[verdict.winner],
@@ -194,6 +205,7 @@ def extension(ballot: Ballot) -> dict[str, Any]:
         "mean_similarity": round(verdict.mean_similarity, 4),
         "dropped": [{"voter": ids[d.index], "reason": d.reason} for d in verdict.dropped],
         "usage_total": total,
+        "requests": ballot.requests,
         "voters": [
             {
                 "id": o.id,
