@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..config import Strategy, StreamMode
+from .admission import Admission
 from .client import UpstreamClient
 from .errors import ApiError, bad_request, unavailable
 from .fanout import Ballot, fan_out
@@ -41,6 +42,13 @@ class Context:
     settings: ProxySettings
     metrics: ProxyMetrics
     client: UpstreamClient | None = None
+    admission: Admission | None = None  # set in __post_init__: votes the pool can run at once
+
+    def __post_init__(self) -> None:
+        if self.admission is None:
+            self.admission = Admission(lambda: self.pool.concurrency)
+        gate = self.admission
+        self.metrics.waiting.set_function(lambda: gate.waiting)
 
     def upstream_client(self) -> UpstreamClient:
         if self.client is None:  # only when the app is used without its lifespan
@@ -141,8 +149,27 @@ async def _vote(
     body: dict[str, Any],
     strategy: Strategy,
 ) -> Ballot:
+    assert ctx.admission is not None
+    async with ctx.admission.turn():
+        ballot = await _fan_out(ctx, client, upstreams, kind, body, strategy)
+    ctx.metrics.agreement.labels(strategy).observe(ballot.verdict.agreement)
+    for outcome in ballot.outcomes:
+        if outcome.ok and outcome.body is not None:
+            ctx.metrics.observe_usage(billed(outcome))
+    return ballot
+
+
+async def _fan_out(
+    ctx: Context,
+    client: UpstreamClient,
+    upstreams: list[Any],
+    kind: Kind,
+    body: dict[str, Any],
+    strategy: Strategy,
+) -> Ballot:
     s = ctx.settings
-    ballot = await fan_out(
+    upstreams = ctx.pool.ready() or upstreams  # the pool may have changed while this request waited
+    return await fan_out(
         client,
         upstreams,
         PATHS[kind],
@@ -154,11 +181,6 @@ async def _vote(
         timeout_s=s.request_timeout_s,
         on_done=lambda o: _record_voter(ctx, o.instance, o.ok, o.latency_s, o.error),
     )
-    ctx.metrics.agreement.labels(strategy).observe(ballot.verdict.agreement)
-    for outcome in ballot.outcomes:
-        if outcome.ok and outcome.body is not None:
-            ctx.metrics.observe_usage(billed(outcome))
-    return ballot
 
 
 def billed(outcome: VoterOutcome) -> dict[str, Any]:
