@@ -101,3 +101,29 @@ async def test_a_broken_stream_fails_only_the_voters_it_had_not_answered() -> No
     assert voters["1.0"]["ok"] is True
     assert voters["0.0"]["ok"] is False and voters["0.1"]["ok"] is False
     assert "broke off" in voters["0.0"]["error"] or "Disconnect" in voters["0.0"]["error"]
+
+
+async def test_logprobs_asked_by_the_client_are_the_winners_and_absent_otherwise() -> None:
+    with fake_upstreams(Behaviour(GOOD), Behaviour(GOOD)) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with asgi_client(create_app(pool, ProxySettings(quorum=False))) as client:
+            plain = await client.post("/v1/chat/completions", json=CHAT)
+            asked = await client.post(
+                "/v1/chat/completions", json={**CHAT, "logprobs": True, "top_logprobs": 2}
+            )
+            streamed = await client.post(
+                "/v1/chat/completions", json={**CHAT, "logprobs": True, "stream": True}
+            )
+            too_many = await client.post("/v1/chat/completions", json={**CHAT, "top_logprobs": 100000})
+    assert "logprobs" not in plain.json()["choices"][0]
+    choice = asked.json()["choices"][0]
+    tokens = choice["logprobs"]["content"]
+    assert "".join(t["token"] for t in tokens) == choice["message"]["content"] == GOOD
+    assert all(b.get("top_logprobs") == 2 for b in fakes[0].record.bodies[1:2])
+    events = [line[6:] for line in streamed.text.splitlines() if line.startswith("data: {")]
+    import json
+
+    with_lp = [json.loads(e) for e in events if '"logprobs": {' in e or '"logprobs":{' in e]
+    assert len(with_lp) == 1, "the whole answer's logprobs ride on the finishing chunk"
+    assert "".join(t["token"] for t in with_lp[0]["choices"][0]["logprobs"]["content"]) == GOOD
+    assert too_many.status_code == 400 and too_many.json()["error"]["param"] == "top_logprobs"

@@ -132,13 +132,13 @@ async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
             opened = first_stream(client, upstreams, PATHS[kind], body, ctx.settings.request_timeout_s)
             return await _stream_fastest(ctx, opened)
         work = _vote(ctx, client, upstreams, kind, body, strategy)
-        return await _stream_consensus(ctx, request, work, kind, req.include_usage)
+        return await _stream_consensus(ctx, request, work, kind, req.include_usage, req.wants_logprobs)
     ctx.metrics.observe_request(PATHS[kind], None, tools)
     try:
         ballot = await until_disconnect(request, _vote(ctx, client, upstreams, kind, body, strategy))
     except ClientGone:
         return Response(status_code=499)
-    return JSONResponse(answer(ctx, ballot, kind), headers=swarm_headers(ballot))
+    return JSONResponse(answer(ctx, ballot, kind, req.wants_logprobs), headers=swarm_headers(ballot))
 
 
 async def _vote(
@@ -250,20 +250,24 @@ def swarm_headers(ballot: Ballot) -> dict[str, str]:
     }
 
 
-def answer(ctx: Context, ballot: Ballot, kind: Kind) -> dict[str, Any]:
+def answer(ctx: Context, ballot: Ballot, kind: Kind, logprobs: bool = False) -> dict[str, Any]:
     """The winner's body as the client sees it: one choice, the swarm's model id, the extension.
     ``usage`` is the winner's own; ``swarm.usage_total`` sums every voter's."""
     body = dict(ballot.winner.body or {})
     body["model"] = ctx.pool.model_id
-    body["choices"] = [{**first_choice(body), "index": 0}]
+    choice = {**first_choice(body), "index": 0}
+    if not logprobs:
+        choice.pop("logprobs", None)  # asked of the voters for the vote's own use only
+    body["choices"] = [choice]
     body["swarm"] = extension(ballot)
     return body
 
 
-def _events(ctx: Context, ballot: Ballot, kind: Kind, include_usage: bool) -> Iterator[bytes]:
+def _events(ctx: Context, ballot: Ballot, kind: Kind, include_usage: bool, logprobs: bool) -> Iterator[bytes]:
     body = ballot.winner.body or {}
     choice = first_choice(body)
     common: dict[str, Any] = {
+        "logprobs": choice.get("logprobs") if logprobs else None,
         "id": str(body.get("id") or f"chatcmpl-{uuid.uuid4().hex}"),
         "created": int(body.get("created") or time.time()),
         "model": ctx.pool.model_id,
@@ -281,7 +285,12 @@ def _events(ctx: Context, ballot: Ballot, kind: Kind, include_usage: bool) -> It
 
 
 async def _stream_consensus(
-    ctx: Context, request: Request, work: Awaitable[Ballot], kind: Kind, include_usage: bool
+    ctx: Context,
+    request: Request,
+    work: Awaitable[Ballot],
+    kind: Kind,
+    include_usage: bool,
+    logprobs: bool = False,
 ) -> Response:
     """Vote first, then stream the winner. Errors before the first keep-alive get a real status."""
     job = asyncio.ensure_future(work)
@@ -293,7 +302,7 @@ async def _stream_consensus(
     if job.done():
         ballot = job.result()  # raises ApiError: answered with its status
         return StreamingResponse(
-            _iterate(_events(ctx, ballot, kind, include_usage)),
+            _iterate(_events(ctx, ballot, kind, include_usage, logprobs)),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **swarm_headers(ballot)},
         )
@@ -309,7 +318,7 @@ async def _stream_consensus(
             except ApiError as exc:
                 yield error_event(exc.body())
                 return
-            for ev in _events(ctx, ballot, kind, include_usage):
+            for ev in _events(ctx, ballot, kind, include_usage, logprobs):
                 yield ev
         finally:
             if not job.done():

@@ -193,6 +193,8 @@ async def _stream(b: Behaviour, record: Record, chat: bool, body: dict[str, Any]
                 part = parts[step_no]
                 delta: dict[str, Any] = {"content": part} if chat else {}
                 choice = {"index": i, "delta": delta} if chat else {"index": i, "text": part}
+                if body.get("logprobs"):  # one "token" per piece, as llama-server sends per token
+                    choice["logprobs"] = {"content": [{"token": part, "logprob": -0.25, "top_logprobs": []}]}
                 yield _sse({**base, "choices": [{**choice, "finish_reason": None}]})
     for i in range(n):
         for c, call in enumerate(b.tool_calls or []):
