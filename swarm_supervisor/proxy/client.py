@@ -55,6 +55,8 @@ class UpstreamClient:
     def __init__(self, session: aiohttp.ClientSession, pool: UpstreamPool) -> None:
         self.session = session
         self.pool = pool
+        #: upstream URLs that answered fewer choices than ``n`` asked for: asked once per voter
+        self.ignores_n: set[str] = set()
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
