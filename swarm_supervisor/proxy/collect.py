@@ -63,10 +63,8 @@ class Collected:
     """What one request's stream held besides its choices."""
 
     choices: int  # choices that finished
-    usage: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None  # the last usage seen
     timings: dict[str, Any] | None = None
-    #: completion tokens per finished choice index (llama-server reports usage for choice 0 only)
-    tokens: dict[int, int] = field(default_factory=dict)
 
 
 async def assemble_choices(
@@ -76,12 +74,31 @@ async def assemble_choices(
 ) -> Collected:
     """Read SSE ``payloads`` of one request; call ``on_choice(index, body)`` with the OpenAI
     non-streamed body of each choice as soon as it finishes. Raises :class:`UpstreamFailure`
-    when the stream is broken, carries an error, or ends before any choice finished."""
+    when the stream is broken, carries an error, or ends before any choice finished.
+
+    With ``n > 1`` llama-server streams a usage chunk (``choices: []``, with ``timings``) right
+    after each choice's finishing chunk; it belongs to that choice. A finished choice is handed
+    over with it, or as soon as anything else arrives (a server that sends no such chunk).
+    """
     choices: dict[int, _Choice] = {}
     head: dict[str, Any] = {}
     usage: dict[str, Any] | None = None
     timings: dict[str, Any] | None = None
+    pending: list[int] = []  # finished, waiting for their usage chunk
     done = False
+
+    def hand_over(extra: dict[str, Any] | None = None) -> None:
+        for index in pending:
+            body = choices[index].body(kind, head)
+            if extra:
+                body.update(extra)
+            elif choices[index].tokens:
+                body["usage"] = {"completion_tokens": choices[index].tokens}
+            choices[index].handed = True
+            on_choice(index, body)
+            extra = None  # a usage chunk is one choice's: the first pending one
+        pending.clear()
+
     async for payload in payloads:
         if payload == b"[DONE]":
             done = True
@@ -97,19 +114,29 @@ async def assemble_choices(
         for key in ("id", "created", "model", "system_fingerprint"):
             if key in chunk and key not in head:
                 head[key] = chunk[key]
-        usage = chunk.get("usage") or usage
-        timings = chunk.get("timings") or timings
-        for raw in chunk.get("choices") or []:
+        raw_choices = chunk.get("choices") or []
+        if isinstance(chunk.get("usage"), dict) and not raw_choices:
+            usage = chunk["usage"]
+            timings = chunk.get("timings") if isinstance(chunk.get("timings"), dict) else timings
+            extra: dict[str, Any] = {"usage": usage}
+            if timings is not None:
+                extra["timings"] = timings
+            hand_over(extra)
+            continue
+        hand_over()
+        for raw in raw_choices:
             if not isinstance(raw, dict):
                 continue
             index = raw.get("index", 0)
             if not isinstance(index, int) or index < 0:
                 index = 0
             c = choices.setdefault(index, _Choice())
+            if c.handed or index in pending:
+                continue
             _merge(c, raw, kind)
-            if c.finish is not None and not c.handed:
-                c.handed = True
-                on_choice(index, c.body(kind, head))
+            if c.finish is not None:
+                pending.append(index)
+    hand_over()
     finished = [i for i, c in choices.items() if c.handed]
     if not finished:
         if not done:
@@ -117,28 +144,19 @@ async def assemble_choices(
         if not choices:
             raise UpstreamFailure("invalid_json", "the answer has no choices")
         # [DONE] without a finish_reason: take what came as finished ("stop")
-        for index, c in sorted(choices.items()):
-            c.finish, c.handed = "stop", True
-            on_choice(index, c.body(kind, head))
-            finished.append(index)
-    return Collected(
-        choices=len(finished),
-        usage=usage,
-        timings=timings,
-        tokens={i: choices[i].tokens for i in finished},
-    )
+        for index in sorted(choices):
+            choices[index].finish = "stop"
+            pending.append(index)
+        hand_over({"usage": usage} if usage else None)
+        finished = sorted(choices)
+    return Collected(choices=len(finished), usage=usage, timings=timings)
 
 
 async def assemble(payloads: AsyncIterator[bytes], kind: Kind) -> dict[str, Any]:
     """The OpenAI non-streamed body equivalent to the SSE ``payloads`` of one choice (the first)."""
     bodies: dict[int, dict[str, Any]] = {}
-    got = await assemble_choices(payloads, kind, bodies.__setitem__)
-    body = bodies[min(bodies)]
-    if got.usage is not None:
-        body["usage"] = got.usage
-    if got.timings is not None:
-        body["timings"] = got.timings
-    return body
+    await assemble_choices(payloads, kind, bodies.__setitem__)
+    return bodies[min(bodies)]
 
 
 def _merge(c: _Choice, choice: dict[str, Any], kind: Kind) -> None:

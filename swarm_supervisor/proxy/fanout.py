@@ -110,24 +110,10 @@ async def _run(
         return await assemble_choices(payloads, kind, arrived)
 
 
-def _settle_usage(req: _Request, got: Collected) -> None:
-    """Give each finished voter of ``req`` its usage: the prompt is the request's (evaluated
-    once); completion tokens are the voter's own (llama-server reports usage for choice 0)."""
-    prompt = (got.usage or {}).get("prompt_tokens")
+def _prompt_share(req: _Request) -> None:
+    """The prompt of an ``n = k`` request was evaluated once: its first voter carries it in totals."""
     for index, outcome in enumerate(req.voters):
-        if not outcome.ok or outcome.body is None:
-            continue
-        completion = got.tokens.get(index, 0)
-        if index == 0 and isinstance((got.usage or {}).get("completion_tokens"), int):
-            completion = got.usage["completion_tokens"]  # type: ignore[index]
-        usage: dict[str, Any] = {"completion_tokens": completion}
-        if isinstance(prompt, int):
-            usage["prompt_tokens"] = prompt
-            usage["total_tokens"] = prompt + completion
-        outcome.body["usage"] = usage
         outcome.prompt_share = index == 0
-        if index == 0 and got.timings is not None:
-            outcome.body["timings"] = got.timings
 
 
 async def fan_out(
@@ -205,9 +191,8 @@ async def fan_out(
         for o in outcomes:
             if not o.ok and o.error is None:
                 o.error = reason
-        for task, req in tasks.items():
-            if task.done() and not task.cancelled() and task.exception() is None:
-                _settle_usage(req, task.result())
+        for req in tasks.values():
+            _prompt_share(req)
         if on_done is not None:
             for outcome in outcomes:
                 on_done(outcome)

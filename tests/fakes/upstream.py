@@ -201,8 +201,9 @@ async def _stream(b: Behaviour, record: Record, chat: bool, body: dict[str, Any]
             yield _sse({**base, "choices": [{"index": i, "delta": {"tool_calls": [{"index": c, **call}]}}]})
         end = {"index": i, "delta": {}} if chat else {"index": i, "text": ""}
         yield _sse({**base, "choices": [{**end, "finish_reason": _finish(b)}]})
-    if (body.get("stream_options") or {}).get("include_usage"):
-        yield _sse({**base, "choices": [], "usage": _usage(b)})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            # as llama-server does: each choice's usage (and timings) right after its finish
+            yield _sse({**base, "choices": [], "usage": _usage(b), "timings": {"predicted_n": 3}})
     record.finished += 1
     yield b"data: [DONE]\n\n"
 
