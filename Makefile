@@ -1,4 +1,4 @@
-# The two commands a fresh machine needs (README.md):
+# The two commands a fresh machine needs (README.md, Quick start):
 #   make up      set everything up (venv, llama-server, the model) and start the swarm
 #   make check   lint, types and the whole test suite (what CI runs)
 # Each installs what it needs, idempotently: a second run skips what is done.

@@ -133,14 +133,14 @@ def plan_for(n: int, topology: str | None, model: Path, context: int) -> Any:
     from swarm_supervisor.config import Config, load_catalogue
     from swarm_supervisor.hardware import detect
     from swarm_supervisor.plan import PlanOverrides, make_plan
-    from swarm_supervisor.plan.facts import read_model_facts
+    from swarm_supervisor.store.gguf_check import check_gguf
 
     overrides = PlanOverrides(
         model=str(model),
         instances=n,
         context=context,
         topology=topology,  # type: ignore[arg-type]
-        facts=read_model_facts(model),
+        facts=check_gguf(model).facts,
     )
     return make_plan(detect(), load_catalogue(), Config(), overrides)
 
@@ -213,7 +213,7 @@ def _ints(text: str) -> list[int]:
 @click.option("--max-tokens", default=128, show_default=True, help="Tokens each request generates.")
 @click.option("--rounds", default=3, show_default=True, help="Alternating rounds per topology (median).")
 @click.option("--context", default=2048, show_default=True, help="Tokens per slot.")
-@click.option("--llama-server", "binary_s", help="llama-server (default: the cached one, see README).")
+@click.option("--llama-server", "binary_s", help="llama-server (default: the cached one, see docs/pull.md).")
 @click.option("--model", "model_s", help="GGUF (default: the embedded SmolLM2 from `make setup`).")
 def command(
     voters_s: str, max_tokens: int, rounds: int, context: int, binary_s: str | None, model_s: str | None

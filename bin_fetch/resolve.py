@@ -9,6 +9,10 @@
 
 Steps 3-5 run under a file lock, so two concurrent resolutions never download or build twice:
 the second waits and then finds the first one's entry.
+
+With ``Request.known_file`` set, what ``--version`` (and ``--list-devices``) answered is
+remembered per binary file (:mod:`bin_fetch.known`), so a binary that did not change is not run
+again to be trusted.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from typing import Any
 from . import cache
 from .build import build_from_source, cached_sdist, find_nvcc
 from .errors import BinaryNotRunnableError, FetchBinaryError
+from .known import Known
 from .progress import NullProgress, Progress
 from .release import has_release_asset, install_release
-from .values import Backend, Binary, Request
+from .values import BACKENDS, Backend, Binary, Request
 from .verify import detect_backend, verify
 
 log = logging.getLogger(__name__)
@@ -55,7 +60,26 @@ def choose_backend(req: Request) -> Backend:
     return "cpu"
 
 
-def _from_cache(req: Request, backend: Backend) -> Binary | None:
+def _version(path: Path, known: Known) -> str:
+    """``verify(path)``, or what it answered before for this same file."""
+    version = known.get(path, "version")
+    if version is None:
+        version = verify(path)
+        known.put(path, "version", version)
+    return version
+
+
+def _backend_of(path: Path, req: Request, known: Known) -> Backend:
+    """``detect_backend``, or what it found before for this same file."""
+    for backend in BACKENDS:
+        if known.get(path, "backend") == backend:
+            return backend
+    found = detect_backend(path, req.os, req.arch)
+    known.put(path, "backend", found)
+    return found
+
+
+def _from_cache(req: Request, backend: Backend, known: Known) -> Binary | None:
     keys: list[tuple[str, str]] = []
     if not req.force_build:
         keys.append(("release", req.release_tag))
@@ -70,7 +94,7 @@ def _from_cache(req: Request, backend: Backend) -> Binary | None:
             log.info("cache: %s lacks %s; it will be rebuilt", entry.dir.name, ", ".join(missing))
             continue
         try:
-            version_text = verify(entry.binary)
+            version_text = _version(entry.binary, known)
         except BinaryNotRunnableError as exc:
             log.warning("cache: %s no longer runs (%s); removing it", entry.dir, exc)
             cache.discard(entry)
@@ -80,33 +104,33 @@ def _from_cache(req: Request, backend: Backend) -> Binary | None:
     return None
 
 
-def _explicit(req: Request) -> Binary:
+def _explicit(req: Request, known: Known) -> Binary:
     assert req.explicit is not None
     path = req.explicit.expanduser()
     log.info("step 1: explicit llama-server %s", path)
     try:
-        version = verify(path)
+        version = _version(path, known)
     except BinaryNotRunnableError as exc:
         raise BinaryNotRunnableError(
             f"the configured llama-server does not run: {exc}. Fix or remove --llama-server / "
             "binary.llama_server / SWARM_LLAMA_SERVER to let `swarm` fetch one"
         ) from None
-    backend = req.backend or detect_backend(path, req.os, req.arch)
+    backend = req.backend or _backend_of(path, req, known)
     return Binary(path=path, version=version, backend=backend, source="explicit")
 
 
-def _on_path(req: Request) -> Binary | None:
+def _on_path(req: Request, known: Known) -> Binary | None:
     found = shutil.which("llama-server")
     if found is None:
         log.info("step 2: no llama-server on PATH")
         return None
     path = Path(found)
     try:
-        version = verify(path)
+        version = _version(path, known)
     except BinaryNotRunnableError as exc:
         log.warning("step 2: llama-server on PATH (%s) does not run, skipping it: %s", path, exc)
         return None
-    backend = detect_backend(path, req.os, req.arch)
+    backend = _backend_of(path, req, known)
     if req.backend is not None and backend != req.backend:
         log.info("step 2: %s is a %s build, not %s; skipping it", path, backend, req.backend)
         return None
@@ -120,16 +144,17 @@ def find_or_fetch(req: Request, progress: Progress | None = None) -> Binary:
     Raises :class:`FetchBinaryError` with a message that says what to do next.
     """
     progress = progress or NullProgress()
+    known = Known(req.known_file)
     if req.explicit is not None:
-        return _explicit(req)
+        return _explicit(req, known)
     if req.use_path and not req.force_build:
-        hit = _on_path(req)
+        hit = _on_path(req, known)
         if hit is not None:
             return hit
     backend = choose_backend(req)
     with cache.resolution_lock(req.cache_dir):
         cache.remove_stale_staging(req.cache_dir)
-        hit = _from_cache(req, backend)
+        hit = _from_cache(req, backend, known)
         if hit is not None:
             return hit
         log.info("step 3: no cached %s llama-server for %s-%s", backend, req.os, req.arch)

@@ -90,3 +90,6 @@ class Request:
     native: bool = True
     jobs: int | None = None  # None: os.cpu_count()
     http_timeout_s: float = 30.0
+    #: a JSON file where each binary's ``--version`` and backend are remembered while the file
+    #: stays the same (:mod:`bin_fetch.known`); None: ask the binary every time
+    known_file: Path | None = None

@@ -176,7 +176,7 @@ class ProxyConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
     api_key: str | None = None
-    strategy: Strategy = "quality"  # measured: above similarity and greedy on micro-dev (README)
+    strategy: Strategy = "quality"  # measured: above similarity and greedy on micro-dev (docs/performance.md)
     stream_mode: StreamMode | None = None  # None: consensus with 2+ voters, else fastest
     similarity_threshold: Annotated[float, Field(gt=0, le=1)] = 0.85
     request_timeout_s: Annotated[float, Field(gt=0)] = 600.0
@@ -269,7 +269,7 @@ def _describe(err: ValidationError, source: str, data: object = None) -> str:
     key = _key(tuple(first["loc"]), data) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
-        msg = "unknown key (check the spelling; see the README's Configuration section)"
+        msg = "unknown key (check the spelling; every key is in docs/configuration.md)"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{source}: {key}: {msg}{more}"
 

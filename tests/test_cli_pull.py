@@ -15,8 +15,7 @@ from click.testing import CliRunner
 from fakes.hub_server import HubServer, tiny_gguf
 
 from swarm_supervisor.cli import main
-from swarm_supervisor.cli.pull import explicit_binary
-from swarm_supervisor.config import BinaryConfig, Config, load_catalogue
+from swarm_supervisor.config import load_catalogue
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.store import embedded_path
 
@@ -53,15 +52,6 @@ def no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     s.close()
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-
-
-def test_explicit_binary_precedence(tmp_path: Path) -> None:
-    cfg = Config(binary=BinaryConfig(llama_server="/from/config"))
-    env = {"SWARM_LLAMA_SERVER": "/from/env"}
-    assert explicit_binary(Path("/from/flag"), cfg, env) == Path("/from/flag")
-    assert explicit_binary(None, cfg, env) == Path("/from/env")
-    assert explicit_binary(None, cfg, {}) == Path("/from/config")
-    assert explicit_binary(None, Config(), {}) is None
 
 
 @pytest.mark.llama

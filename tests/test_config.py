@@ -100,9 +100,9 @@ def test_the_embedded_models() -> None:
 
 
 def test_smollm2_figures_match_the_real_file(smollm2_gguf: Path) -> None:
-    from swarm_supervisor.plan.facts import read_model_facts
+    from swarm_supervisor.store.gguf_check import check_gguf
 
-    facts = read_model_facts(smollm2_gguf)
+    facts = check_gguf(smollm2_gguf).facts
     smol = load_catalogue().find("smollm2", "135m")
     assert (facts.n_layers, facts.n_kv_heads, facts.head_dim, facts.context) == (
         smol.n_layers,

@@ -378,11 +378,11 @@ def _free_port() -> int:
 
 
 def _smol_plan(gguf: Path, topology: Topology) -> Plan:
-    from swarm_supervisor.plan.facts import read_model_facts
+    from swarm_supervisor.store.gguf_check import check_gguf
 
     hw = cpu(8, cores=4)
     ov = PlanOverrides(
-        model=str(gguf), facts=read_model_facts(gguf), instances=3, context=4096, topology=topology
+        model=str(gguf), facts=check_gguf(gguf).facts, instances=3, context=4096, topology=topology
     )
     return make_plan(hw, load_catalogue(), Config(), ov)
 

@@ -174,3 +174,36 @@ async def test_a_client_that_goes_away_frees_the_slots(llama_urls: list[str]) ->
             while any([await _processing(direct, u) for u in llama_urls]):
                 await anyio.sleep(0.1)
     assert busy  # generation of 4000 tokens would take far longer than the 10 s allowed above
+
+
+def _prompt_tokens_total(url: str) -> float:
+    text = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {KEY}"}, timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("llamacpp:prompt_tokens_total"):
+            return float(line.split()[-1])
+    raise AssertionError("no llamacpp:prompt_tokens_total in /metrics")
+
+
+async def test_three_voters_of_one_process_share_one_prompt_evaluation(
+    llama_server_bin: Path, smollm2_gguf: Path, tmp_path: Path
+) -> None:
+    """One llama-server holding 3 voters evaluates the prompt once (n = 3), not three times."""
+    for urls in start_llama_servers(llama_server_bin, smollm2_gguf, 1, tmp_path, ctx=2048, parallel=3):
+        pool = UpstreamPool(model_id="smollm2", context=2048, api_key=KEY)
+        pool.set_ready(Upstream("0", urls[0], slots=3), True)
+        before = _prompt_tokens_total(urls[0])
+        async with served_client(create_app(pool, ProxySettings(quorum=False))) as client:
+            r = await client.post(
+                "/v1/chat/completions",
+                json={"messages": PROMPT, "max_tokens": 24, "temperature": 0.8, "cache_prompt": False},
+                timeout=120,
+            )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["swarm"]["votes"] == 3 and body["swarm"]["requests"] == 1
+        prompt = body["usage"]["prompt_tokens"]
+        assert prompt > 10
+        evaluated = _prompt_tokens_total(urls[0]) - before
+        assert evaluated == prompt, f"{evaluated} prompt tokens evaluated for a {prompt}-token prompt"
+        assert body["swarm"]["usage_total"]["prompt_tokens"] == prompt
+        assert len({v["id"] for v in body["swarm"]["voters"] if v["ok"]}) == 3

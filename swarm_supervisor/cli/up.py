@@ -10,9 +10,10 @@ from typing import Any
 import click
 from rich.table import Table
 
+from ..binary import find_binary
 from ..config import Config
 from ..errors import PlanError, RunFileDamaged, SwarmStateError
-from ..plan import Plan, embedded_plan, make_plan
+from ..plan import Plan
 from ..render import render_status
 from ..runfile import RunFile, ensure_not_running, live_status, teardown
 from ..store import resolve_model
@@ -23,14 +24,14 @@ from ..supervisor_launch import (
     claim_foreground,
     exposure_warning,
     extra_args_for,
-    find_binary,
     start_detached,
     wait_until_up,
 )
 from ..supervisor_main import run_swarm, run_until_done
 from .app import Ctx, pass_ctx
-from .options import PlanChoices, hardware_from_options, overrides_from_options, plan_options
+from .options import PlanChoices, plan_options
 from .plan import plan_rows
+from .planning import plan_for
 
 
 def _plan_table(plan: Plan) -> Table:
@@ -58,7 +59,7 @@ def _with_strategy(config: Config, strategy: str | None) -> Config:
     "--llama-server",
     "llama_server",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Use this llama-server binary.",
+    help="Use this llama-server (else $SWARM_LLAMA_SERVER, else binary.llama_server, else search).",
 )
 @click.option("--no-fallback", is_flag=True, help="Fail instead of using the embedded model when offline.")
 @click.option(
@@ -119,31 +120,28 @@ def command(
     if exposed:
         ctx.warn(exposed)
 
-    hw = hardware_from_options(plan_choices)
-    overrides = overrides_from_options(plan_choices)
-    plan = make_plan(hw, ctx.catalogue, config, overrides)
-
-    def fallback(instead_of: str) -> Plan:
-        return embedded_plan(hw, ctx.catalogue, config, overrides, instead_of)
-
-    model = resolve_model(plan, ctx.catalogue, ctx.dirs, allow_fallback=not no_fallback, fallback=fallback)
+    planned = plan_for(config, plan_choices, catalogue=ctx.catalogue, dirs=ctx.dirs)
+    hw, plan = planned.hardware, planned.plan
+    model = resolve_model(
+        plan, ctx.catalogue, ctx.dirs, allow_fallback=not no_fallback, fallback=planned.fallback
+    )
     if model.plan is not None:
         plan = model.plan
     if model.warning:
         ctx.warn(model.warning)
     for warning in plan.warnings:
         ctx.warn(warning)
-    binary, backend = find_binary(config, ctx.dirs, hw, llama_server)
+    binary = find_binary(config, ctx.dirs, hw, flag=llama_server)
     gpu_vendor = hw.discrete_gpus[0].vendor if plan.device == "gpu" and hw.discrete_gpus else None
     spec = build_spec(
         rf,
         plan,
-        binary=binary,
+        binary=binary.path,
         model_path=model.path,
         config=config,
         host=host,
         port=port,
-        backend=backend,
+        backend=binary.server,
         gpu_vendor=gpu_vendor,
         extra_args=extra_args_for(plan, ctx.catalogue, config),
     )

@@ -1,4 +1,4 @@
-"""The one shared upstream HTTP client: aiohttp, chosen by measurement (README, Performance).
+"""The one shared upstream HTTP client: aiohttp, chosen by measurement (docs/performance.md).
 
 Cancelling a call closes its connection, which is how llama-server learns to free the slot.
 
@@ -56,6 +56,8 @@ class UpstreamClient:
     def __init__(self, session: aiohttp.ClientSession, pool: UpstreamPool) -> None:
         self.session = session
         self.pool = pool
+        #: upstream URLs that answered fewer choices than ``n`` asked for: asked once per voter
+        self.ignores_n: set[str] = set()
 
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}

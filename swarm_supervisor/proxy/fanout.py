@@ -1,7 +1,14 @@
-"""Fan-out: one request per voter (a slot), each with its own seed; collect until quorum or deadline.
+"""Fan-out: every voter asked, each with its own seed; collect until quorum or deadline.
 
-Stragglers are cancelled as soon as the vote is settled: cancelling a call closes its connection and
-llama-server frees the slot. Voters that fail or time out do not vote.
+A process that holds k voters (slots) gets ONE request with ``n = k``: llama-server evaluates
+the prompt once, copies its state to k slots and samples each child with seed + i. A coding
+agent's prompts are long and its answers short, so this is most of what a vote costs
+(ARCHITECTURE.md, "One prefill per process"). A server that ignores ``n`` (an older build
+answers one choice) is remembered and asked once per voter from then on.
+
+Stragglers are cancelled as soon as the vote is settled: cancelling a request closes its
+connection and llama-server frees its slots (all k children of an ``n = k`` request at once).
+Voters that fail or time out do not vote.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ from typing import Any
 from ..config import Strategy
 from ..consensus import Candidate, Verdict
 from .client import UpstreamClient, UpstreamFailure
-from .collect import assemble
+from .collect import Collected, assemble_choices
 from .errors import ApiError, UpstreamStatusError
+from .sampling import Group, voter_groups
 from .stragglers import GAVE_UP, StragglerPolicy
 from .upstreams import Upstream
-from .voting import Kind, VoterOutcome, candidate_of, decide, enough, prompt_text, usable
+from .voting import Kind, VoterOutcome, candidate_of, decide, enough, prompt_text
 
 _SEED_SPAN = 2**31 - 1
 
@@ -34,16 +42,17 @@ class Ballot:
     verdict: Verdict
     outcomes: list[VoterOutcome]
     candidates: list[Candidate] = field(default_factory=list)
+    requests: int = 0  # upstream requests sent (one per group, more where a server ignored n)
 
 
-def voter_plan(upstreams: list[Upstream]) -> list[tuple[str, Upstream]]:
-    """(voter id, upstream) for every slot of every ready upstream, slot-major so that the first
-    voters land on different processes."""
-    out: list[tuple[str, Upstream]] = []
-    depth = max((u.slots for u in upstreams), default=0)
-    for k in range(depth):
-        out.extend((f"{u.id}.{k}", u) for u in upstreams if k < u.slots)
-    return out
+@dataclass
+class _Request:
+    """One upstream request: ``n`` voters of one process."""
+
+    upstream: Upstream
+    group: Group
+    seed: int
+    voters: list[VoterOutcome]
 
 
 def seeds(count: int, seed: int | None) -> list[int]:
@@ -52,23 +61,60 @@ def seeds(count: int, seed: int | None) -> list[int]:
     return [(base + i) % _SEED_SPAN for i in range(count)]
 
 
-async def _call(
-    client: UpstreamClient, url: str, body: dict[str, Any], outcome: VoterOutcome, kind: Kind
-) -> VoterOutcome:
+def _requests(
+    upstreams: list[Upstream], body: dict[str, Any], strategy: Strategy, single: set[str]
+) -> list[_Request]:
+    """The requests of one vote, voters numbered ``INSTANCE.K`` within each process."""
+    per_process = [u.per_request for u in upstreams]
+    groups = voter_groups(per_process, body, strategy)
+    total = sum(per_process)
+    base = seeds(total, body.get("seed"))
+    out: list[_Request] = []
+    offset = 0
+    for u, u_groups in zip(upstreams, groups, strict=True):
+        k = 0
+        for g in u_groups:
+            parts = [Group(1, g.overrides)] * g.n if u.url in single else [g]
+            for part in parts:
+                voters = [VoterOutcome(id=f"{u.id}.{k + j}", instance=u.id) for j in range(part.n)]
+                out.append(_Request(u, part, base[offset % total], voters))
+                offset += part.n
+                k += part.n
+    return out
+
+
+async def _run(
+    client: UpstreamClient,
+    req: _Request,
+    path: str,
+    body: dict[str, Any],
+    kind: Kind,
+    inbox: asyncio.Queue[tuple[_Request, int, dict[str, Any]]],
+) -> Collected:
+    """Send one request; put each finished choice in ``inbox``; return what the stream held."""
     start = time.perf_counter()
-    try:
-        async with client.stream(url, body) as payloads:
-            answer = await assemble(payloads, kind)
-        if not usable(answer):
-            raise UpstreamFailure("invalid_json", "the answer has no choices")
-        outcome.body = answer
-        outcome.ok = True
-    except UpstreamFailure as exc:
-        outcome.error = str(exc)
-        raise
-    finally:
-        outcome.latency_s = time.perf_counter() - start
-    return outcome
+    upstream_body = {
+        **body,
+        **req.group.overrides,
+        "seed": req.seed,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "n": req.group.n,
+    }
+
+    def arrived(index: int, answer: dict[str, Any]) -> None:
+        if index < len(req.voters):
+            req.voters[index].latency_s = time.perf_counter() - start
+            inbox.put_nowait((req, index, answer))
+
+    async with client.stream(req.upstream.url + path, upstream_body) as payloads:
+        return await assemble_choices(payloads, kind, arrived)
+
+
+def _prompt_share(req: _Request) -> None:
+    """The prompt of an ``n = k`` request was evaluated once: its first voter carries it in totals."""
+    for index, outcome in enumerate(req.voters):
+        outcome.prompt_share = index == 0
 
 
 async def fan_out(
@@ -85,56 +131,76 @@ async def fan_out(
     on_done: Callable[[VoterOutcome], None] | None = None,
     stragglers: StragglerPolicy | None = None,
 ) -> Ballot:
-    """Send ``body`` to every voter, vote on the answers; raise :class:`ApiError` when none answer."""
-    plan = voter_plan(upstreams)
-    per_voter = seeds(len(plan), body.get("seed"))
-    outcomes = [VoterOutcome(id=vid, instance=u.id) for vid, u in plan]
-    tasks: dict[asyncio.Task[VoterOutcome], VoterOutcome] = {}
-    for (_, u), seed, outcome in zip(plan, per_voter, outcomes, strict=True):
-        # streamed: closing a stream is what makes llama-server stop a cancelled voter (collect.py)
-        voter_body = {**body, "seed": seed, "stream": True, "stream_options": {"include_usage": True}, "n": 1}
-        task = asyncio.ensure_future(_call(client, u.url + path, voter_body, outcome, kind))
-        tasks[task] = outcome
+    """Ask every voter, vote on the answers; raise :class:`ApiError` when none answer."""
+    requests = _requests(upstreams, body, strategy, client.ignores_n)
+    outcomes = [o for r in requests for o in r.voters]
+    inbox: asyncio.Queue[tuple[_Request, int, dict[str, Any]]] = asyncio.Queue()
+    tasks: dict[asyncio.Task[Collected], _Request] = {}
+    running: set[asyncio.Task[Collected]] = set()
+
+    def launch(req: _Request) -> None:
+        task = asyncio.ensure_future(_run(client, req, path, body, kind, inbox))
+        tasks[task] = req
+        running.add(task)
+
+    for req in requests:
+        launch(req)
 
     prompt = prompt_text(kind, body)
     candidates: list[Candidate] = []
     failures: list[UpstreamFailure] = []
-    pending = set(tasks)
+    finished: set[asyncio.Task[Collected]] = set()
     start = time.monotonic()
     deadline = start + timeout_s
+    cutoff = deadline  # earlier once most voters answered: stragglers.py
     policy = stragglers or StragglerPolicy()
-    cutoff = deadline
+    settled = False
     try:
-        while pending:
-            latencies = [tasks[t].latency_s for t in tasks if t.done() and tasks[t].ok]
-            cutoff = min(deadline, policy.cutoff(start, latencies, len(failures), len(plan)))
-            left = cutoff - time.monotonic()
-            if left <= 0:
-                break
-            done, pending = await asyncio.wait(pending, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                exc = task.exception()
-                if isinstance(exc, UpstreamFailure):
-                    failures.append(exc)
-                elif exc is not None:
-                    tasks[task].error = f"{type(exc).__name__}: {exc}"
-                else:
-                    candidates.append(candidate_of(tasks[task], kind))
+        while True:
+            _absorb(inbox, candidates, kind)
+            for task in finished:
+                failure = _finish(task, tasks[task], client.ignores_n, launch)
+                if failure is not None:
+                    failures.append(failure)
+            finished = set()
+            waiting = any(not o.ok and o.error is None for o in outcomes)
             if (
                 quorum
                 and candidates
-                and pending
-                and enough(candidates, len(plan), strategy, threshold, prompt)
+                and waiting
+                and enough(candidates, len(outcomes), strategy, threshold, prompt)
             ):
+                settled = True
                 break
+            answered = [o.latency_s for o in outcomes if o.ok]
+            failed = sum(1 for o in outcomes if not o.ok and o.error is not None)
+            cutoff = min(deadline, policy.cutoff(start, answered, failed, len(outcomes)))
+            left = cutoff - time.monotonic()
+            if not running or left <= 0:
+                break
+            getter = asyncio.ensure_future(inbox.get())
+            done, _ = await asyncio.wait(
+                running | {getter}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+            )
+            if getter in done:
+                inbox.put_nowait(getter.result())  # absorbed at the top of the loop, in order
+            else:
+                getter.cancel()
+                await asyncio.gather(getter, return_exceptions=True)
+            finished = done - {getter}  # type: ignore[assignment]
+            running -= finished
     finally:
-        now = time.monotonic()
-        reason = "timed out" if now >= deadline else GAVE_UP if now >= cutoff else "cancelled"
-        for task in pending:
+        reason = _why_left(settled, time.monotonic(), deadline, cutoff)
+        for task in running:
             task.cancel()
-            tasks[task].error = reason
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        _absorb(inbox, candidates, kind)  # answers that arrived while the loop was leaving still vote
+        for o in outcomes:
+            if not o.ok and o.error is None:
+                o.error = reason
+        for req in tasks.values():
+            _prompt_share(req)
         if on_done is not None:
             for outcome in outcomes:
                 on_done(outcome)
@@ -144,7 +210,54 @@ async def fan_out(
     verdict = decide(candidates, strategy, threshold, prompt)
     by_id = {o.id: o for o in outcomes}
     winner = by_id[candidates[verdict.winner].voter]
-    return Ballot(winner=winner, verdict=verdict, outcomes=outcomes, candidates=candidates)
+    return Ballot(
+        winner=winner, verdict=verdict, outcomes=outcomes, candidates=candidates, requests=len(tasks)
+    )
+
+
+def _why_left(settled: bool, now: float, deadline: float, cutoff: float) -> str:
+    """What a voter still out when the loop ended is told (its ``error``)."""
+    if settled:
+        return "cancelled"
+    if now >= deadline:
+        return "timed out"
+    return GAVE_UP if now >= cutoff else "cancelled"
+
+
+def _absorb(
+    inbox: asyncio.Queue[tuple[_Request, int, dict[str, Any]]], candidates: list[Candidate], kind: Kind
+) -> None:
+    """Move the answers that arrived into ``candidates`` (each voter once)."""
+    while not inbox.empty():
+        req, index, answer = inbox.get_nowait()
+        outcome = req.voters[index]
+        if outcome.ok:
+            continue
+        outcome.body, outcome.ok, outcome.error = answer, True, None
+        candidates.append(candidate_of(outcome, kind))
+
+
+def _finish(
+    task: asyncio.Task[Collected],
+    req: _Request,
+    single: set[str],
+    launch: Callable[[_Request], None],
+) -> UpstreamFailure | None:
+    """A request ended: mark its unanswered voters failed, or (a server that answered fewer
+    choices than ``n`` asked for ignores ``n``) ask them again one request each."""
+    exc = task.exception()
+    missing = [o for o in req.voters if not o.ok and o.error is None]
+    if exc is None:
+        if missing:
+            single.add(req.upstream.url)
+            for outcome in missing:
+                index = req.voters.index(outcome)
+                seed = (req.seed + index) % _SEED_SPAN
+                launch(_Request(req.upstream, Group(1, req.group.overrides), seed, [outcome]))
+        return None
+    for o in missing:
+        o.error = str(exc) if isinstance(exc, UpstreamFailure) else f"{type(exc).__name__}: {exc}"
+    return exc if isinstance(exc, UpstreamFailure) else None
 
 
 #: how llama-server words a 500 that is about the request (its input parsing), not about itself

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..config import Strategy, StreamMode
+from .admission import Admission
 from .budget import check_budget
 from .client import UpstreamClient
 from .errors import ApiError, bad_request, unavailable
@@ -43,6 +44,13 @@ class Context:
     settings: ProxySettings
     metrics: ProxyMetrics
     client: UpstreamClient | None = None
+    admission: Admission | None = None  # set in __post_init__: votes the pool can run at once
+
+    def __post_init__(self) -> None:
+        if self.admission is None:
+            self.admission = Admission(lambda: self.pool.concurrency)
+        gate = self.admission
+        self.metrics.waiting.set_function(lambda: gate.waiting)
 
     def upstream_client(self) -> UpstreamClient:
         if self.client is None:  # only when the app is used without its lifespan
@@ -139,13 +147,13 @@ async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
             opened = first_stream(client, upstreams, PATHS[kind], body, ctx.settings.request_timeout_s)
             return await _stream_fastest(ctx, opened)
         work = _vote(ctx, client, upstreams, kind, body, strategy)
-        return await _stream_consensus(ctx, request, work, kind, req.include_usage)
+        return await _stream_consensus(ctx, request, work, kind, req.include_usage, req.wants_logprobs)
     ctx.metrics.observe_request(PATHS[kind], None, tools)
     try:
         ballot = await until_disconnect(request, _vote(ctx, client, upstreams, kind, body, strategy))
     except ClientGone:
         return Response(status_code=499)
-    return JSONResponse(answer(ctx, ballot, kind), headers=swarm_headers(ballot))
+    return JSONResponse(answer(ctx, ballot, kind, req.wants_logprobs), headers=swarm_headers(ballot))
 
 
 async def _vote(
@@ -156,10 +164,29 @@ async def _vote(
     body: dict[str, Any],
     strategy: Strategy,
 ) -> Ballot:
+    assert ctx.admission is not None
+    async with ctx.admission.turn():
+        ballot = await _fan_out(ctx, client, upstreams, kind, body, strategy)
+    ctx.metrics.agreement.labels(strategy).observe(ballot.verdict.agreement)
+    for outcome in ballot.outcomes:
+        if outcome.ok and outcome.body is not None:
+            ctx.metrics.observe_usage(billed(outcome))
+    return ballot
+
+
+async def _fan_out(
+    ctx: Context,
+    client: UpstreamClient,
+    upstreams: list[Any],
+    kind: Kind,
+    body: dict[str, Any],
+    strategy: Strategy,
+) -> Ballot:
     s = ctx.settings
+    upstreams = ctx.pool.ready() or upstreams  # the pool may have changed while this request waited
     finished: list[VoterOutcome] = []
     try:
-        ballot = await fan_out(
+        return await fan_out(
             client,
             upstreams,
             PATHS[kind],
@@ -174,11 +201,15 @@ async def _vote(
         )
     finally:
         _record_voters(ctx, finished)
-    ctx.metrics.agreement.labels(strategy).observe(ballot.verdict.agreement)
-    for outcome in ballot.outcomes:
-        if outcome.ok and outcome.body is not None:
-            ctx.metrics.observe_usage(outcome.body.get("usage"))
-    return ballot
+
+
+def billed(outcome: VoterOutcome) -> dict[str, Any]:
+    """A voter's usage as it adds up across voters: the prompt counted once per evaluation."""
+    usage = dict((outcome.body or {}).get("usage") or {})
+    if not outcome.prompt_share:
+        usage.pop("prompt_tokens", None)
+        usage.pop("total_tokens", None)
+    return usage
 
 
 def _record_voters(ctx: Context, outcomes: list[VoterOutcome]) -> None:
@@ -208,9 +239,11 @@ def extension(ballot: Ballot) -> dict[str, Any]:
     verdict = ballot.verdict
     total: dict[str, int] = {}
     for o in ballot.outcomes:
-        for key, value in ((o.body or {}).get("usage") or {}).items():
+        for key, value in billed(o).items():
             if isinstance(value, int):
                 total[key] = total.get(key, 0) + value
+    if "prompt_tokens" in total:
+        total["total_tokens"] = total["prompt_tokens"] + total.get("completion_tokens", 0)
     return {
         "votes": len(ids),
         "winner": ids[verdict.winner],
@@ -221,6 +254,7 @@ def extension(ballot: Ballot) -> dict[str, Any]:
         "mean_similarity": round(verdict.mean_similarity, 4),
         "dropped": [{"voter": ids[d.index], "reason": d.reason} for d in verdict.dropped],
         "usage_total": total,
+        "requests": ballot.requests,
         "voters": [
             {
                 "id": o.id,
@@ -243,20 +277,24 @@ def swarm_headers(ballot: Ballot) -> dict[str, str]:
     }
 
 
-def answer(ctx: Context, ballot: Ballot, kind: Kind) -> dict[str, Any]:
+def answer(ctx: Context, ballot: Ballot, kind: Kind, logprobs: bool = False) -> dict[str, Any]:
     """The winner's body as the client sees it: one choice, the swarm's model id, the extension.
     ``usage`` is the winner's own; ``swarm.usage_total`` sums every voter's."""
     body = dict(ballot.winner.body or {})
     body["model"] = ctx.pool.model_id
-    body["choices"] = [{**first_choice(body), "index": 0}]
+    choice = {**first_choice(body), "index": 0}
+    if not logprobs:
+        choice.pop("logprobs", None)  # asked of the voters for the vote's own use only
+    body["choices"] = [choice]
     body["swarm"] = extension(ballot)
     return body
 
 
-def _events(ctx: Context, ballot: Ballot, kind: Kind, include_usage: bool) -> Iterator[bytes]:
+def _events(ctx: Context, ballot: Ballot, kind: Kind, include_usage: bool, logprobs: bool) -> Iterator[bytes]:
     body = ballot.winner.body or {}
     choice = first_choice(body)
     common: dict[str, Any] = {
+        "logprobs": choice.get("logprobs") if logprobs else None,
         "id": str(body.get("id") or f"chatcmpl-{uuid.uuid4().hex}"),
         "created": int(body.get("created") or time.time()),
         "model": ctx.pool.model_id,
@@ -274,7 +312,12 @@ def _events(ctx: Context, ballot: Ballot, kind: Kind, include_usage: bool) -> It
 
 
 async def _stream_consensus(
-    ctx: Context, request: Request, work: Awaitable[Ballot], kind: Kind, include_usage: bool
+    ctx: Context,
+    request: Request,
+    work: Awaitable[Ballot],
+    kind: Kind,
+    include_usage: bool,
+    logprobs: bool = False,
 ) -> Response:
     """Vote first, then stream the winner. Errors before the first keep-alive get a real status."""
     job = asyncio.ensure_future(work)
@@ -286,7 +329,7 @@ async def _stream_consensus(
     if job.done():
         ballot = job.result()  # raises ApiError: answered with its status
         return StreamingResponse(
-            _iterate(_events(ctx, ballot, kind, include_usage)),
+            _iterate(_events(ctx, ballot, kind, include_usage, logprobs)),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **swarm_headers(ballot)},
         )
@@ -302,7 +345,7 @@ async def _stream_consensus(
             except ApiError as exc:
                 yield error_event(exc.body())
                 return
-            for ev in _events(ctx, ballot, kind, include_usage):
+            for ev in _events(ctx, ballot, kind, include_usage, logprobs):
                 yield ev
         finally:
             if not job.done():

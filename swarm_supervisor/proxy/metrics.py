@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
@@ -91,6 +91,11 @@ class ProxyMetrics:
             "swarm_completion_requests",
             "valid completion requests by endpoint, streaming, stream mode and whether tools were sent",
             ["endpoint", "stream", "stream_mode", "tools"],
+            registry=r,
+        )
+        self.waiting = Gauge(
+            "swarm_requests_waiting",
+            "voted requests waiting for room (all slots busy with other requests' voters)",
             registry=r,
         )
         r.register(_PoolCollector(pool))

@@ -59,8 +59,17 @@ class _Common(_Open):
     seed: int | None = None
     temperature: Annotated[float, Field(ge=0)] | None = None
     max_tokens: Annotated[int, Field(ge=1)] | None = None
+    #: chat: the winner's per-token log-probabilities come back (``choices[0].logprobs``);
+    #: completions: llama-server's ``logprobs`` count (0-20), the same way
+    logprobs: bool | Annotated[int, Field(ge=0, le=20)] | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None  # OpenAI's limit, per token
+    n_probs: Annotated[int, Field(ge=0, le=20)] | None = None  # llama-server's name for top_logprobs
     swarm_strategy: Strategy | None = None  # the proxy's extensions: stripped before forwarding
     swarm_stream_mode: StreamMode | None = None
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return bool(self.logprobs) or bool(self.top_logprobs) or bool(self.n_probs)
 
     @property
     def include_usage(self) -> bool:

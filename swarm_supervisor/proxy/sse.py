@@ -44,8 +44,10 @@ def chat_events(
     usage: dict[str, Any] | None,
     include_usage: bool,
     extension: dict[str, Any] | None = None,
+    logprobs: dict[str, Any] | None = None,
 ) -> Iterator[bytes]:
-    """The SSE events of one chat answer."""
+    """The SSE events of one chat answer. ``logprobs`` (the whole answer's) rides on the chunk
+    that carries ``finish_reason``: the text is re-chunked, so per-chunk token lists would lie."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
@@ -83,6 +85,8 @@ def chat_events(
     if tool_calls:
         finish_reason = "tool_calls"
     last = chunk({}, finish_reason or "stop")
+    if logprobs is not None:
+        last["choices"][0]["logprobs"] = logprobs
     if extension is not None:
         last["swarm"] = extension
     yield event(last)
@@ -110,8 +114,9 @@ def completion_events(
     usage: dict[str, Any] | None,
     include_usage: bool,
     extension: dict[str, Any] | None = None,
+    logprobs: dict[str, Any] | None = None,
 ) -> Iterator[bytes]:
-    """The SSE events of one text completion."""
+    """The SSE events of one text completion (``logprobs`` as in :func:`chat_events`)."""
 
     def chunk(part: str, finish: str | None = None) -> dict[str, Any]:
         return {
@@ -125,6 +130,8 @@ def completion_events(
     for part in pieces(text):
         yield event(chunk(part))
     last = chunk("", finish_reason or "stop")
+    if logprobs is not None:
+        last["choices"][0]["logprobs"] = logprobs
     if extension is not None:
         last["swarm"] = extension
     yield event(last)

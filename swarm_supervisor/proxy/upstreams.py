@@ -95,6 +95,12 @@ class UpstreamPool:
         return [u for uid, u in sorted(self.upstreams.items()) if uid in self._ready]
 
     @property
+    def concurrency(self) -> int:
+        """Votes the ready processes can run at once: their slots over the voters they hold."""
+        ready = self.ready()
+        return min((u.slots // u.per_request for u in ready), default=1) or 1
+
+    @property
     def voters(self) -> int:
         return sum(u.per_request for u in self.ready())
 

@@ -24,6 +24,9 @@ class VoterOutcome:
     ok: bool = False
     error: str | None = None
     body: dict[str, Any] | None = None  # the upstream's answer (ok voters only)
+    #: this voter's request evaluated the prompt: its ``usage.prompt_tokens`` counts once in totals
+    #: (False for the other choices of an ``n = k`` request, which share that evaluation)
+    prompt_share: bool = True
 
 
 def candidate_of(outcome: VoterOutcome, kind: Kind) -> Candidate:

