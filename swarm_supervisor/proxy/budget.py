@@ -25,8 +25,6 @@ from .errors import ApiError
 BYTES_PER_TOKEN_MAX = 8
 #: tokens the chat template adds around each message (role markers), at least
 TOKENS_PER_MESSAGE = 3
-#: the most alternatives per token the proxy passes on (OpenAI's own limit for top_logprobs)
-MAX_PROBS = 20
 
 
 def _text_bytes(value: Any) -> int:
@@ -86,12 +84,6 @@ def check_budget(kind: str, body: dict[str, Any], *, context: int, max_messages:
             param="messages",
             code="too_many_messages",
         )
-    for key in ("n_probs", "top_logprobs"):
-        value = body.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > MAX_PROBS:
-            raise ApiError(
-                400, f"{key} is {value}; at most {MAX_PROBS} is allowed", param=key, code="invalid_value"
-            )
     if context <= 0:
         return
     tokens = estimate_prompt_tokens(kind, body)
