@@ -90,8 +90,11 @@ def _trickle(url: str, first: bytes, byte: bytes) -> tuple[bytes, float]:
             continue
         except (BrokenPipeError, ConnectionResetError):
             break
+    took = time.monotonic() - start
+    if got:
+        got += _read_all(sock, 3)  # the rest of the answer (the proxy closes after it)
     sock.close()
-    return got, time.monotonic() - start
+    return got, took
 
 
 def _idle(url: str) -> tuple[bytes, float]:
