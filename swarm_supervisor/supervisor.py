@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
@@ -37,6 +36,7 @@ from .process import Instance, State, free_port, port_is_free, rotate_running_lo
 from .proxy.upstreams import Upstream, UpstreamPool
 from .runfile import RunFile
 from .runfile_writer import RunFileWriter
+from .supervisor_record import build_record
 from .supervisor_spec import SwarmSpec
 from .units import format_bytes
 
@@ -367,65 +367,8 @@ class Supervisor:
         return f"http://{host}:{self.proxy_port}/v1"
 
     def record(self) -> dict[str, Any]:
-        """What the run file holds (no live measurements)."""
-        instances = []
-        for inst in self.instances.values():
-            st = self.pool.stats.get(inst.id)
-            instances.append(
-                {
-                    "id": inst.id,
-                    "pid": inst.pid,
-                    "pgid": inst.pid,  # each instance leads its own process group
-                    "create_time": inst.create_time,
-                    "port": inst.port,
-                    "state": str(inst.state),
-                    "reason": inst.reason,
-                    "restarts": inst.restarts,
-                    "gpu": ",".join(map(str, inst.cfg.visible_gpus)) or None,
-                    "slots": inst.cfg.slots,
-                    "log": str(inst.cfg.log_path),
-                    "started_at": inst.started_at,
-                    "ready_at": inst.ready_at,
-                    "requests": st.requests if st else 0,
-                    "errors": st.errors if st else 0,
-                    "avg_latency_ms": None
-                    if st is None or st.avg_latency_s is None
-                    else st.avg_latency_s * 1e3,
-                }
-            )
-        sup_ctime = None
-        with contextlib.suppress(Exception):
-            import psutil
-
-            sup_ctime = psutil.Process(os.getpid()).create_time()
-        degraded = self.degraded is not None and self.status == "up"
-        return {
-            "version": 1,
-            "name": self.spec.name,
-            "status": "degraded" if degraded else self.status,
-            "reason": self.degraded if degraded else self.reason,
-            "base_url": self.base_url,
-            "model": self.spec.model_id,
-            "model_path": self.spec.model_path,
-            "device": self.spec.device,
-            "context": self.spec.context,
-            "voters": self.spec.voters,
-            "ready_voters": self.pool.voters,
-            "requests": self.pool.client_requests,  # client requests (an instance's: its share)
-            "supervisor": {"pid": os.getpid(), "create_time": sup_ctime},
-            "supervisor_pid": os.getpid(),
-            "proxy": {
-                "host": self.spec.proxy_host,
-                "port": self.proxy_port,
-                # whether clients must send proxy.api_key (the key itself is never recorded)
-                "requires_api_key": bool(self.spec.config.proxy.api_key),
-            },
-            "internal_key": self.spec.api_key,
-            "started_at": self.started_at,
-            "stop_grace_s": self.cfg.stop_grace_s,  # what `swarm down` waits, whatever the config says now
-            "log_dir": self.spec.log_dir,
-            "instances": instances,
-        }
+        """What the run file holds (no live measurements): supervisor_record.py."""
+        return build_record(self)
 
     def snapshot(self) -> dict[str, Any]:
         """What ``swarm ps --json`` and the proxy's /swarm/status show: the record plus memory."""
@@ -446,7 +389,3 @@ class Supervisor:
             return
         self.writer.submit(rec)  # written off the event loop (runfile_writer.py)
         self._saved = rec
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1e3, 1)
