@@ -144,9 +144,9 @@ def test_down_finds_the_swarm_when_the_run_file_stays_damaged(home: Path, model:
 
 
 def test_the_loser_of_two_ups_never_touches_the_winners_key(home: Path, model: Path) -> None:
-    from swarm_supervisor.cli.options import PlanChoices, hardware_from_options, overrides_from_options
+    from swarm_supervisor.cli.options import PlanChoices
+    from swarm_supervisor.cli.planning import plan_for
     from swarm_supervisor.config import Config, load_catalogue
-    from swarm_supervisor.plan import make_plan
     from swarm_supervisor.supervisor_launch import build_spec, start_detached
 
     assert up(model).returncode == 0
@@ -154,8 +154,7 @@ def test_the_loser_of_two_ups_never_touches_the_winners_key(home: Path, model: P
     key, launch = rf.key_path.read_text(), rf.launch_path.read_text()
     # the second `swarm up` got past the early check before the first claimed the name
     choices = PlanChoices(model=str(model), instances=1)
-    hw = hardware_from_options(choices)
-    plan = make_plan(hw, load_catalogue(), Config(), overrides_from_options(choices))
+    plan = plan_for(Config(), choices, catalogue=load_catalogue(), dirs=dirs()).plan
     spec = build_spec(rf, plan, binary=FAKE, model_path=model, config=Config(), host="127.0.0.1", port=0)
     with pytest.raises(SwarmStateError, match="already running"):
         start_detached(rf, spec)
