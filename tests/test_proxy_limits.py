@@ -248,3 +248,13 @@ async def test_ps_counts_client_requests_not_voter_answers() -> None:
             status = (await client.get("/swarm/status")).json()
     assert status["requests"] == 4
     assert [i["requests"] for i in status["instances"]] == [4, 4]
+
+
+async def test_instances_refusing_the_internal_key_is_a_502_not_the_clients_401() -> None:
+    with fake_upstreams(Behaviour(fault="401"), Behaviour(fault="401")) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with served_client(create_app(pool)) as client:
+            r = await client.post("/v1/chat/completions", json=CHAT)
+    assert r.status_code == 502, r.text
+    err = r.json()["error"]
+    assert err["code"] == "internal_key_rejected" and "swarm down" in err["message"]

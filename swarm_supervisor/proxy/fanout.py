@@ -269,6 +269,14 @@ def no_answer(failures: list[UpstreamFailure], *, timed_out: bool) -> ApiError:
     statuses = {f.status for f in failures}
     if failures and len(statuses) == 1:
         status = next(iter(statuses))
+        if status in (401, 403):  # the instances refuse the swarm's own key: never the client's fault
+            return ApiError(
+                502,
+                "the instances refused the swarm's internal key (its key file changed since they "
+                "started); restart the swarm: `swarm down`, then `swarm up`",
+                type="upstream_error",
+                code="internal_key_rejected",
+            )
         if status is not None and 400 <= status < 500 and isinstance(failures[0].body, dict):
             return UpstreamStatusError(status, failures[0].body)
         rejected = _unanimous_rejection(failures) if status == 500 else None

@@ -41,7 +41,7 @@ class Behaviour:
     tool_calls: list[dict[str, Any]] | None = None
     finish_reason: str | None = None  # None: "tool_calls" with tool calls, else "stop"
     latency_s: float = 0.0
-    #: None | "500" | "reject" | "400" | "invalid_json" | "drop" | "hang" | "huge_line" (a 3 MiB SSE event)
+    #: None | "500" | "reject" | "400" | "401" | "invalid_json" | "drop" | "hang" | "huge_line" (3 MiB SSE)
     fault: str | None = None
     ready: bool = True
     stream_pieces: int = 4  # content deltas per streamed answer
@@ -106,6 +106,10 @@ def make_app(behaviour: Behaviour, record: Record) -> Starlette:
         if b.fault == "reject":  # how llama-server refuses messages it cannot parse: a 500
             message = "Failed to parse messages: Missing tool call type: {}"
             return JSONResponse({"error": {"code": 500, "message": message, "type": "server_error"}}, 500)
+        if b.fault == "401":  # llama-server with another --api-key
+            return JSONResponse(
+                {"error": {"code": 401, "message": "Invalid API Key", "type": "authentication_error"}}, 401
+            )
         if b.fault == "400":
             return JSONResponse(
                 {
