@@ -140,9 +140,9 @@ async def test_a_head_that_never_finishes_is_a_408_and_an_idle_connection_is_clo
             head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
             got, took = await asyncio.to_thread(_trickle, url, head, b"X")  # slowloris: a byte at a time
             assert got.startswith(b"HTTP/1.1 408"), got[:200]
-            assert took < 3
+            assert took < 4.5  # header_timeout_s is 1 s; without it, never
             got, took = await asyncio.to_thread(_idle, url)
-            assert got == b"" and took < 3  # an idle connection is closed without a word
+            assert got == b"" and took < 4.5  # an idle connection is closed without a word
             assert (await client.get("/health")).status_code == 200
 
 
@@ -199,7 +199,7 @@ async def test_a_hung_voter_does_not_hold_the_vote_once_the_others_answered() ->
             r = await client.post("/v1/chat/completions", json=CHAT)
             took = time.monotonic() - start
     assert r.status_code == 200, r.text
-    assert took < 5, f"the hung voter held the request {took:.1f} s"
+    assert took < 10, f"the hung voter held the request {took:.1f} s"  # request_timeout_s is 60
     voters = {v["id"]: v for v in r.json()["swarm"]["voters"]}
     assert "straggler" in voters["2.0"]["error"]
     assert r.json()["swarm"]["votes"] == 2

@@ -90,7 +90,7 @@ def test_a_run_file_locked_elsewhere_freezes_neither_the_loop_nor_the_swarm(
                 t0 = time.monotonic()
                 await asyncio.sleep(0.02)
                 worst = max(worst, time.monotonic() - t0)
-            assert worst < 1.0, f"the event loop froze for {worst:.1f} s"
+            assert worst < 3.0, f"the event loop froze for {worst:.1f} s"  # the lock is held 6 s
             assert not sup.stopping
             await until(lambda: victim.state == State.READY and victim.pid != old, 10, "restart")
         finally:
