@@ -338,6 +338,7 @@ class Supervisor:
                     "restarts": inst.restarts,
                     "gpu": ",".join(map(str, inst.cfg.visible_gpus)) or None,
                     "slots": inst.cfg.slots,
+                    "voters": inst.cfg.voters or inst.cfg.slots,
                     "log": str(inst.cfg.log_path),
                     "started_at": inst.started_at,
                     "ready_at": inst.ready_at,
@@ -365,6 +366,7 @@ class Supervisor:
             "context": self.spec.context,
             "voters": self.spec.voters,
             "ready_voters": self.pool.voters,
+            "concurrency": int(self.spec.plan_summary.get("concurrency") or 1),
             "supervisor": {"pid": os.getpid(), "create_time": sup_ctime},
             "supervisor_pid": os.getpid(),
             "proxy": {

@@ -68,6 +68,7 @@ class Want:
     max_processes: int | None = None  # CPU: processes x threads must not exceed the physical cores
     widen: bool = False  # GPU: span more GPUs than the weights need when that is what holds the voters
     concurrency: int = 1  # voted requests at once: each voter holds this many slots
+    max_span: int | None = None  # GPU: no more GPUs per process than this (what one request at a time needs)
 
 
 def fit(need: Need, budget: Budget, topology: Topology, want: Want) -> Layout | None:
@@ -127,7 +128,7 @@ def _groups(budget: Budget, span: int) -> list[tuple[tuple[int, ...], int]]:
 def _fit_gpus(need: Need, budget: Budget, topology: Topology, want: Want) -> Layout | None:
     """The fewest GPUs per process that hold one slot; with ``want.widen``, more if the voters need it."""
     n = len(budget.per_device)
-    for span in range(1, n + 1):
+    for span in range(1, min(n, want.max_span or n) + 1):
         groups = _groups(budget, span)
         if not any(room >= need.process_bytes(1, span) for _, room in groups):
             continue

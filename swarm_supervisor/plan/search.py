@@ -60,9 +60,14 @@ class Search:
     def shape(self, cand: Candidate, ctx: int, want: Want | None = None) -> Layout | None:
         """Voters are given up before concurrency: the target concurrency with as many voters as
         fit (at least ``want.low``), else one request fewer at once, down to 1; once the voters are
-        at their maximum, an automatic concurrency grows into the memory left (up to ``most``)."""
+        at their maximum, an automatic concurrency grows into the memory left (up to ``most``).
+        Concurrency never spreads a process over more GPUs than one request at a time needs."""
         want = want or self.want
         need = self.need(cand, ctx)
+        one = fit(need, self.bud, self.topo, replace(want, concurrency=1))
+        if one is None:  # not even one request at a time
+            return None
+        want = replace(want, max_span=one.span)
         for c in self.conc.tries():
             layout = fit(need, self.bud, self.topo, replace(want, concurrency=c))
             if layout is not None:
@@ -81,7 +86,7 @@ def largest_context(cand: Candidate, s: Search, below: int) -> int | None:
     """The largest context (a multiple of 1024, under ``below``) at which ``cand`` fits
     ``want.low`` voters, one request at a time."""
     low_want = replace(s.want, high=s.want.exact or s.want.low, concurrency=1)
-    lo, hi = 1, (min(below, cand.native_context) - 1) // CONTEXT_STEP
+    lo, hi = 1, min(below - 1, cand.native_context) // CONTEXT_STEP
     best = None
     while lo <= hi:
         mid = (lo + hi) // 2
