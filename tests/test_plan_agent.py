@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
-from swarm_supervisor.config import Catalogue, Config, PlanConfig, load_catalogue
+from swarm_supervisor.config import Catalogue, Config, KvType, PlanConfig, load_catalogue
 from swarm_supervisor.errors import PlanError
 from swarm_supervisor.hardware.profile import GPU, HardwareProfile
 from swarm_supervisor.paths import dirs
@@ -270,3 +271,71 @@ def test_up_ps_and_opencode_with_two_requests_at_once(home: Path, smollm2_gguf: 
     model = next(iter(json.loads(oc.stdout)["provider"]["swarm"]["models"].values()))
     assert model["limit"] == {"context": 8192, "output": 2048}  # one slot's context, not 2 x 8192
     assert "2 voters" in model["name"]
+
+
+# ---------------------------------------------------------------- a real llama-server
+
+
+def _rss_of_served(binary: Path, gguf: Path, plan: Plan, tmp: Path) -> int:
+    """Start the plan's one process with the argv the supervisor would use, have it answer one
+    voted request (n = its voters), and return its RSS."""
+    import httpx
+
+    from tests.test_plan import _free_port
+
+    (cfg,) = instance_configs(plan, binary=binary, model_path=gguf, log_dir=tmp, api_key_file=None)
+    port = _free_port()
+    log = (tmp / f"llama-{plan.kv_type}.log").open("wb")
+    proc = subprocess.Popen(llama_server_argv(cfg, port), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (tmp / f"llama-{plan.kv_type}.log").read_text()[-2000:]
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        body = {"messages": [{"role": "user", "content": "Add two numbers in Python."}], "max_tokens": 8}
+        r = httpx.post(f"{base}/v1/chat/completions", json={**body, "n": cfg.voters}, timeout=120)
+        r.raise_for_status()
+        assert len(r.json()["choices"]) == cfg.voters
+        return int(psutil.Process(proc.pid).memory_info().rss)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+@pytest.mark.llama
+def test_a_q8_0_cache_runs_and_takes_what_the_plan_says(
+    llama_server_bin: Path, smollm2_gguf: Path, tmp_path: Path
+) -> None:
+    """SmolLM2, one process, 2 voters x 2 requests at once, 4096 tokens a slot: llama-server takes
+    ``-ctk q8_0 -ctv q8_0 -fa on``, and the RSS of each KV type is the plan's sum."""
+    from swarm_supervisor.plan.facts import read_model_facts
+
+    facts = read_model_facts(smollm2_gguf)
+    rss = {}
+    plans = {}
+    kv_types: tuple[KvType, ...] = ("f16", "q8_0")
+    for kv in kv_types:
+        ov = PlanOverrides(
+            model=str(smollm2_gguf),
+            facts=facts,
+            instances=2,
+            concurrency=2,
+            context=4096,
+            topology="slots",
+            kv_type=kv,
+        )
+        plans[kv] = make_plan(cpu(8, cores=2), load_catalogue(), Config(), ov)
+        assert plans[kv].slots == 4
+        rss[kv] = _rss_of_served(llama_server_bin, smollm2_gguf, plans[kv], tmp_path)
+    for kv, plan in plans.items():
+        predicted = plan.memory.total_bytes
+        assert 0.85 * predicted <= rss[kv] <= 1.05 * predicted, (kv, rss[kv], predicted)
+    saved = plans["f16"].memory.total_bytes - plans["q8_0"].memory.total_bytes
+    assert rss["f16"] - rss["q8_0"] >= 0.8 * saved, (rss, saved)
