@@ -315,9 +315,9 @@ def test_a_q8_0_cache_runs_and_takes_what_the_plan_says(
 ) -> None:
     """SmolLM2, one process, 2 voters x 2 requests at once, 4096 tokens a slot: llama-server takes
     ``-ctk q8_0 -ctv q8_0 -fa on``, and the RSS of each KV type is the plan's sum."""
-    from swarm_supervisor.plan.facts import read_model_facts
+    from swarm_supervisor.store.gguf_check import check_gguf
 
-    facts = read_model_facts(smollm2_gguf)
+    facts = check_gguf(smollm2_gguf).facts
     rss = {}
     plans = {}
     kv_types: tuple[KvType, ...] = ("f16", "q8_0")
