@@ -403,9 +403,9 @@ def test_amd_gpus_get_hip_visible_devices(cat: Catalogue, swarm_home: Path, tmp_
 @pytest.fixture
 def plan_cli(monkeypatch: pytest.MonkeyPatch, swarm_home: Path) -> CliRunner:
     """``swarm plan`` on a canned base machine (no probing of this one), what-if flags on top."""
-    module = importlib.import_module("swarm_supervisor.cli.plan")
+    module = importlib.import_module("swarm_supervisor.cli.planning")  # plan_for's hardware
 
-    def canned(choices: PlanChoices) -> HardwareProfile:
+    def canned(choices: PlanChoices, detect_fn: object = None) -> HardwareProfile:
         return hardware_from_options(choices, detect_fn=lambda: CPU16)
 
     monkeypatch.setattr(module, "hardware_from_options", canned)
