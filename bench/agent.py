@@ -368,4 +368,4 @@ def command(
     )
     path = write_result(name, data, where)
     png = plot(data, where / f"{name}.png")
-    click.echo(f"wrote {path} and {png}")
+    click.echo(f"wrote {path}" + (f" and {png}" if png else " (no matplotlib: no plot)"))

@@ -201,9 +201,13 @@ def print_tables(data: dict[str, Any], console: Console | None = None) -> None:
     )
 
 
-def plot(data: dict[str, Any], path: Path) -> Path:
-    """Two panels: seconds a turn against its prompt tokens (M = 1); answers/s against M."""
-    import matplotlib
+def plot(data: dict[str, Any], path: Path) -> Path | None:
+    """Two panels: seconds a turn against its prompt tokens (M = 1); answers/s against M. None
+    where matplotlib is not installed (e.g. a bare GPU machine): the JSON has everything."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

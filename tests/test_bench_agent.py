@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def short_session(dst: Path) -> Path:
-    """The first two turns of the recorded explain-vote session, trimmed to a few hundred tokens."""
+    """The first two turns of the recorded explain-vote session with a one-line system prompt (SmolLM2's
+    template leaves the tool schemas out): a few dozen tokens a turn."""
     doc = json.loads(gzip.decompress((DATA / "explain-vote.json.gz").read_bytes()))
     turns = []
     for t in doc["turns"][:2]:
@@ -91,7 +92,7 @@ def test_agent_bench_end_to_end(tmp_path: Path, llama_server_bin: Path, smollm2_
          "prompt_tokens": data["sessions"][0]["prompt_tokens"], "counted_by": "tokenize"}
     ]  # fmt: skip
     t0, t1 = data["sessions"][0]["prompt_tokens"]
-    assert 150 < t0 < t1 < 3000
+    assert 20 < t0 < t1 < 3000
     rows = data["turns"]
     assert [(x["session"], x["turn"]) for x in rows] == [("short", 0), ("short", 1)]
     assert {rows[0]["first"], rows[1]["first"]} == {"swarm", "baseline"}  # interleaved, alternating
