@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import statistics
 import tempfile
 import time
@@ -42,6 +43,7 @@ from bench.agent_replay import (
     baseline_argv,
     baseline_server,
     count_tokens,
+    evaluated,
     load_sessions,
     prepare,
     prompt_tokens_total,
@@ -98,12 +100,22 @@ class Target:
         before = await prompt_tokens_total(client, self.base)
         t = await stream_turn(client, self.chat, prepare(body, model=self.model, max_tokens=max_tokens))
         after = await prompt_tokens_total(client, self.base)
-        return {**t.as_dict(), "evaluated_prompt_tokens": after - before}
+        return {
+            **t.as_dict(),
+            "evaluated_prompt_tokens": evaluated(before, after),
+            "instances_read": len(after),
+        }
 
 
 async def phase_one(
-    targets: list[Target], fitted: list[dict[str, Any]], repeats: int, max_tokens: int, echo: Any
+    targets: list[Target],
+    fitted: list[dict[str, Any]],
+    repeats: int,
+    max_tokens: int,
+    deadline: float,
+    echo: Any,
 ) -> list[dict[str, Any]]:
+    """Phase 1; no turn starts after ``deadline`` (time.monotonic)."""
     rows: list[dict[str, Any]] = []
     async with httpx.AsyncClient(timeout=TIMEOUT_S, trust_env=False) as client:
         for t in targets:  # warm-up: pages the weights in; not measured
@@ -123,6 +135,9 @@ async def phase_one(
                 s: Session = item["session"]
                 prev = 0
                 for turn in item["turns"]:
+                    if time.monotonic() > deadline:
+                        echo(f"  the time budget is spent: stopped before {s.name} turn {turn['index']}")
+                        return rows
                     order = targets if flip % 2 == 0 else targets[::-1]
                     flip += 1
                     row: dict[str, Any] = {
@@ -182,9 +197,13 @@ async def phase_m(target: Target, fitted: list[dict[str, Any]], m: int, max_toke
         "answers_per_s": len(ok) / wall if wall else 0.0,
         "p50_s": statistics.median(ok) if ok else None,
         "p95_s": q[18] if ok else None,
-        "evaluated_prompt_tokens": after - before,
+        "evaluated_prompt_tokens": evaluated(before, after),
         "turns": [{"session": s, "turn": i, **t.as_dict()} for s, i, t in turns],
     }
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _ints(text: str) -> list[int]:
@@ -228,6 +247,12 @@ def _ints(text: str) -> list[int]:
     "--baseline-context", type=click.IntRange(min=512), help="Default: the swarm's context per slot."
 )
 @click.option(
+    "--time-budget",
+    "time_budget_s",
+    type=click.FloatRange(min=1),
+    help="Seconds: start no turn (and no M phase) after this; what ran is reported.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("agent"),
@@ -248,6 +273,7 @@ def command(
     ngl: int,
     baseline_threads: int | None,
     baseline_context: int | None,
+    time_budget_s: float | None,
     out: Path,
 ) -> None:
     """Replay opencode sessions through the swarm and one llama-server alone, interleaved."""
@@ -261,6 +287,7 @@ def command(
         if not p.is_file():
             raise click.ClickException(f"{what} {p}: no such file")
     busy_at_start = cpu_busy_pct(2.0)
+    signal.signal(signal.SIGTERM, _terminate)  # stop the swarm and the baseline on the way out
     up_args = ["--model", str(model), "--llama-server", str(binary), "--port", str(free_port())]
     if instances:
         up_args += ["--instances", str(instances)]
@@ -279,6 +306,7 @@ def command(
             "model": rec.get("model"),
             "argv": [" ".join(a) for a in instance_argvs(rec)],
             "processes": len(rec.get("instances") or []),
+            "slots_per_process": [i.get("slots") for i in rec.get("instances") or []],
             "swarm_up": " ".join(["swarm", "up", *up_args]),
         }
         bl_argv = baseline_argv(
@@ -316,9 +344,11 @@ def command(
             f"{len(fitted)} sessions, {n_turns} turns fit {context} tokens; dropped {len(dropped)}", err=True
         )
         watch = stack.enter_context(ContentionWatch())
-        rows = asyncio.run(phase_one(targets, fitted, repeats, max_tokens, lambda s: click.echo(s, err=True)))
+        deadline = time.monotonic() + (time_budget_s or float("inf"))
+        echo = lambda s: click.echo(s, err=True)  # noqa: E731
+        rows = asyncio.run(phase_one(targets, fitted, repeats, max_tokens, deadline, echo))
         multi = []
-        for k, m in enumerate(x for x in concurrency if x > 1):
+        for k, m in enumerate(x for x in concurrency if x > 1 and time.monotonic() < deadline):
             for t in targets if k % 2 == 0 else targets[::-1]:
                 got = asyncio.run(phase_m(t, fitted, m, max_tokens))
                 click.echo(f"  M={m} {t.name}: {got['answers']} answers in {got['wall_s']:.1f} s", err=True)
@@ -336,6 +366,8 @@ def command(
             "max_turns": max_turns,
             "max_prompt_tokens": max_prompt_tokens,
             "max_tokens": max_tokens,
+            "time_budget_s": time_budget_s,
+            "stopped_by_time_budget": len(rows) < sum(len(f["turns"]) for f in fitted) * repeats,
             "concurrency": concurrency,
             "repeats": repeats,
             "model": str(model),

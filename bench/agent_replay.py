@@ -7,6 +7,7 @@ turn's prompt tokens, one streamed turn with its clocks, ``llamacpp:prompt_token
     async with httpx.AsyncClient(timeout=600, trust_env=False) as client:
         before = await prompt_tokens_total(client, "http://127.0.0.1:8080")
         turn = await stream_turn(client, "http://127.0.0.1:8080/v1/chat/completions", body)
+        evaluated(before, await prompt_tokens_total(client, "http://127.0.0.1:8080"))
         turn.ttfb_s, turn.answer_s, turn.answer_tokens
 """
 
@@ -170,21 +171,29 @@ async def stream_turn(
 
 async def prompt_tokens_total(
     client: httpx.AsyncClient, base_url: str, headers: dict[str, str] | None = None
-) -> float:
-    """The sum of ``llamacpp:prompt_tokens_total`` over every sample of ``base_url``/metrics (a
-    llama-server's own, or the swarm proxy's, which re-exposes each instance's with a label)."""
+) -> dict[str, float]:
+    """``llamacpp:prompt_tokens_total`` from ``base_url``/metrics, by its ``instance`` label (a
+    llama-server's own: one value under ""; the swarm proxy's re-exposes each instance's with a
+    label, and leaves out an instance that did not answer in time)."""
     r = await client.get(f"{base_url}/metrics", headers=headers or {})
     if r.status_code != 200:
         raise click.ClickException(
             f"{base_url}/metrics answered {r.status_code}: start llama-server with --metrics"
         )
-    total = 0.0
+    out: dict[str, float] = {}
     for family in text_string_to_metric_families(r.text):
         if family.name in ("llamacpp:prompt_tokens", "llamacpp:prompt_tokens_total"):
-            total += sum(
-                s.value for s in family.samples if s.name.endswith("_total") or s.name == family.name
-            )
-    return total
+            for smp in family.samples:
+                if smp.name.endswith("_total") or smp.name == family.name:
+                    key = smp.labels.get("instance", "")
+                    out[key] = out.get(key, 0.0) + smp.value
+    return out
+
+
+def evaluated(before: dict[str, float], after: dict[str, float]) -> float:
+    """Prompt tokens evaluated between two readings: over the instances present in both (an
+    instance missing from one reading, or restarted in between, is left out)."""
+    return sum(max(0.0, after[k] - before[k]) for k in before.keys() & after.keys())
 
 
 # --------------------------------------------------------------------------- the baseline

@@ -104,6 +104,7 @@ def test_agent_bench_end_to_end(tmp_path: Path, llama_server_bin: Path, smollm2_
             assert 1 <= got["answer_tokens"] <= 8
     # the first turn: the lone server evaluates the whole prompt once; each voter evaluates it too
     first = rows[0]
+    assert first["swarm"]["instances_read"] == data["swarm"]["processes"] == 2
     assert abs(first["baseline"]["evaluated_prompt_tokens"] - t0) <= 8
     assert first["swarm"]["evaluated_prompt_tokens"] >= t0 - 8
     # the second turn reuses the cached conversation: fewer tokens evaluated than its prompt
