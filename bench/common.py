@@ -49,10 +49,11 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def write_result(name: str, data: dict[str, Any]) -> Path:
-    """Write ``bench/results/<name>.json`` with the machine and a UTC timestamp; return its path."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_result(name: str, data: dict[str, Any], directory: Path = RESULTS) -> Path:
+    """Write ``bench/results/<name>.json`` (or ``directory/<name>.json``) with the machine and a UTC
+    timestamp; return its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
     doc = {
         "benchmark": name,
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),

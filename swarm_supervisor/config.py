@@ -23,6 +23,8 @@ from .errors import ConfigError
 Strategy = Literal["similarity", "quality", "fastest"]
 StreamMode = Literal["consensus", "fastest"]
 Backend = Literal["llama.cpp", "mlx"]
+#: llama-server's KV-cache element types the plan offers (-ctk/-ctv); quantized ones need flash attention
+KvType = Literal["f16", "q8_0", "q4_0"]
 Quant = Literal["q2_k", "q3_k_m", "q4_0", "q4_1", "q4_k_m", "q5_0", "q5_k_m", "q6_k", "q8_0", "f16"]
 #: quality order, lowest first: "the highest quantization that fits" walks this backwards
 #: ``owner/name`` as the hub spells repo ids: no ``..``, no leading dot, nothing that leaves a folder
@@ -201,7 +203,12 @@ class HardwareConfig(_Strict):
 class PlanConfig(_Strict):
     min_instances: Annotated[int, Field(ge=1, le=64)] = 2
     max_instances: Annotated[int, Field(ge=1, le=64)] = 8
-    context: Annotated[int, Field(ge=512)] = 16384
+    #: tokens per slot; None: the model's native context, up to 32768 (what a coding agent needs)
+    context: Annotated[int | None, Field(ge=512)] = None
+    #: voted requests that run at once (slots = voters x concurrency); None: from the hardware
+    concurrency: Annotated[int | None, Field(ge=1, le=64)] = None
+    #: KV-cache type: "q8_0" takes about half the bytes of "f16", "q4_0" about a quarter
+    kv_type: KvType = "f16"
     preferred: list[str] = []  # family names to try first
     model: str | None = None  # NAME[:SIZE[:QUANT]] or a path to a .gguf
     #: CPU-only machines: largest model size (billions of parameters) per physical core that the

@@ -98,6 +98,10 @@ class InstanceConfig:
     extra_args: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     max_tokens: int = 8192  # mlx_lm.server only: its default of 512 cuts answers
+    #: KV-cache type (``-ctk``/``-ctv``); a quantized one also gets ``-fa on``: llama.cpp refuses a
+    #: quantized V cache without flash attention ("quantized V cache was requested, but this
+    #: requires Flash Attention", src/llama-context.cpp), and ``auto`` may resolve to off
+    kv_type: str = "f16"
 
     @property
     def visible_gpus(self) -> tuple[int, ...]:
@@ -135,6 +139,8 @@ def llama_server_argv(cfg: InstanceConfig, port: int) -> list[str]:
         argv += ["--api-key-file", str(cfg.api_key_file)]
     if cfg.seed is not None:
         argv += ["--seed", str(cfg.seed)]
+    if cfg.kv_type != "f16":
+        argv += ["-ctk", cfg.kv_type, "-ctv", cfg.kv_type, "-fa", "on"]
     return argv + list(cfg.extra_args)
 
 

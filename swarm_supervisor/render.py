@@ -124,6 +124,9 @@ def header_lines(status: dict[str, Any], rows: list[InstanceRow]) -> list[Text]:
     )
     if isinstance(status.get("requests"), int):
         totals += f", {status['requests']} requests"
+    concurrency = status.get("concurrency")
+    if isinstance(concurrency, int) and concurrency > 1:
+        totals += f", {concurrency} voted requests at once"
     totals += f", RSS {format_bytes(rss)}"
     if vram:
         totals += f", VRAM {format_bytes(sum(vram))}"

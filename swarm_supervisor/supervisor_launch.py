@@ -80,7 +80,13 @@ def build_spec(
         proxy_port=port,
         config=config,
         log_dir=str(rf.log_dir),
-        plan_summary={"voters": plan.voters, "processes": plan.processes, "slots": plan.slots},
+        plan_summary={
+            "voters": plan.voters,
+            "processes": plan.processes,
+            "slots": plan.slots,
+            "concurrency": plan.concurrency,
+            "kv_type": plan.kv_type,
+        },
     )
 
 

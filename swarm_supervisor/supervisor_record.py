@@ -32,6 +32,7 @@ def build_record(sup: Supervisor) -> dict[str, Any]:
                 "restarts": inst.restarts,
                 "gpu": ",".join(map(str, inst.cfg.visible_gpus)) or None,
                 "slots": inst.cfg.slots,
+                "voters": inst.cfg.voters or inst.cfg.slots,
                 "log": str(inst.cfg.log_path),
                 "started_at": inst.started_at,
                 "ready_at": inst.ready_at,
@@ -58,6 +59,7 @@ def build_record(sup: Supervisor) -> dict[str, Any]:
         "context": sup.spec.context,
         "voters": sup.spec.voters,
         "ready_voters": sup.pool.voters,
+        "concurrency": int(sup.spec.plan_summary.get("concurrency") or 1),
         "requests": sup.pool.client_requests,  # client requests (an instance's: its share)
         "supervisor": {"pid": os.getpid(), "create_time": sup_ctime},
         "supervisor_pid": os.getpid(),

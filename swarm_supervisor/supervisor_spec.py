@@ -44,7 +44,8 @@ class SwarmSpec:
 
     @property
     def voters(self) -> int:
-        return sum(i.slots for i in self.instances)
+        """Voters in all: each process's voters (its slots over the plan's concurrency), not its slots."""
+        return sum(i.voters or i.slots for i in self.instances)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -91,7 +92,9 @@ def instance_configs(
     gpu_vendor: GpuVendor | None = None,
     extra_args: tuple[str, ...] = (),
 ) -> tuple[InstanceConfig, ...]:
-    """One :class:`InstanceConfig` per placement of ``plan`` (pure)."""
+    """One :class:`InstanceConfig` per placement of ``plan`` (pure): ``slots`` = the process's
+    voters x the plan's concurrency (``--parallel``), ``voters`` = what one voted request asks of
+    it (``n``), ``context`` per slot (``-c`` gets context x slots)."""
     out = []
     for p in plan.placements:
         out.append(
@@ -102,6 +105,8 @@ def instance_configs(
                 model_id=plan.model_id,
                 context=plan.context,
                 slots=plan.slots,
+                voters=plan.voters_per_process,
+                kv_type=plan.kv_type,
                 threads=plan.threads,
                 gpu_layers=plan.gpu_layers,
                 log_path=log_dir / f"instance-{p.instance}.log",

@@ -72,11 +72,20 @@ def test_overrides_on_the_command_line(swarm_home: Path) -> None:
         "8192",
         "--topology",
         "processes",
+        "--concurrency",
+        "2",
+        "--kv-type",
+        "q8_0",
     )
     assert code == 0, out
     plan = json.loads(out)
     assert (plan["model_id"], plan["instances"], plan["context"]) == ("qwen2.5-coder:3b:q8_0", 4, 8192)
-    assert (plan["topology"], plan["processes"], plan["slots"]) == ("processes", 4, 1)
+    # one voter per process, each with a slot for each of the 2 voted requests that run at once
+    assert (plan["topology"], plan["processes"], plan["slots"]) == ("processes", 4, 2)
+    assert (plan["concurrency"], plan["voters_per_process"], plan["kv_type"]) == (2, 1, "q8_0")
+    # Qwen2.5-Coder-3B: 36 layers, 2 KV heads of 128; q8_0 is 34 bytes per 32 elements
+    assert plan["kv_bytes_per_slot"] == 2 * 36 * 2 * (128 // 32) * 34 * 8192
+    assert "2 slots (1 voters x 2 at once) x" in plan["arithmetic"][0] and "q8_0" in plan["arithmetic"][0]
 
 
 def test_the_table_shows_the_plan_the_arithmetic_and_why(swarm_home: Path) -> None:
@@ -175,6 +184,8 @@ def test_help_lists_the_what_if_flags(flag: str) -> None:
         "--model",
         "--instances",
         "--context",
+        "--concurrency",
+        "--kv-type",
     ):
         assert opt in out
 

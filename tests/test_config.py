@@ -16,7 +16,9 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
     cfg = load_config(tmp_path / "absent.toml")
     assert cfg == Config()
     assert cfg.proxy.host == "127.0.0.1" and cfg.proxy.port == 8000
-    assert cfg.plan.context == 16384 and (cfg.plan.min_instances, cfg.plan.max_instances) == (2, 8)
+    assert (cfg.plan.min_instances, cfg.plan.max_instances) == (2, 8)
+    # None: the model's native context up to 32768, and concurrency from the hardware
+    assert (cfg.plan.context, cfg.plan.concurrency, cfg.plan.kv_type) == (None, None, "f16")
     assert cfg.hardware.gpu_memory_fraction == 0.9
     assert (cfg.hardware.apple_memory_fraction, cfg.hardware.ram_fraction) == (0.5, 0.5)
     assert load_config(None) == Config()
@@ -39,6 +41,8 @@ def test_values_are_read(tmp_path: Path) -> None:
     [
         ("[proxy]\nprot = 8000\n", "proxy.prot", "unknown key"),
         ("[plan]\ncontext = 'big'\n", "plan.context", "integer"),
+        ("[plan]\nkv_type = 'q8'\n", "plan.kv_type", "'f16', 'q8_0' or 'q4_0'"),
+        ("[plan]\nconcurrency = 0\n", "plan.concurrency", "greater than or equal to 1"),
         ("[proxy]\nport = 70000\n", "proxy.port", "less than or equal to 65535"),
         ("[hardware]\nram_fraction = 1.5\n", "hardware.ram_fraction", "less than or equal to 1"),
         ("[plan]\nmin_instances = 9\n", "plan", "min_instances is larger than max_instances"),

@@ -56,16 +56,18 @@ def cpu(ram_gib: float, cores: int = 8) -> HardwareProfile:
     return HardwareProfile("linux", "x86_64", cores, cores * 2, int(ram_gib * GiB), int(ram_gib * GiB))
 
 
-# machine -> (model, size, quant, voters); the budget rule and the catalogue decide these
+# machine -> (model, size, quant, voters, concurrency), every slot at Qwen2.5-Coder's native 32768
+# tokens; the budget rule and the catalogue decide these. The largest model that holds 2 voters at
+# that context comes first, then 2 voted requests at once where memory allows, then more voters.
 SELECTION = {
-    "RTX4090": ("qwen2.5-coder", "14b", "q6_k", 2),
-    "LAPTOP_8GB": ("qwen2.5-coder", "7b", "q4_k_m", 2),
-    "A100X2": ("qwen2.5-coder", "32b", "q8_0", 8),
-    "H100": ("qwen2.5-coder", "32b", "q8_0", 8),
-    "MI300X": ("qwen2.5-coder", "32b", "q8_0", 8),
-    "M2_16": ("qwen2.5-coder", "7b", "q5_k_m", 2),
-    "M3MAX_64": ("qwen2.5-coder", "32b", "q5_k_m", 2),
-    "CPU16": ("qwen2.5-coder", "3b", "q8_0", 4),  # 4 cores: up to 3B, one voter per core
+    "RTX4090": ("qwen2.5-coder", "7b", "q8_0", 3, 2),  # 14b q4_k_m fits 2 voters only at 31744
+    "LAPTOP_8GB": ("qwen2.5-coder", "3b", "q8_0", 3, 1),  # 3 slots: 3 voters, or 2 at 1 request
+    "A100X2": ("qwen2.5-coder", "32b", "q8_0", 4, 2),
+    "H100": ("qwen2.5-coder", "32b", "q8_0", 2, 2),  # 4 slots of 8 GiB: voters go before concurrency
+    "MI300X": ("qwen2.5-coder", "32b", "q8_0", 8, 2),
+    "M2_16": ("qwen2.5-coder", "3b", "q8_0", 2, 2),
+    "M3MAX_64": ("qwen2.5-coder", "14b", "q8_0", 2, 1),  # the larger model before concurrency
+    "CPU16": ("qwen2.5-coder", "3b", "q8_0", 3, 1),  # 4 cores: up to 3B; 4 voters fit only at 16k
 }
 
 
@@ -80,8 +82,9 @@ def _is_top_of_catalogue(plan: Plan, cat: Catalogue) -> bool:
 def test_selection_table(machine: str, cat: Catalogue) -> None:
     hw = ALL[machine]
     plan = make_plan(hw, cat, Config(), NONE)
-    assert (plan.model, plan.size, plan.quant, plan.voters) == SELECTION[machine]
-    assert plan.processes * plan.slots == plan.voters
+    assert (plan.model, plan.size, plan.quant, plan.voters, plan.concurrency) == SELECTION[machine]
+    assert plan.context == 32768
+    assert plan.processes * plan.slots == plan.voters * plan.concurrency
     assert len(plan.placements) == plan.processes
     m = plan.memory
     assert m.total_bytes <= m.budget_bytes
@@ -111,9 +114,9 @@ def test_cpu_caps_keep_a_small_machine_usable(cat: Catalogue) -> None:
     assert plan.voters == 2
     assert any("CPU-only with 2 physical cores" in r for r in plan.reasons)
     off = Config.model_validate({"plan": {"cpu_params_b_per_core": 0}})
-    uncapped = make_plan(two_cores, cat, off, NONE)
+    uncapped = make_plan(two_cores, cat, off, PlanOverrides(context=8192))
     assert uncapped.size == "7b" and uncapped.voters == 2  # one single-threaded process per core
-    one_process = make_plan(two_cores, cat, off, PlanOverrides(topology="slots"))
+    one_process = make_plan(two_cores, cat, off, PlanOverrides(topology="slots", context=8192))
     assert one_process.size == "7b" and one_process.voters > 2
     asked = make_plan(two_cores, cat, Config(), PlanOverrides(instances=5))
     assert asked.voters == 5
@@ -126,7 +129,8 @@ def test_two_gpus_spread_the_voters(cat: Catalogue) -> None:
 
 
 def test_memory_sum_is_weights_plus_kv_plus_compute(cat: Catalogue) -> None:
-    plan = make_plan(gpus(24), cat, Config(), PlanOverrides(model="qwen2.5-coder:7b:q4_k_m", instances=3))
+    ov = PlanOverrides(model="qwen2.5-coder:7b:q4_k_m", instances=3, context=16384, concurrency=1)
+    plan = make_plan(gpus(24), cat, Config(), ov)
     m = plan.memory
     assert m.kv_bytes_per_slot == kv_bytes(28, 4, 128, 16384) == 2 * 28 * 4 * 128 * 2 * 16384
     assert m.weights_bytes == cat.find("qwen2.5-coder", "7b").quants["q4_k_m"].bytes
@@ -136,7 +140,7 @@ def test_memory_sum_is_weights_plus_kv_plus_compute(cat: Catalogue) -> None:
 
 def test_cpu_processes_share_the_weights_and_split_the_cores(cat: Catalogue) -> None:
     hw = cpu(32, cores=8)
-    ov = PlanOverrides(model="qwen2.5-coder:1.5b:q4_k_m", instances=4, topology="processes")
+    ov = PlanOverrides(model="qwen2.5-coder:1.5b:q4_k_m", instances=4, topology="processes", concurrency=1)
     plan = make_plan(hw, cat, Config(), ov)
     m = plan.memory
     assert (plan.topology, plan.processes, plan.slots, plan.threads) == ("processes", 4, 1, 2)
@@ -166,7 +170,7 @@ def test_cpu_default_is_one_single_threaded_process_per_voter(cat: Catalogue) ->
 
 
 def test_gpu_processes_topology_round_robins_over_gpus(cat: Catalogue) -> None:
-    ov = PlanOverrides(model="qwen2.5-coder:7b:q4_k_m", instances=4, topology="processes")
+    ov = PlanOverrides(model="qwen2.5-coder:7b:q4_k_m", instances=4, topology="processes", concurrency=1)
     plan = make_plan(gpus(24, 24), cat, Config(), ov)
     assert [p.gpu for p in plan.placements] == [0, 1, 0, 1]
     assert plan.slots == 1 and plan.processes == 4
@@ -233,8 +237,11 @@ def test_nothing_fits_says_by_how_much(cat: Catalogue) -> None:
         make_plan(cpu(1), cat, Config(), NONE)
     msg = str(err.value)
     assert "qwen2.5-coder:0.5b:q4_k_m" in msg and "GiB short" in msg
-    # 2 slots of 16384 tokens (192 MiB each) + 398 MB + compute against 512 MiB: 0.3 GiB short
-    assert "0.3 GiB short" in msg
+    # the default context shortened down to 4096 first: 2 slots of 48 MiB + 398 MB + compute
+    # (32 + 48 x 0.49 MiB) = 531.1 MiB against 512 MiB: 0.1 GiB short (rounded up)
+    assert "2 voter(s) at 4096 tokens each, needs 531.1 MiB" in msg and "0.1 GiB short" in msg
+    with pytest.raises(PlanError, match=r"at 16384 tokens each.*0\.3 GiB short"):
+        make_plan(cpu(1), cat, Config(), PlanOverrides(context=16384))  # an explicit context stays
 
 
 def test_allow_embedded_falls_back_to_smollm2_on_a_tiny_machine(cat: Catalogue) -> None:
@@ -304,13 +311,17 @@ def test_plan_json_has_the_contract_fields(cat: Catalogue) -> None:
         {"instance": 0, "gpu": 0, "gpus": [0]},
         {"instance": 1, "gpu": 1, "gpus": [1]},
     ]
-    assert data["instances"] == 8
+    assert data["instances"] == data["voters"] == 4
+    assert (data["voters_per_process"], data["concurrency"], data["slots"]) == (2, 2, 4)
+    assert data["kv_type"] == "f16" and data["context"] == 32768
+    assert data["kv_bytes_per_process"] == data["kv_bytes_per_slot"] * data["slots"]
+    assert data["arithmetic"][0].startswith("per process: ")
 
 
 def test_arithmetic_lines_add_up(cat: Catalogue) -> None:
     lines = arithmetic_lines(make_plan(cpu(16, 4), cat, Config(), NONE))
-    assert lines[0].startswith("per process: 1 x ")  # 4 cores: 4 single-threaded processes
-    assert lines[1].startswith("total: ") and "(memory-mapped, shared) + 4 x " in lines[1]
+    assert lines[0].startswith("per process: 1 x ")  # 4 cores: single-threaded processes
+    assert lines[1].startswith("total: ") and "(memory-mapped, shared) + 3 x " in lines[1]
     assert lines[-1].startswith("budget: ")
 
 

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from swarm_supervisor.cli import main
 from swarm_supervisor.cli.options import PlanChoices, hardware_from_options
-from swarm_supervisor.config import Catalogue, Config, load_catalogue
+from swarm_supervisor.config import Catalogue, Config, PlanConfig, load_catalogue
 from swarm_supervisor.errors import PlanError
 from swarm_supervisor.hardware.profile import HardwareProfile
 from swarm_supervisor.paths import dirs
@@ -36,6 +36,11 @@ from tests.machines import A10GX8, A100X2, CPU16, MIXED_3060_4090, MULTI_GPU, RT
 MiB = 2**20
 GiB = 2**30
 FRACTION = 0.9  # hardware.gpu_memory_fraction's default: the hand-worked numbers below assume it
+
+# The hand-worked numbers below are for 16384 tokens a slot and one voted request at a time (the
+# defaults of issue 10); the agent defaults (32k, concurrency) are tested in test_plan_agent.py.
+CFG = Config(plan=PlanConfig(context=16384, concurrency=1))
+CLI_PINS = ("--context", "16384", "--concurrency", "1")
 
 # Machines whose GPUs are all alike (the mixed one has its own tests).
 ALIKE = ["A100X2", "RTX4090X4", "H100X8", "A10GX8"]
@@ -54,8 +59,9 @@ def cat() -> Catalogue:
 
 
 def test_the_hand_worked_numbers_use_the_default_fraction() -> None:
-    assert Config().hardware.gpu_memory_fraction == FRACTION
-    assert (Config().plan.min_instances, Config().plan.max_instances, Config().plan.context) == (2, 8, 16384)
+    assert Config().hardware.gpu_memory_fraction == FRACTION == CFG.hardware.gpu_memory_fraction
+    assert (CFG.plan.min_instances, CFG.plan.max_instances, CFG.plan.context) == (2, 8, 16384)
+    assert (Config().plan.min_instances, Config().plan.max_instances) == (2, 8)
 
 
 def budgets(hw: HardwareProfile) -> dict[int, int]:
@@ -99,7 +105,7 @@ def test_alike_gpus_are_all_used_evenly_and_never_overfilled(
 ) -> None:
     hw = MULTI_GPU[machine]
     n = len(hw.discrete_gpus)
-    plan = make_plan(hw, cat, Config(), PlanOverrides(model=model, topology=topology, instances=count))
+    plan = make_plan(hw, cat, CFG, PlanOverrides(model=model, topology=topology, instances=count))
     assert plan.topology == topology
     if count is not None:
         assert plan.voters == count
@@ -155,7 +161,7 @@ def test_four_4090s_by_hand(cat: Catalogue) -> None:
     assert pair == 44_571_050_598 <= 2 * budget
     assert 2 * budget - pair < KV_32B_16K  # one slot per pair
 
-    plan = make_plan(RTX4090X4, cat, Config(), PlanOverrides())
+    plan = make_plan(RTX4090X4, cat, CFG, PlanOverrides())
     data = plan_to_json(plan)
     assert data["model_id"] == "qwen2.5-coder:32b:q8_0"
     assert (data["topology"], data["processes"], data["slots"], data["voters"]) == ("slots", 2, 1, 2)
@@ -184,7 +190,7 @@ def test_eight_a10gs_by_hand(cat: Catalogue) -> None:
     fixed = WEIGHTS_32B_Q8 + 3 * COMPUTE_32B
     assert (3 * budget - fixed) // KV_32B_16K == 5
 
-    plan = make_plan(A10GX8, cat, Config(), PlanOverrides())
+    plan = make_plan(A10GX8, cat, CFG, PlanOverrides())
     data = plan_to_json(plan)
     assert data["model_id"] == "qwen2.5-coder:32b:q8_0"
     assert (data["processes"], data["slots"], data["voters"]) == (2, 4, 8)
@@ -211,7 +217,7 @@ def test_a_model_too_big_for_one_gpu_spans_the_fewest_it_needs(
 ) -> None:
     hw = MULTI_GPU[machine]
     ov = PlanOverrides(model="qwen2.5-coder:32b:q8_0", instances=count)
-    plan = make_plan(hw, cat, Config(), ov)
+    plan = make_plan(hw, cat, CFG, ov)
     assert plan.voters == count
     assert {len(p.gpus) for p in plan.placements} == {span}
     check_fits(plan, hw)
@@ -231,7 +237,7 @@ def test_a_model_too_big_for_one_gpu_spans_the_fewest_it_needs(
 def test_four_voters_of_a_32b_q8_on_four_4090s_were_refused_with_a_contradiction(cat: Catalogue) -> None:
     """Regression: the planner stopped at the pair span and said "needs 58.6 GiB but the budget is
     86.4 GiB: 0.1 GiB short"; one process over three cards holds the four voters."""
-    plan = make_plan(RTX4090X4, cat, Config(), PlanOverrides(model="qwen2.5-coder:32b:q8_0", instances=4))
+    plan = make_plan(RTX4090X4, cat, CFG, PlanOverrides(model="qwen2.5-coder:32b:q8_0", instances=4))
     assert (plan.processes, plan.slots) == (1, 4)
     assert plan.placements[0].gpus == (0, 1, 2)
 
@@ -254,7 +260,7 @@ def test_mixed_machine_default_is_the_4090_alone(cat: Catalogue) -> None:
     11.1 GiB free). What fits is the 14B q6_k with 2 slots on the 4090, the single-4090 answer;
     its 12.1 GB of weights alone exceed the 3060's budget, so nothing goes there.
     """
-    plan = make_plan(MIXED_3060_4090, cat, Config(), PlanOverrides())
+    plan = make_plan(MIXED_3060_4090, cat, CFG, PlanOverrides())
     per_gpu = check_fits(plan, MIXED_3060_4090)
     assert plan.model_id == "qwen2.5-coder:14b:q6_k" and plan.voters == 2
     assert [p.gpus for p in plan.placements] == [(1,)]
@@ -267,7 +273,7 @@ def test_mixed_machine_default_is_the_4090_alone(cat: Catalogue) -> None:
 
 def test_mixed_machine_refuses_a_model_only_the_two_cards_together_could_hold(cat: Catalogue) -> None:
     with pytest.raises(PlanError) as err:
-        make_plan(MIXED_3060_4090, cat, Config(), PlanOverrides(model="qwen2.5-coder:32b:q4_k_m"))
+        make_plan(MIXED_3060_4090, cat, CFG, PlanOverrides(model="qwen2.5-coder:32b:q4_k_m"))
     msg = str(err.value)
     # not the old "needs 31.6 GiB but the budget is 32.4 GiB: 0.1 GiB short"
     assert "smallest budget (10.8 GiB) limits it to 21.6 GiB: 10.1 GiB short" in msg
@@ -279,7 +285,7 @@ def test_mixed_machine_never_overfills_the_3060(
     topology: Topology, count: int | None, cat: Catalogue
 ) -> None:
     hw = MIXED_3060_4090
-    plan = make_plan(hw, cat, Config(), PlanOverrides(topology=topology, instances=count))
+    plan = make_plan(hw, cat, CFG, PlanOverrides(topology=topology, instances=count))
     per_gpu = check_fits(plan, hw)
     budget = budgets(hw)
     m = plan.memory
@@ -296,7 +302,7 @@ def test_mixed_machine_never_overfills_the_3060(
 def test_mixed_machine_four_voters_use_both_cards(cat: Catalogue) -> None:
     """7B q8_0 (8.1 GB + 0.97 GB compute + 0.94 GB KV per 16k slot): the 3060's 11.6 GB hold
     2 slots (11.03 GB), so 2 processes x 2 slots, one on each card."""
-    plan = make_plan(MIXED_3060_4090, cat, Config(), PlanOverrides(instances=4))
+    plan = make_plan(MIXED_3060_4090, cat, CFG, PlanOverrides(instances=4))
     assert plan.model_id == "qwen2.5-coder:7b:q8_0"
     compute = 512 * MiB + int(64 * MiB * 7.62)
     kv = 2 * 28 * 4 * 128 * 2 * 16384
@@ -312,7 +318,7 @@ def test_mixed_machine_four_voters_use_both_cards(cat: Catalogue) -> None:
     "the slots topology puts all 3 on GPU 0 (use --topology processes, or an even count)",
 )
 def test_an_odd_voter_count_spreads_over_two_gpus(cat: Catalogue) -> None:
-    plan = make_plan(A100X2, cat, Config(), PlanOverrides(instances=3, topology="slots"))
+    plan = make_plan(A100X2, cat, CFG, PlanOverrides(instances=3, topology="slots"))
     assert {p.gpu for p in plan.placements} == {0, 1}
 
 
@@ -327,7 +333,7 @@ def _spec(plan: Plan, hw: HardwareProfile, tmp: Path) -> SwarmSpec:
         plan,
         binary=tmp / "llama-server",
         model_path=tmp / "model.gguf",
-        config=Config(),
+        config=CFG,
         host="127.0.0.1",
         port=8000,
         gpu_vendor=vendor,
@@ -349,7 +355,7 @@ def test_each_instance_sees_only_its_gpus(
     machine: str, ov: PlanOverrides, visible: list[str], cat: Catalogue, swarm_home: Path, tmp_path: Path
 ) -> None:
     hw = MULTI_GPU[machine]
-    plan = make_plan(hw, cat, Config(), ov)
+    plan = make_plan(hw, cat, CFG, ov)
     spec = _spec(plan, hw, tmp_path)
     assert len(spec.instances) == plan.processes and spec.voters == plan.voters
     inherited = {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7"}
@@ -373,7 +379,7 @@ def test_the_3060_instance_is_pinned_to_the_3060(cat: Catalogue, swarm_home: Pat
     CUDA_DEVICE_ORDER=PCI_BUS_ID the instance planned for the 3060 starts on the 4090 and the two
     planned for the 4090 land on the 12 GB card."""
     hw = MIXED_3060_4090
-    plan = make_plan(hw, cat, Config(), PlanOverrides(topology="processes"))
+    plan = make_plan(hw, cat, CFG, PlanOverrides(topology="processes"))
     on_3060 = [p.instance for p in plan.placements if p.gpus == (0,)]
     assert on_3060 == [0] and hw.discrete_gpus[0].name.endswith("3060")
     env = instance_env(_spec(plan, hw, tmp_path).instances[0], {})
@@ -383,7 +389,7 @@ def test_the_3060_instance_is_pinned_to_the_3060(cat: Catalogue, swarm_home: Pat
 def test_amd_gpus_get_hip_visible_devices(cat: Catalogue, swarm_home: Path, tmp_path: Path) -> None:
     amd = replace(RTX4090X4, gpus=tuple(replace(g, vendor="amd") for g in RTX4090X4.gpus))
     plan = make_plan(
-        amd, cat, Config(), PlanOverrides(topology="processes", instances=4, model="qwen2.5-coder:14b")
+        amd, cat, CFG, PlanOverrides(topology="processes", instances=4, model="qwen2.5-coder:14b")
     )
     assert [p.gpus for p in plan.placements] == [(0,), (1,), (2,), (3,)]
     for cfg, g in zip(_spec(plan, amd, tmp_path).instances, range(4), strict=True):
@@ -397,9 +403,9 @@ def test_amd_gpus_get_hip_visible_devices(cat: Catalogue, swarm_home: Path, tmp_
 @pytest.fixture
 def plan_cli(monkeypatch: pytest.MonkeyPatch, swarm_home: Path) -> CliRunner:
     """``swarm plan`` on a canned base machine (no probing of this one), what-if flags on top."""
-    module = importlib.import_module("swarm_supervisor.cli.plan")
+    module = importlib.import_module("swarm_supervisor.cli.planning")  # plan_for's hardware
 
-    def canned(choices: PlanChoices) -> HardwareProfile:
+    def canned(choices: PlanChoices, detect_fn: object = None) -> HardwareProfile:
         return hardware_from_options(choices, detect_fn=lambda: CPU16)
 
     monkeypatch.setattr(module, "hardware_from_options", canned)
@@ -407,7 +413,7 @@ def plan_cli(monkeypatch: pytest.MonkeyPatch, swarm_home: Path) -> CliRunner:
 
 
 def _plan_json(runner: CliRunner, *args: str) -> dict[str, Any]:
-    result = runner.invoke(main, ["plan", "--json", *args])
+    result = runner.invoke(main, ["plan", "--json", *CLI_PINS, *args])
     assert result.exit_code == 0, result.output
     data: dict[str, Any] = json.loads(result.stdout)
     return data

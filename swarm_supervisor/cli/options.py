@@ -7,7 +7,8 @@
         planned = plan_for(ctx.config, plan_choices, catalogue=ctx.catalogue, dirs=ctx.dirs)
 
 What-if flags (``--gpu-memory``, ``--ram``, ``--apple-silicon``, ``--cpu-only``) replace what
-``detect()`` found; the others become :class:`PlanOverrides` (:mod:`.planning`).
+``detect()`` found; the others (``--model``, ``--instances``, ``--concurrency``, ``--context``,
+``--kv-type``, ``--topology``) become :class:`PlanOverrides` (:mod:`.planning`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import click
 
+from ..config import KvType
 from ..hardware import HardwareProfile, detect, profile_from_overrides
 from ..plan import Topology
 from ..units import parse_size
@@ -54,6 +56,8 @@ class PlanChoices:
     instances: int | None = None
     context: int | None = None
     topology: Topology | None = None
+    concurrency: int | None = None
+    kv_type: KvType | None = None
     gpu_memory: tuple[int, ...] = ()
     ram: int | None = None
     apple_silicon: bool = False
@@ -89,9 +93,23 @@ _OPTIONS: tuple[Callable[[F], F], ...] = (
         help="Voters (slots in all). Default: as many as fit, 2 to 8.",
     ),
     click.option(
+        "--concurrency",
+        type=click.IntRange(min=1, max=64),
+        help="Voted requests that run at once (slots = voters x this). Default: plan.concurrency, "
+        "else 2 where memory allows (1 on a CPU whose cores the voters already take).",
+    ),
+    click.option(
         "--context",
         type=click.IntRange(min=512),
-        help="Tokens of context per voter. Default: plan.context (16384), at most the model's own.",
+        help="Tokens of context per slot. Default: plan.context, else the model's own up to 32768 "
+        "(shorter only when nothing else fits).",
+    ),
+    click.option(
+        "--kv-type",
+        "kv_type",
+        type=click.Choice(["f16", "q8_0", "q4_0"]),
+        help="KV-cache type (llama-server -ctk/-ctv; quantized ones turn flash attention on). "
+        "q8_0 takes about half the memory of f16. Default: plan.kv_type (f16).",
     ),
     click.option(
         "--topology",
@@ -123,6 +141,8 @@ def plan_options(f: F) -> F:
             instances=kwargs.pop("instances"),
             context=kwargs.pop("context"),
             topology=kwargs.pop("topology"),
+            concurrency=kwargs.pop("concurrency"),
+            kv_type=kwargs.pop("kv_type"),
             gpu_memory=tuple(kwargs.pop("gpu_memory")),
             ram=kwargs.pop("ram"),
             apple_silicon=kwargs.pop("apple_silicon"),

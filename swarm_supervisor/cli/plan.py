@@ -39,8 +39,14 @@ def plan_rows(plan: Plan) -> list[tuple[str, str]]:
         ("Model", model),
         ("Serves as", plan.model_id),
         ("Voters", str(plan.voters)),
-        ("Processes x slots", f"{plan.processes} x {plan.slots} ({plan.topology})"),
+        ("Requests at once", str(plan.concurrency)),
+        (
+            "Processes x slots",
+            f"{plan.processes} x {plan.slots} ({plan.topology}): {plan.voters_per_process} voter(s) x "
+            f"{plan.concurrency} request(s) at once",
+        ),
         ("Context per slot", f"{plan.context} tokens"),
+        ("KV cache", plan.kv_type + ("" if plan.kv_type == "f16" else " (flash attention on)")),
         ("Threads per process", str(plan.threads)),
         ("GPU layers", str(plan.gpu_layers)),
         ("Where", _where(plan)),
@@ -78,6 +84,7 @@ def command(ctx: Ctx, as_json: bool, plan_choices: PlanChoices) -> None:
     swarm plan --gpu-memory 80GiB --gpu-memory 80GiB
     swarm plan --apple-silicon --ram 16GiB
     swarm plan --model qwen2.5-coder:7b --instances 4 --context 8192
+    swarm plan --gpu-memory 24GiB --kv-type q8_0 --concurrency 4
     """
     plan = plan_for(ctx.config, plan_choices, catalogue=ctx.catalogue, dirs=ctx.dirs).plan
     if as_json:

@@ -57,6 +57,8 @@ def overrides_for(choices: PlanChoices, config: Config, dirs: Dirs) -> PlanOverr
         instances=choices.instances,
         context=choices.context,
         topology=choices.topology,
+        concurrency=choices.concurrency,
+        kv_type=choices.kv_type,
         facts=facts,
     )
 

@@ -7,7 +7,9 @@
 ``memory``  budgets and the per-process arithmetic (and the measured compute allowance)
 ``candidates`` the (family, size, quant) options in the order they are tried
 ``layout``  fitting one model at one context into a budget: processes, slots, placements
-``select``  make_plan / embedded_plan: which model, size, quant, context and topology
+``shape``   topology (the CPU rule in one function), threads, concurrency and context targets
+``search``  candidates x contexts: the first that fits, and how it spends the memory left
+``select``  make_plan / embedded_plan: which model, size, quant, context and topology, and why
 ``export``  plan_to_json and the lines of memory arithmetic that ``swarm plan`` prints
 """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..config import QUANT_ORDER, Catalogue, Config, ModelFamily
+from ..config import QUANT_ORDER, Catalogue, Config, KvType, ModelFamily
 from ..errors import ConfigError, PlanError
 from .layout import Need
 from .memory import compute_bytes, kv_bytes
@@ -38,10 +38,10 @@ class Candidate:
             return self.family
         return f"{self.family}:{self.size}:{self.quant}"
 
-    def need(self, device: Device, context: int) -> Need:
+    def need(self, device: Device, context: int, kv_type: KvType = "f16") -> Need:
         return Need(
             weights=self.weights,
-            kv_per_slot=kv_bytes(self.n_layers, self.n_kv_heads, self.head_dim, context),
+            kv_per_slot=kv_bytes(self.n_layers, self.n_kv_heads, self.head_dim, context, kv_type),
             compute=compute_bytes(device, self.params_b),
         )
 

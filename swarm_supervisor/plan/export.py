@@ -32,12 +32,16 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "voters": plan.voters,
         "processes": plan.processes,
         "slots": plan.slots,
+        "voters_per_process": plan.voters_per_process,
+        "concurrency": plan.concurrency,
         "context": plan.context,
+        "kv_type": plan.kv_type,
         "threads": plan.threads,
         "gpu_layers": plan.gpu_layers,
         "budget_bytes": m.budget_bytes,
         "weights_bytes": m.weights_bytes,
         "kv_bytes_per_slot": m.kv_bytes_per_slot,
+        "kv_bytes_per_process": m.kv_bytes_per_slot * plan.slots,
         "compute_bytes": m.compute_bytes,
         "per_instance_bytes": m.per_instance_bytes,
         "total_bytes": m.total_bytes,
@@ -56,6 +60,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "gguf_path": plan.gguf_path,
         "reasons": list(plan.reasons),
         "warnings": list(plan.warnings),
+        "arithmetic": arithmetic_lines(plan),
     }
 
 
@@ -63,7 +68,10 @@ def arithmetic_lines(plan: Plan) -> list[str]:
     """The memory sum that justifies the plan, one line each, for people."""
     m = plan.memory
     f = format_bytes
-    kv = f"{plan.slots} x {f(m.kv_bytes_per_slot)} KV ({plan.context} tokens, f16)"
+    slots = str(plan.slots)
+    if plan.concurrency > 1:  # slots = voters x the voted requests that run at once
+        slots = f"{plan.slots} slots ({plan.voters_per_process} voters x {plan.concurrency} at once)"
+    kv = f"{slots} x {f(m.kv_bytes_per_slot)} KV ({plan.context} tokens, {plan.kv_type})"
     lines = []
     span = max((len(p.gpus) for p in plan.placements), default=1) or 1
     compute = f"{f(m.compute_bytes)} compute" + (f" x {span} GPUs" if span > 1 else "")

@@ -8,6 +8,10 @@ Two topologies (ARCHITECTURE.md, "Instances x slots"):
 ``processes``  one llama-server per voter, one slot each: a crash costs one voter, but every
                process carries its own compute buffers (and, on a GPU, its own weights).
 
+Every voter holds ``concurrency`` slots (``Want.concurrency``): one per voted request that runs
+at once, so a process answering for v voters has ``--parallel`` v x concurrency. The fitting
+below counts in voters whose KV cache is that many slots'.
+
 On a GPU an instance spans several GPUs only when the model does not fit one; the plan then
 groups GPUs ``k`` at a time (``k`` as small as possible) and treats each group as one device.
 Only when no candidate holds the voters that way does the plan widen ``k`` (``Want.widen``):
@@ -16,7 +20,7 @@ a 32B q8_0 with 4 voters on four 24 GB cards needs one process over all four.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .memory import Budget
 from .types import Placement, Topology
@@ -39,13 +43,19 @@ class Need:
 class Layout:
     topology: Topology
     processes: int
-    slots: int  # per process
+    per_process: int  # voters per process
     voters: int
     span: int  # GPUs per process (1 on CPU / Apple, and on a GPU unless the model needs more)
     placements: tuple[Placement, ...]
     shared_weights: bool
     per_instance_bytes: int  # one process (weights left out where shared)
     total_bytes: int
+    concurrency: int = 1  # slots per voter
+
+    @property
+    def slots(self) -> int:
+        """``--parallel`` per process: its voters x the voted requests that run at once."""
+        return self.per_process * self.concurrency
 
 
 @dataclass(frozen=True)
@@ -57,13 +67,18 @@ class Want:
     exact: int | None = None
     max_processes: int | None = None  # CPU: processes x threads must not exceed the physical cores
     widen: bool = False  # GPU: span more GPUs than the weights need when that is what holds the voters
+    concurrency: int = 1  # voted requests at once: each voter holds this many slots
+    max_span: int | None = None  # GPU: no more GPUs per process than this (what one request at a time needs)
 
 
 def fit(need: Need, budget: Budget, topology: Topology, want: Want) -> Layout | None:
     """The best layout of ``need`` in ``budget``, or None when fewer voters than wanted fit."""
+    per_voter = replace(need, kv_per_slot=need.kv_per_slot * want.concurrency)
     if budget.device == "gpu":
-        return _fit_gpus(need, budget, topology, want)
-    return _fit_pool(need, budget, topology, want)
+        layout = _fit_gpus(per_voter, budget, topology, want)
+    else:
+        layout = _fit_pool(per_voter, budget, topology, want)
+    return None if layout is None else replace(layout, concurrency=want.concurrency)
 
 
 def _voters(capacity: int, want: Want) -> int | None:
@@ -113,7 +128,7 @@ def _groups(budget: Budget, span: int) -> list[tuple[tuple[int, ...], int]]:
 def _fit_gpus(need: Need, budget: Budget, topology: Topology, want: Want) -> Layout | None:
     """The fewest GPUs per process that hold one slot; with ``want.widen``, more if the voters need it."""
     n = len(budget.per_device)
-    for span in range(1, n + 1):
+    for span in range(1, min(n, want.max_span or n) + 1):
         groups = _groups(budget, span)
         if not any(room >= need.process_bytes(1, span) for _, room in groups):
             continue

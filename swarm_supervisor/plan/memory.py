@@ -4,7 +4,9 @@ One llama-server process holds
 
     weights        the GGUF file (memory-mapped on CPU and Apple: shared by every process of
                    the model, so counted once there; copied into VRAM on NVIDIA/AMD)
-    KV cache       2 (K and V) x n_layers x n_kv_heads x head_dim x 2 bytes (f16) x context, per slot
+    KV cache       2 (K and V) x n_layers x n_kv_heads x head_dim x bytes per element x context,
+                   per slot: 2 bytes in f16 (llama-server's default), 34 per 32 in q8_0 and 18 per
+                   32 in q4_0 (ggml's block sizes), so q8_0 takes 53% of f16 and q4_0 28%
     compute        the graph and output buffers plus the runtime's own overhead (an allowance)
 
 The compute allowance was measured, not guessed:
@@ -26,12 +28,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import HardwareConfig
+from ..config import HardwareConfig, KvType
 from ..hardware.profile import HardwareProfile
 from ..units import MiB, format_bytes
 from .types import Device
 
 KV_BYTES_PER_ELEMENT = 2  # f16 K and V (llama-server's default cache type)
+#: bytes per block of elements of each KV-cache type (ggml: q8_0 = 32 int8 + an f16 scale, q4_0 = 32
+#: nibbles + an f16 scale)
+KV_TYPE_BLOCKS: dict[str, tuple[int, int]] = {"f16": (2, 1), "q8_0": (34, 32), "q4_0": (18, 32)}
 
 #: (fixed bytes per process, bytes per billion parameters) of the compute allowance
 COMPUTE_ALLOWANCE: dict[Device, tuple[int, int]] = {
@@ -41,18 +46,21 @@ COMPUTE_ALLOWANCE: dict[Device, tuple[int, int]] = {
 }
 
 
-def kv_bytes_per_token(n_layers: int, n_kv_heads: int, head_dim: int) -> int:
-    """K and V of one token in every layer, f16."""
-    return 2 * n_layers * n_kv_heads * head_dim * KV_BYTES_PER_ELEMENT
+def kv_bytes_per_token(n_layers: int, n_kv_heads: int, head_dim: int, kv_type: KvType = "f16") -> int:
+    """K and V of one token in every layer."""
+    block_bytes, block = KV_TYPE_BLOCKS[kv_type]
+    return 2 * n_layers * n_kv_heads * -(-head_dim // block) * block_bytes
 
 
-def kv_bytes(n_layers: int, n_kv_heads: int, head_dim: int, context: int) -> int:
+def kv_bytes(n_layers: int, n_kv_heads: int, head_dim: int, context: int, kv_type: KvType = "f16") -> int:
     """The KV cache of one slot of ``context`` tokens.
 
     >>> kv_bytes(28, 4, 128, 16384)  # Qwen2.5-Coder-7B, one 16k slot: 896 MiB
     939524096
+    >>> kv_bytes(28, 4, 128, 16384, "q8_0")  # the same in q8_0: 476 MiB
+    499122176
     """
-    return kv_bytes_per_token(n_layers, n_kv_heads, head_dim) * context
+    return kv_bytes_per_token(n_layers, n_kv_heads, head_dim, kv_type) * context
 
 
 def compute_bytes(device: Device, params_b: float) -> int:

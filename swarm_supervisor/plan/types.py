@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..config import KvType
+
 Topology = Literal["processes", "slots"]
 Device = Literal["cpu", "gpu", "apple"]
 
@@ -58,6 +60,11 @@ class Plan:
     concurrency: int = 1
     kv_type: str = "f16"  # KV-cache element type (llama-server -ctk/-ctv)
 
+    @property
+    def voters_per_process(self) -> int:
+        """Voters one process answers for in one voted request (the ``n`` it is sent)."""
+        return max(1, self.slots // max(1, self.concurrency))
+
 
 @dataclass(frozen=True)
 class ModelFacts:
@@ -89,7 +96,9 @@ class PlanOverrides:
 
     model: str | None = None
     instances: int | None = None  # voters; None: as many as fit, from min_instances to max_instances
-    context: int | None = None  # tokens per slot; None: config.plan.context
+    context: int | None = None  # tokens per slot; None: config.plan.context, else native up to 32k
+    concurrency: int | None = None  # voted requests at once; None: config.plan.concurrency, else auto
+    kv_type: KvType | None = None  # None: config.plan.kv_type
     topology: Topology | None = None  # None: the plan chooses (and says why)
     allow_embedded: bool = False  # let the embedded PyPI models compete (after every hub model)
     facts: ModelFacts | None = None

@@ -1,0 +1,141 @@
+"""The search of :func:`~swarm_supervisor.plan.select.make_plan`: fit each candidate at a context
+with the voters, concurrency and KV type asked for. Pure.
+
+    s, why_topo, target, requested, found = search(hw, config, overrides, candidates)
+    cand, ctx, layout = found        # None when nothing fits at any context tried
+
+Order: the target context (then, for the default one, shorter ones); at each, the candidates in
+priority order, the first that holds ``plan.min_instances`` voters one request at a time wins;
+:meth:`Search.shape` then spends the memory left on concurrent requests and voters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..config import Config, KvType
+from ..errors import PlanError
+from ..hardware.profile import HardwareProfile
+from .candidates import Candidate
+from .layout import Layout, Need, Want, fit
+from .memory import Budget, budget
+from .shape import Concurrency, ContextTarget, concurrency, context_target, fallback_contexts, topology
+from .types import PlanOverrides, Topology
+
+CONTEXT_STEP = 1024
+
+
+def want_for(
+    config: Config, overrides: PlanOverrides, hw: HardwareProfile, bud: Budget, topo: Topology
+) -> Want:
+    if overrides.instances is not None and overrides.instances < 1:
+        raise PlanError(f"--instances must be 1 or more, got {overrides.instances}")
+    max_proc = hw.physical_cores if (bud.device == "cpu" and topo == "processes") else None
+    if max_proc is not None and overrides.instances is not None and overrides.instances > max_proc:
+        raise PlanError(
+            f"{overrides.instances} processes need {overrides.instances} cores but this machine has "
+            f"{hw.physical_cores}: use --topology slots (one process, {overrides.instances} slots)"
+        )
+    return Want(
+        low=config.plan.min_instances,
+        high=config.plan.max_instances,
+        exact=overrides.instances,
+        max_processes=max_proc,
+    )
+
+
+@dataclass(frozen=True)
+class Search:
+    """What every candidate is fitted against: the budget, topology, voters, concurrency, KV type."""
+
+    bud: Budget
+    topo: Topology
+    want: Want
+    conc: Concurrency
+    kv: KvType
+
+    def need(self, cand: Candidate, ctx: int) -> Need:
+        return cand.need(self.bud.device, ctx, self.kv)
+
+    def shape(self, cand: Candidate, ctx: int, want: Want | None = None) -> Layout | None:
+        """Voters are given up before concurrency: the target concurrency with as many voters as
+        fit (at least ``want.low``), else one request fewer at once, down to 1; once the voters are
+        at their maximum, an automatic concurrency grows into the memory left (up to ``most``).
+        Concurrency never spreads a process over more GPUs than one request at a time needs."""
+        want = want or self.want
+        need = self.need(cand, ctx)
+        one = fit(need, self.bud, self.topo, replace(want, concurrency=1))
+        if one is None:  # not even one request at a time
+            return None
+        want = replace(want, max_span=one.span)
+        for c in self.conc.tries():
+            layout = fit(need, self.bud, self.topo, replace(want, concurrency=c))
+            if layout is not None:
+                break
+        else:
+            return None
+        if self.conc.auto and c == self.conc.target and layout.voters >= (want.exact or want.high):
+            for more in range(self.conc.most, c, -1):
+                bigger = fit(need, self.bud, self.topo, replace(want, exact=layout.voters, concurrency=more))
+                if bigger is not None:
+                    return bigger
+        return layout
+
+
+def largest_context(cand: Candidate, s: Search, below: int) -> int | None:
+    """The largest context (a multiple of 1024, under ``below``) at which ``cand`` fits
+    ``want.low`` voters, one request at a time."""
+    low_want = replace(s.want, high=s.want.exact or s.want.low, concurrency=1)
+    lo, hi = 1, min(below - 1, cand.native_context) // CONTEXT_STEP
+    best = None
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if fit(s.need(cand, mid * CONTEXT_STEP), s.bud, s.topo, low_want) is not None:
+            best, lo = mid * CONTEXT_STEP, mid + 1
+        else:
+            hi = mid - 1
+    return best
+
+
+def choose(cands: list[Candidate], s: Search, requested: int) -> tuple[Candidate, int, Layout] | None:
+    """The first candidate that fits with each process on as few GPUs as its weights need; else
+    the first that fits on more GPUs per process (a pinned 32B with more voters than that holds)."""
+    for attempt in (s.want, replace(s.want, widen=True)):
+        for cand in cands:
+            ctx = min(requested, cand.native_context)
+            layout = s.shape(cand, ctx, attempt)
+            if layout is not None:
+                return cand, ctx, layout
+        if s.bud.device != "gpu":
+            break
+    return None
+
+
+def search(
+    hw: HardwareProfile, config: Config, overrides: PlanOverrides, cands: list[Candidate]
+) -> tuple[Search, str, ContextTarget, int, tuple[Candidate, int, Layout] | None]:
+    """Try the target context, then (a default one) shorter ones; on CPU, one process with slots
+    where one process per voter does not fit."""
+    bud = budget(hw, config.hardware)
+    topo, why_topo = topology(hw, bud, overrides)
+    want = want_for(config, overrides, hw, bud, topo)
+    conc = concurrency(hw, bud, config, overrides, want.exact or want.high)
+    kv = overrides.kv_type or config.plan.kv_type
+    target = context_target(config, overrides)
+    s = Search(bud, topo, want, conc, kv)
+    requested = target.tokens
+    for requested in fallback_contexts(target):
+        found = choose(cands, s, requested)
+        if found is None and overrides.topology is None and bud.device == "cpu" and topo == "processes":
+            # one process per voter carries its own KV and compute; one process with slots may still fit
+            slots = Search(bud, "slots", want_for(config, overrides, hw, bud, "slots"), conc, kv)
+            found = choose(cands, slots, requested)
+            if found is not None:
+                s = slots
+                why_topo = (
+                    "topology: one llama-server with one slot per voter (--parallel): one process per "
+                    "voter (the CPU default) does not fit the budget"
+                )
+        if found is not None:
+            break
+    return s, why_topo, target, requested, found
