@@ -122,11 +122,11 @@ def header_lines(status: dict[str, Any], rows: list[InstanceRow]) -> list[Text]:
     totals = (
         f"{ready}/{len(rows)} ready, {status.get('ready_voters', '?')}/{status.get('voters', '?')} voters"
     )
-    if isinstance(status.get("requests"), int):
-        totals += f", {status['requests']} requests"
     concurrency = status.get("concurrency")
     if isinstance(concurrency, int) and concurrency > 1:
         totals += f", {concurrency} voted requests at once"
+    if isinstance(status.get("requests"), int):
+        totals += f", {status['requests']} requests"
     totals += f", RSS {format_bytes(rss)}"
     if vram:
         totals += f", VRAM {format_bytes(sum(vram))}"
