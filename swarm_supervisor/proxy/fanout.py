@@ -54,9 +54,15 @@ class _Request:
     voters: list[VoterOutcome]
 
 
+#: llama.cpp's "pick a random seed" (``LLAMA_DEFAULT_SEED``, 0xFFFFFFFF, as a signed int)
+RANDOM_SEED = -1
+
+
 def seeds(count: int, seed: int | None) -> list[int]:
-    """One seed per voter: the request's seed, then its successors; random when none was given."""
-    base = random.randrange(_SEED_SPAN) if seed is None else seed
+    """One seed per voter: the request's seed, then its successors. Without a seed, or with
+    llama.cpp's ``-1`` ("random"), a fresh random base on every request: voters with the same
+    seeds on every request would repeat the same answers and the same errors."""
+    base = random.randrange(_SEED_SPAN) if seed is None or seed == RANDOM_SEED else seed
     return [(base + i) % _SEED_SPAN for i in range(count)]
 
 
