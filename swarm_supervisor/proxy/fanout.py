@@ -28,7 +28,7 @@ from .collect import Collected, assemble_choices
 from .errors import ApiError, UpstreamStatusError
 from .sampling import Group, voter_groups
 from .upstreams import Upstream
-from .voting import Kind, VoterOutcome, candidate_of, decide, enough, prompt_text
+from .voting import Kind, VoterOutcome, candidate_of, decide, enough, vote_request
 
 _SEED_SPAN = 2**31 - 1
 
@@ -150,7 +150,7 @@ async def fan_out(
     for req in requests:
         launch(req)
 
-    prompt = prompt_text(kind, body)
+    prompt = vote_request(kind, body, len(outcomes))  # what the vote reads: user text, tools, voters asked
     candidates: list[Candidate] = []
     failures: list[UpstreamFailure] = []
     finished: set[asyncio.Task[Collected]] = set()
