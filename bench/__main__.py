@@ -8,7 +8,16 @@ import importlib
 import click
 
 #: modules under bench/ that expose ``command``
-SUBCOMMANDS: tuple[str, ...] = ("vote", "quality", "overhead", "topology", "load", "startup", "soak")
+SUBCOMMANDS: tuple[str, ...] = (
+    "vote",
+    "quality",
+    "overhead",
+    "topology",
+    "load",
+    "startup",
+    "soak",
+    "toolcalls",
+)
 
 
 @click.group()

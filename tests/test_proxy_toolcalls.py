@@ -90,6 +90,7 @@ async def test_a_call_written_as_text_reaches_the_client_as_a_tool_call(stream: 
     assert swarm is not None
     assert swarm["kind"] == "tool_calls"
     assert sorted(swarm["recovered"].values()) == ["fenced", "tag"]
+    assert [v["answer"] for v in swarm["voters"]] == ["text"] * 3  # as written, before recovery
     assert swarm["agreement"] == pytest.approx(2 / 3, abs=1e-3)
 
 

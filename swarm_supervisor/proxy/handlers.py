@@ -210,6 +210,7 @@ def _record_voter(ctx: Context, instance: str, ok: bool, latency_s: float, error
 def extension(ballot: Ballot) -> dict[str, Any]:
     """The ``swarm`` object: how the vote went, and who voted."""
     ids = [c.voter for c in ballot.candidates]
+    answered = {c.voter: c.kind for c in ballot.candidates}
     verdict = ballot.verdict
     total: dict[str, int] = {}
     for o in ballot.outcomes:
@@ -238,6 +239,8 @@ def extension(ballot: Ballot) -> dict[str, Any]:
                 "latency_ms": round(o.latency_s * 1000, 1),
                 "ok": o.ok,
                 "error": o.error,
+                # what it answered, as it wrote it: text, tool_calls or none (null: no answer)
+                "answer": answered.get(o.id),
             }
             for o in ballot.outcomes
         ],

@@ -47,6 +47,7 @@ class SwarmVoter(_Doc):
     latency_ms: float
     ok: bool
     error: str | None = None
+    answer: str | None = None  # text, tool_calls or none as the voter wrote it; null: no answer
 
 
 class SwarmExtension(_Doc):
