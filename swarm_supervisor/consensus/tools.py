@@ -21,6 +21,7 @@ Before a vote over answers to a request with ``tools``, `prepare`:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -38,17 +39,18 @@ _MAX_MESSAGE = 200
 
 @dataclass(frozen=True)
 class Toolbox:
-    """The functions a request declared: name -> a validator of its arguments (None when the
-    declared schema is itself not a valid JSON schema: then any object is accepted, since the
-    client's mistake is not the voters')."""
+    """The functions a request declared: name -> the JSON schema of its arguments. A schema is
+    turned into a validator only when a voter calls that tool; a declared schema that is itself
+    not a valid JSON schema accepts any object (the client's mistake is not the voters')."""
 
-    validators: dict[str, Any] = field(default_factory=dict)
+    schemas: dict[str, Any] = field(default_factory=dict)
+    _validators: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_openai(cls, tools: Sequence[Any] | None) -> Toolbox:
         """From an OpenAI ``tools`` array: ``{"type": "function", "function": {"name",
         "parameters"}}`` (the flat ``{"type": "function", "name", "parameters"}`` is read too).
-        Entries without a name are skipped."""
+        Entries without a name are skipped. Cheap: nothing is compiled here."""
         found: dict[str, Any] = {}
         for tool in tools or []:
             if not isinstance(tool, dict):
@@ -59,24 +61,30 @@ class Toolbox:
             if not isinstance(name, str) or not name:
                 continue
             schema = fn.get("parameters")
-            found[name] = _validator(schema if schema is not None else {"type": "object"})
+            found[name] = schema if schema is not None else {"type": "object"}
         return cls(found)
 
     @property
     def names(self) -> frozenset[str]:
-        return frozenset(self.validators)
+        return frozenset(self.schemas)
+
+    def validator(self, name: str) -> Any:
+        """The validator of ``name``'s arguments (None: accept any object), made once."""
+        if name not in self._validators:
+            self._validators[name] = _validator(self.schemas[name])
+        return self._validators[name]
 
     def problem(self, name: str, arguments: Any) -> str | None:
         """Why a call of ``name`` with ``arguments`` (decoded JSON, or the text that would not
         decode) cannot be acted on; None when it can."""
-        if name not in self.validators:
-            declared = ", ".join(sorted(self.validators)) or "none"
+        if name not in self.schemas:
+            declared = ", ".join(sorted(self.schemas)) or "none"
             return f"calls {name!r}, which the request did not declare (declared: {declared})"
         if isinstance(arguments, str):
             return f"{name}: the arguments are not JSON"
         if not isinstance(arguments, dict):
             return f"{name}: the arguments are {_json_type(arguments)}, not an object"
-        validator = self.validators[name]
+        validator = self.validator(name)
         if validator is None:
             return None
         try:
@@ -107,10 +115,24 @@ def _validator(schema: Any) -> Any:
         return None
     cls = validators.validator_for(schema, default=validators.Draft202012Validator)
     try:
+        text = json.dumps(schema, sort_keys=True)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return cls(schema) if _valid_schema(text) else None
+
+
+@functools.lru_cache(maxsize=512)
+def _valid_schema(text: str) -> bool:
+    """Whether the JSON text of a schema is a valid schema of its draft. Checking against the
+    metaschema is the slow part (about 3 ms for one of opencode's tools) and clients send the
+    same tools with every request, so the answer is remembered."""
+    schema = json.loads(text)
+    cls = validators.validator_for(schema, default=validators.Draft202012Validator)
+    try:
         cls.check_schema(schema)
     except schema_errors.SchemaError:
-        return None
-    return cls(schema)
+        return False
+    return True
 
 
 @dataclass(frozen=True)
