@@ -45,7 +45,8 @@ from swarm_supervisor.consensus import Candidate, Toolbox, prepare
 
 DATA = REPO / "bench" / "data" / "agent"
 CATEGORIES = ("call", "invalid_call", "leaked_call", "leaked_invalid", "text", "empty")
-DEFAULT_TURNS = "explain-vote:0,explain-vote:1,fix-runfile:0,fix-runfile:1,subagent-task:0,subagent-task:1"
+#: turns that share opencode's system prompt, so llama-server's prompt cache saves most prefills
+DEFAULT_TURNS = "explain-vote:0,explain-vote:1,fix-runfile:0,fix-runfile:1"
 
 
 @dataclass(frozen=True)
@@ -157,9 +158,9 @@ def replay(
 ) -> list[dict[str, Any]]:
     """Every turn ``repeats`` times against ``url`` (chat completions); one record per answer."""
     records: list[dict[str, Any]] = []
-    for r in range(repeats):
-        for turn in turns:
-            box = Toolbox.from_openai(turn.body.get("tools"))
+    for turn in turns:  # the repeats of a turn one after another: llama-server reuses its prompt cache
+        box = Toolbox.from_openai(turn.body.get("tools"))
+        for r in range(repeats):
             answer, took = _post(url, request_body(turn, max_tokens), None, timeout_s)
             choice = (answer.get("choices") or [{}])[0]
             message = choice.get("message") or {}
@@ -185,15 +186,22 @@ def replay(
 
 
 def one_instance(
-    binary: Path, model: Path, ctx: int, turns: list[Turn], repeats: int, max_tokens: int, logdir: Path
+    binary: Path,
+    model: Path,
+    ctx: int,
+    turns: list[Turn],
+    repeats: int,
+    max_tokens: int,
+    logdir: Path,
+    extra: list[str],
 ) -> list[dict[str, Any]]:
-    from bench.quality_gen import start_server, stop_server
+    from bench.topology import servers
+    from swarm_supervisor.process import free_port
 
-    server = start_server(binary, model, 1, ctx, logdir)
-    try:
-        return replay(f"{server.url}/v1/chat/completions", turns, repeats, max_tokens, 600, click.echo)
-    finally:
-        stop_server(server)
+    argv = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(free_port()),
+            "-c", str(ctx), "--parallel", "1", "--threads", "1", "--alias", "bench", *extra]  # fmt: skip
+    with servers([argv], logdir) as (server,):
+        return replay(f"{server.url}/v1/chat/completions", turns, repeats, max_tokens, 900, click.echo)
 
 
 def through_swarm(
@@ -271,8 +279,17 @@ def summarize(single: list[dict[str, Any]], swarm: list[dict[str, Any]]) -> dict
 @click.option("--llama-server", "binary_s", help="llama-server (default: the cached one).")
 @click.option("--model", "model_s", help="GGUF (default: the embedded SmolLM2).")
 @click.option("--only", type=click.Choice(["both", "single", "swarm"]), default="both", show_default=True)
+@click.option(
+    "--chat-template-file",
+    "template",
+    type=click.Path(exists=True, path_type=Path),
+    help="A chat template for every llama-server (--jinja --chat-template-file), e.g. "
+    "bench/templates/chatml-tools.jinja: SmolLM2's own template drops the tools.",
+)
+@click.option("--out", default="toolcalls", show_default=True, help="Result name: bench/results/<out>.json.")
 def command(turns_spec: str, data: Path, ref: str, repeats: int, instances: int, max_tokens: int,
-            context: int, binary_s: str | None, model_s: str | None, only: str) -> None:  # fmt: skip
+            context: int, binary_s: str | None, model_s: str | None, only: str, template: Path | None,
+            out: str) -> None:  # fmt: skip
     """Share of answers to recorded opencode turns that are tool calls, text, or calls leaked into
     text: one llama-server alone, the swarm's answer, and each voter."""
     from bench.topology import find_binary, find_model
@@ -280,6 +297,8 @@ def command(turns_spec: str, data: Path, ref: str, repeats: int, instances: int,
     binary, model = find_binary(binary_s), find_model(model_s)
     turns = load_turns(turns_spec, data, ref or None)
     click.echo(f"{len(turns)} turns x {repeats}: {', '.join(t.label for t in turns)}")
+    extra = ["--jinja", "--chat-template-file", str(template.resolve())] if template else []
+    template_name = template.name if template else "the model's own"
     single: list[dict[str, Any]] = []
     swarm: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
@@ -288,23 +307,25 @@ def command(turns_spec: str, data: Path, ref: str, repeats: int, instances: int,
         base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-toolcalls-")))
         if only in ("both", "single"):
             click.echo(f"one llama-server (-c {context}, --parallel 1, --threads 1):")
-            single = one_instance(binary, model, context, turns, repeats, max_tokens, base)
+            single = one_instance(binary, model, context, turns, repeats, max_tokens, base, extra)
         if only in ("both", "swarm"):
             click.echo(f"swarm up --instances {instances}:")
-            home = stack.enter_context(SwarmHome(base / "home"))
+            home = stack.enter_context(SwarmHome(base / "home", binary={"extra_args": extra}))
             args = ["--model", str(model), "--instances", str(instances), "--llama-server", str(binary)]
             swarm, info = through_swarm(home, args, turns, repeats, max_tokens)
     rows = summarize(single, swarm)
     cols = ["answers", "n", *CATEGORIES, "no_answer"]
     print_table(
-        f"Tool calls on recorded opencode turns ({model.name}, max_tokens {max_tokens})",
+        f"Tool calls on recorded opencode turns ({model.name}, max_tokens {max_tokens}, "
+        f"template: {template_name})",
         cols,
         [[name, *(row.get(c, "") for c in cols[1:])] for name, row in rows.items()],
     )
     path = write_result(
-        "toolcalls",
+        out,
         {
             "model": model.name,
+            "chat_template": str(template.relative_to(REPO)) if template else "the model's own",
             "turns": [t.label for t in turns],
             "repeats": repeats,
             "max_tokens": max_tokens,
