@@ -15,7 +15,9 @@ through ``swarm up --instances N``, and sorts every answer into:
 ``text``
     plain text (an answer, a question, or nothing useful);
 ``empty``
-    nothing at all.
+    nothing at all;
+``error``
+    no answer (an HTTP error or a timeout).
 
 For the swarm it counts the answer the client got and every voter's own answer (from the
 ``swarm`` extension: what each wrote, which calls were recovered, which dropped and why).
@@ -25,7 +27,6 @@ kept (opencode sends no temperature); ``max_tokens`` is lowered to keep the run 
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import subprocess
@@ -41,12 +42,12 @@ import httpx
 
 from bench.common import REPO, print_table, write_result
 from bench.swarm_home import SwarmHome
-from swarm_supervisor.consensus import Candidate, Toolbox, prepare
+from swarm_supervisor.consensus import Candidate, Toolbox, prepare, recover_calls
 
 DATA = REPO / "bench" / "data" / "agent"
-CATEGORIES = ("call", "invalid_call", "leaked_call", "leaked_invalid", "text", "empty")
+CATEGORIES = ("call", "invalid_call", "leaked_call", "leaked_invalid", "text", "empty", "error")
 #: turns that share opencode's system prompt, so llama-server's prompt cache saves most prefills
-DEFAULT_TURNS = "explain-vote:0,explain-vote:1,fix-runfile:0,fix-runfile:1"
+DEFAULT_TURNS = "explain-vote:0,explain-vote:1"
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,13 @@ def replay(
     for turn in turns:  # the repeats of a turn one after another: llama-server reuses its prompt cache
         box = Toolbox.from_openai(turn.body.get("tools"))
         for r in range(repeats):
-            answer, took = _post(url, request_body(turn, max_tokens), None, timeout_s)
+            try:
+                answer, took = _post(url, request_body(turn, max_tokens), None, timeout_s)
+            except (click.ClickException, httpx.HTTPError) as exc:
+                msg = exc.message if isinstance(exc, click.ClickException) else f"{type(exc).__name__}: {exc}"
+                records.append({"turn": turn.label, "repeat": r, "category": "error", "error": msg[:300]})
+                echo(f"  {turn.label} #{r}: error: {msg[:200]}")
+                continue
             choice = (answer.get("choices") or [{}])[0]
             message = choice.get("message") or {}
             rec: dict[str, Any] = {
@@ -174,6 +181,9 @@ def replay(
                 "calls": [(c.get("function") or {}).get("name") for c in message.get("tool_calls") or []],
                 "content_head": (message.get("content") or "")[:160],
             }
+            leaked = recover_calls(message.get("content") or "", box.names)
+            if leaked is not None:
+                rec["form"] = leaked.form
             swarm = answer.get("swarm")
             if swarm is not None:
                 rec["voters"] = voter_categories(swarm)
@@ -257,6 +267,58 @@ def summarize(single: list[dict[str, Any]], swarm: list[dict[str, Any]]) -> dict
     return rows
 
 
+def _template(value: str) -> Path | None:
+    if value == "own":
+        return None
+    path = Path(value)
+    if not path.is_absolute():
+        path = REPO / path
+    if not path.is_file():
+        raise click.BadParameter(f"{value}: no such file", param_hint="--template")
+    return path
+
+
+def run_one(
+    template: Path | None,
+    *,
+    binary: Path,
+    model: Path,
+    turns: list[Turn],
+    repeats: int,
+    instances: int,
+    max_tokens: int,
+    context: int,
+    only: str,
+    base: Path,
+) -> dict[str, Any]:
+    """One template: the lone llama-server, then the swarm; their answers and shares."""
+    extra = ["--jinja", "--chat-template-file", str(template)] if template else []
+    name = str(template.relative_to(REPO)) if template else "own"
+    click.echo(f"== chat template: {name}")
+    single: list[dict[str, Any]] = []
+    swarm: list[dict[str, Any]] = []
+    info: dict[str, Any] = {}
+    t0 = time.monotonic()
+    work = base / name.replace("/", "_")
+    work.mkdir()
+    if only in ("both", "single"):
+        click.echo(f"one llama-server (-c {context}, --parallel 1, --threads 1):")
+        single = one_instance(binary, model, context, turns, repeats, max_tokens, work, extra)
+    if only in ("both", "swarm"):
+        click.echo(f"swarm up --instances {instances}:")
+        tables = {"binary": {"extra_args": extra}, "proxy": {"request_timeout_s": 1800.0}}
+        with SwarmHome(work / "home", **tables) as home:
+            args = ["--model", str(model), "--instances", str(instances), "--llama-server", str(binary)]
+            swarm, info = through_swarm(home, args, turns, repeats, max_tokens)
+    return {
+        "chat_template": name,
+        "swarm_shape": info,
+        "elapsed_s": round(time.monotonic() - t0, 1),
+        "shares": summarize(single, swarm),
+        "answers": {"one_instance": single, "swarm": swarm},
+    }
+
+
 @click.command("toolcalls")
 @click.option(
     "--turns",
@@ -272,7 +334,7 @@ def summarize(single: list[dict[str, Any]], swarm: list[dict[str, Any]]) -> dict
     show_default=True,
     help="Git ref to read the sessions from when --data lacks them ('' for none).",
 )
-@click.option("--repeats", default=2, show_default=True, help="Requests per turn (fresh seeds each).")
+@click.option("--repeats", default=3, show_default=True, help="Requests per turn (fresh seeds each).")
 @click.option("--instances", default=3, show_default=True, help="Voters of the swarm.")
 @click.option("--max-tokens", default=256, show_default=True)
 @click.option("--context", default=8192, show_default=True, help="Context of the lone llama-server.")
@@ -280,60 +342,53 @@ def summarize(single: list[dict[str, Any]], swarm: list[dict[str, Any]]) -> dict
 @click.option("--model", "model_s", help="GGUF (default: the embedded SmolLM2).")
 @click.option("--only", type=click.Choice(["both", "single", "swarm"]), default="both", show_default=True)
 @click.option(
-    "--chat-template-file",
-    "template",
-    type=click.Path(exists=True, path_type=Path),
-    help="A chat template for every llama-server (--jinja --chat-template-file), e.g. "
-    "bench/templates/chatml-tools.jinja: SmolLM2's own template drops the tools.",
+    "--template",
+    "templates",
+    multiple=True,
+    default=("own", "bench/templates/chatml-tools.jinja"),
+    show_default=True,
+    help="Chat templates to measure, each in turn: 'own' (the model's), or a Jinja file given to "
+    "every llama-server with --jinja --chat-template-file. SmolLM2's own template drops the tools; "
+    "bench/templates/chatml-tools.jinja shows them to the model.",
 )
 @click.option("--out", default="toolcalls", show_default=True, help="Result name: bench/results/<out>.json.")
 def command(turns_spec: str, data: Path, ref: str, repeats: int, instances: int, max_tokens: int,
-            context: int, binary_s: str | None, model_s: str | None, only: str, template: Path | None,
-            out: str) -> None:  # fmt: skip
+            context: int, binary_s: str | None, model_s: str | None, only: str,
+            templates: tuple[str, ...], out: str) -> None:  # fmt: skip
     """Share of answers to recorded opencode turns that are tool calls, text, or calls leaked into
     text: one llama-server alone, the swarm's answer, and each voter."""
     from bench.topology import find_binary, find_model
 
     binary, model = find_binary(binary_s), find_model(model_s)
+    chosen = [_template(t) for t in templates]
     turns = load_turns(turns_spec, data, ref or None)
     click.echo(f"{len(turns)} turns x {repeats}: {', '.join(t.label for t in turns)}")
-    extra = ["--jinja", "--chat-template-file", str(template.resolve())] if template else []
-    template_name = template.name if template else "the model's own"
-    single: list[dict[str, Any]] = []
-    swarm: list[dict[str, Any]] = []
-    info: dict[str, Any] = {}
     t0 = time.monotonic()
-    with contextlib.ExitStack() as stack:
-        base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-toolcalls-")))
-        if only in ("both", "single"):
-            click.echo(f"one llama-server (-c {context}, --parallel 1, --threads 1):")
-            single = one_instance(binary, model, context, turns, repeats, max_tokens, base, extra)
-        if only in ("both", "swarm"):
-            click.echo(f"swarm up --instances {instances}:")
-            home = stack.enter_context(SwarmHome(base / "home", binary={"extra_args": extra}))
-            args = ["--model", str(model), "--instances", str(instances), "--llama-server", str(binary)]
-            swarm, info = through_swarm(home, args, turns, repeats, max_tokens)
-    rows = summarize(single, swarm)
-    cols = ["answers", "n", *CATEGORIES, "no_answer"]
-    print_table(
-        f"Tool calls on recorded opencode turns ({model.name}, max_tokens {max_tokens}, "
-        f"template: {template_name})",
-        cols,
-        [[name, *(row.get(c, "") for c in cols[1:])] for name, row in rows.items()],
-    )
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-toolcalls-") as tmp:
+        for template in chosen:
+            runs.append(
+                run_one(template, binary=binary, model=model, turns=turns, repeats=repeats,
+                        instances=instances, max_tokens=max_tokens, context=context, only=only,
+                        base=Path(tmp))
+            )  # fmt: skip
+    cols = ["template", "answers", "n", *CATEGORIES, "no_answer"]
+    rows = [
+        [run["chat_template"], name, *(row.get(c, "") for c in cols[2:])]
+        for run in runs
+        for name, row in run["shares"].items()
+    ]
+    print_table(f"Tool calls on recorded opencode turns ({model.name}, max_tokens {max_tokens})", cols, rows)
     path = write_result(
         out,
         {
             "model": model.name,
-            "chat_template": str(template.relative_to(REPO)) if template else "the model's own",
             "turns": [t.label for t in turns],
             "repeats": repeats,
             "max_tokens": max_tokens,
             "instances": instances,
-            "swarm": info,
             "elapsed_s": round(time.monotonic() - t0, 1),
-            "shares": rows,
-            "answers": {"one_instance": single, "swarm": swarm},
+            "runs": runs,
         },
     )
     click.echo(f"wrote {path}")
