@@ -290,6 +290,7 @@ def run_one(
     context: int,
     only: str,
     base: Path,
+    topology: str,
 ) -> dict[str, Any]:
     """One template: the lone llama-server, then the swarm; their answers and shares."""
     extra = ["--jinja", "--chat-template-file", str(template)] if template else []
@@ -309,6 +310,7 @@ def run_one(
         tables = {"binary": {"extra_args": extra}, "proxy": {"request_timeout_s": 1800.0}}
         with SwarmHome(work / "home", **tables) as home:
             args = ["--model", str(model), "--instances", str(instances), "--llama-server", str(binary)]
+            args += ["--topology", topology] if topology != "plan" else []
             swarm, info = through_swarm(home, args, turns, repeats, max_tokens)
     return {
         "chat_template": name,
@@ -351,10 +353,19 @@ def run_one(
     "every llama-server with --jinja --chat-template-file. SmolLM2's own template drops the tools; "
     "bench/templates/chatml-tools.jinja shows them to the model.",
 )
+@click.option(
+    "--topology",
+    type=click.Choice(["processes", "slots", "plan"]),
+    default="processes",
+    show_default=True,
+    help="The swarm's topology (swarm up --topology; plan: the plan's choice). On a busy 2-core "
+    "machine one process of 3 slots with 2 threads generated 0.4 tokens/s (its threads wait at "
+    "barriers for cores others hold); one single-threaded process per voter keeps going.",
+)
 @click.option("--out", default="toolcalls", show_default=True, help="Result name: bench/results/<out>.json.")
 def command(turns_spec: str, data: Path, ref: str, repeats: int, instances: int, max_tokens: int,
             context: int, binary_s: str | None, model_s: str | None, only: str,
-            templates: tuple[str, ...], out: str) -> None:  # fmt: skip
+            templates: tuple[str, ...], topology: str, out: str) -> None:  # fmt: skip
     """Share of answers to recorded opencode turns that are tool calls, text, or calls leaked into
     text: one llama-server alone, the swarm's answer, and each voter."""
     from bench.topology import find_binary, find_model
@@ -370,7 +381,7 @@ def command(turns_spec: str, data: Path, ref: str, repeats: int, instances: int,
             runs.append(
                 run_one(template, binary=binary, model=model, turns=turns, repeats=repeats,
                         instances=instances, max_tokens=max_tokens, context=context, only=only,
-                        base=Path(tmp))
+                        base=Path(tmp), topology=topology)
             )  # fmt: skip
     cols = ["template", "answers", "n", *CATEGORIES, "no_answer"]
     rows = [
@@ -387,6 +398,7 @@ def command(turns_spec: str, data: Path, ref: str, repeats: int, instances: int,
             "repeats": repeats,
             "max_tokens": max_tokens,
             "instances": instances,
+            "topology": topology,
             "elapsed_s": round(time.monotonic() - t0, 1),
             "runs": runs,
         },
