@@ -291,6 +291,7 @@ def run_one(
     only: str,
     base: Path,
     topology: str,
+    threads: int,
 ) -> dict[str, Any]:
     """One template: the lone llama-server, then the swarm; their answers and shares."""
     extra = ["--jinja", "--chat-template-file", str(template)] if template else []
@@ -307,7 +308,10 @@ def run_one(
         single = one_instance(binary, model, context, turns, repeats, max_tokens, work, extra)
     if only in ("both", "swarm"):
         click.echo(f"swarm up --instances {instances}:")
-        tables = {"binary": {"extra_args": extra}, "proxy": {"request_timeout_s": 1800.0}}
+        more = (
+            ["--threads", str(threads)] if threads > 0 else []
+        )  # after the plan's: llama.cpp takes the last
+        tables = {"binary": {"extra_args": extra + more}, "proxy": {"request_timeout_s": 1800.0}}
         with SwarmHome(work / "home", **tables) as home:
             args = ["--model", str(model), "--instances", str(instances), "--llama-server", str(binary)]
             args += ["--topology", topology] if topology != "plan" else []
@@ -356,16 +360,23 @@ def run_one(
 @click.option(
     "--topology",
     type=click.Choice(["processes", "slots", "plan"]),
-    default="processes",
+    default="plan",
     show_default=True,
-    help="The swarm's topology (swarm up --topology; plan: the plan's choice). On a busy 2-core "
-    "machine one process of 3 slots with 2 threads generated 0.4 tokens/s (its threads wait at "
-    "barriers for cores others hold); one single-threaded process per voter keeps going.",
+    help="The swarm's topology (swarm up --topology; plan: the plan's choice).",
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=1,
+    show_default=True,
+    help="--threads of every llama-server (0: as planned). On a busy 2-core machine the plan's one "
+    "process of 3 slots with 2 threads generated 0.38 tokens/s (its threads wait at barriers for "
+    "cores others hold); with 1 thread it keeps going.",
 )
 @click.option("--out", default="toolcalls", show_default=True, help="Result name: bench/results/<out>.json.")
 def command(turns_spec: str, data: Path, ref: str, repeats: int, instances: int, max_tokens: int,
             context: int, binary_s: str | None, model_s: str | None, only: str,
-            templates: tuple[str, ...], topology: str, out: str) -> None:  # fmt: skip
+            templates: tuple[str, ...], topology: str, threads: int, out: str) -> None:  # fmt: skip
     """Share of answers to recorded opencode turns that are tool calls, text, or calls leaked into
     text: one llama-server alone, the swarm's answer, and each voter."""
     from bench.topology import find_binary, find_model
@@ -381,7 +392,7 @@ def command(turns_spec: str, data: Path, ref: str, repeats: int, instances: int,
             runs.append(
                 run_one(template, binary=binary, model=model, turns=turns, repeats=repeats,
                         instances=instances, max_tokens=max_tokens, context=context, only=only,
-                        base=Path(tmp), topology=topology)
+                        base=Path(tmp), topology=topology, threads=threads)
             )  # fmt: skip
     cols = ["template", "answers", "n", *CATEGORIES, "no_answer"]
     rows = [
@@ -399,6 +410,7 @@ def command(turns_spec: str, data: Path, ref: str, repeats: int, instances: int,
             "max_tokens": max_tokens,
             "instances": instances,
             "topology": topology,
+            "threads": threads,
             "elapsed_s": round(time.monotonic() - t0, 1),
             "runs": runs,
         },
