@@ -8,7 +8,17 @@ import importlib
 import click
 
 #: modules under bench/ that expose ``command``
-SUBCOMMANDS: tuple[str, ...] = ("vote", "quality", "overhead", "topology", "load", "startup", "soak", "agent")
+SUBCOMMANDS: tuple[str, ...] = (
+    "vote",
+    "quality",
+    "overhead",
+    "topology",
+    "load",
+    "startup",
+    "soak",
+    "agent",
+    "toolcalls",
+)
 
 
 @click.group()

@@ -1,5 +1,9 @@
 """Clustering answers by pairwise similarity: the part of the vote every strategy but
-`fastest` shares."""
+`fastest` shares.
+
+The vote has three levels where tool calls are concerned: "call or not" (the kind with more
+answers wins), then the function names (the names with the most votes), then the arguments
+(the exact call, canonical JSON, with the most votes among those names)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from collections.abc import Sequence
 
 from rapidfuzz.distance import Indel
 
-from .toolcalls import signature
+from .toolcalls import Signature, names_of, signature
 from .types import Candidate, Kind
 
 _KINDS: tuple[Kind, ...] = ("text", "tool_calls", "none")
@@ -41,16 +45,25 @@ def cluster_vote(
     for members in leader_clusters(sim, text, threshold, lat):
         clusters.append(members)
         medoids.append(medoid(sim, members, lat))
-    by_sig: dict[object, list[int]] = {}
+    # text clusters rank by their size; tool calls by the votes for their function names first,
+    # then by the votes for the exact call (name and canonical arguments)
+    rank = [len(members) for members in clusters]
+    by_sig: dict[Signature, list[int]] = {}
     for i in groups["tool_calls"]:
         by_sig.setdefault(signature(candidates[i].tool_calls or []), []).append(i)
-    same = list(by_sig.values()) + ([groups["none"]] if groups["none"] else [])
-    for members in same:
+    name_votes: dict[tuple[str, ...], int] = {}
+    for sig, members in by_sig.items():
+        name_votes[names_of(sig)] = name_votes.get(names_of(sig), 0) + len(members)
+    same = [(m, name_votes[names_of(sig)]) for sig, m in by_sig.items()]
+    if groups["none"]:
+        same.append((groups["none"], len(groups["none"])))
+    for members, votes in same:
         for a in members:
             for b in members:
                 sim[a][b] = 1.0
         clusters.append(members)
         medoids.append(min(members, key=lambda i: (lat[i], i)))
+        rank.append(votes)
 
     # the kind with more answers wins (empty answers only when there is nothing else);
     # a tie goes to the kind of the fastest answer
@@ -64,6 +77,7 @@ def cluster_vote(
         range(len(clusters)),
         key=lambda p: (
             candidates[medoids[p]].kind != win_kind,
+            -rank[p],
             -len(clusters[p]),
             lat[medoids[p]],
             medoids[p],
