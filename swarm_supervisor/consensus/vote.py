@@ -85,6 +85,28 @@ def vote(
     )
 
 
+#: first-to-ahead-by-k: stop once the leading cluster is this many answers ahead of the next
+#: (measured offline, docs/voting.md); None waits until nothing the others say could change it
+DEFAULT_MARGIN: int | None = 2
+
+
+def settled(sizes: Sequence[int], remaining: int, margin: int | None = DEFAULT_MARGIN) -> bool:
+    """Whether a vote with clusters of ``sizes`` so far and ``remaining`` voters still out may
+    stop: the leader is ahead of the runner-up by more than the remaining voters could close
+    (all joining the runner-up, or forming a new cluster), or by at least ``margin``.
+
+    >>> settled([2], remaining=3, margin=None), settled([2], remaining=3, margin=2)
+    (False, True)
+    """
+    if not sizes:
+        return False
+    ordered = sorted(sizes, reverse=True)
+    gap = ordered[0] - (ordered[1] if len(ordered) > 1 else 0)
+    if gap > remaining:
+        return True
+    return margin is not None and margin > 0 and gap >= margin
+
+
 def quorum_reached(
     candidates_so_far: Sequence[Candidate],
     total_voters: int,
@@ -92,33 +114,33 @@ def quorum_reached(
     strategy: Strategy = "similarity",
     *,
     prompt: str | None = None,
+    margin: int | None = DEFAULT_MARGIN,
 ) -> bool:
-    """True once a cluster of agreeing answers holds a strict majority of ``total_voters``:
-    the answers still out are too few to outvote it, so the proxy can vote now and cancel
-    them. With ``fastest`` the first non-empty answer is a quorum. Answers that ``quality``
-    would drop do not count (cut-off ones included)."""
+    """True once the answers so far settle the vote (`settled`): the leading cluster is ahead of
+    the runner-up by more than the answers still out could close, or by ``margin`` answers
+    (first-to-ahead-by-k); the proxy then votes on what it has and cancels the rest. With
+    ``fastest`` the first non-empty answer is a quorum. Answers that ``quality`` would drop do
+    not count (cut-off ones included); they are not outstanding either."""
     if not candidates_so_far:
         return False
     if total_voters == 1:
         return True
     if strategy == "fastest":
         return any(c.kind != "none" for c in candidates_so_far)
-    need = total_voters // 2 + 1
-    if len(candidates_so_far) < need:
-        return False
+    remaining = max(0, total_voters - len(candidates_so_far))
     pool = list(range(len(candidates_so_far)))
     keys: dict[int, list[str]] = {}
     if strategy == "quality":
         dropped, keys = analyse(candidates_so_far, prompt, others_finished=True)
         gone = {d.index for d in dropped}
         pool = [i for i in pool if i not in gone]
-        if len(pool) < need:
+        if not pool:
             return False
     for i in pool:
         if i not in keys and candidates_so_far[i].kind == "text":
             keys[i] = tokenize(candidates_so_far[i].content or "")
     _, clusters, _, _ = cluster_vote(candidates_so_far, pool, threshold, keys)
-    return len(clusters[0]) >= need
+    return settled([len(c) for c in clusters], remaining, margin)
 
 
 def _fastest(candidates: Sequence[Candidate]) -> Verdict:
