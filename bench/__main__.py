@@ -8,7 +8,17 @@ import importlib
 import click
 
 #: modules under bench/ that expose ``command``
-SUBCOMMANDS: tuple[str, ...] = ("vote", "quality", "quality_pool", "quality_offline", "overhead", "topology", "load", "startup", "soak")
+SUBCOMMANDS: tuple[str, ...] = (
+    "vote",
+    "quality",
+    "quality_pool",
+    "quality_offline",
+    "overhead",
+    "topology",
+    "load",
+    "startup",
+    "soak",
+)
 
 
 @click.group()

@@ -31,7 +31,15 @@ import click
 import httpx
 
 from bench.common import REPO, RESULTS, print_table, write_result
-from bench.quality_gen import load_tasks, passes, program_for, program_key, start_server, stop_server, user_message
+from bench.quality_gen import (
+    load_tasks,
+    passes,
+    program_for,
+    program_key,
+    start_server,
+    stop_server,
+    user_message,
+)
 from bench.quality_score import live_summary, plot_live
 from bench.swarm_home import SwarmHome, instance_argvs
 
@@ -63,7 +71,9 @@ class Answers:
                 f.write(json.dumps(row, separators=(",", ":")) + "\n")
 
 
-def ask(client: httpx.Client, url: str, task: dict[str, Any], setting: str, max_tokens: int, key: str | None) -> dict[str, Any]:
+def ask(
+    client: httpx.Client, url: str, task: dict[str, Any], setting: str, max_tokens: int, key: str | None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": "bench",
         "messages": [{"role": "user", "content": user_message(task)}],
@@ -138,18 +148,51 @@ def _model_and_binary(record: dict[str, Any]) -> tuple[Path, Path]:
 @click.option("--model", required=True, help="What `swarm up --model` takes (a catalogue id or a GGUF path).")
 @click.option("--instances", default=5, show_default=True, help="Voters: `swarm up --instances`.")
 @click.option("--llama-server", "binary", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--up-arg", "up_args", multiple=True, help="More flags for `swarm up` (repeat: --up-arg=--context --up-arg=4096).")
-@click.option("--bare-arg", "bare_args", multiple=True, help="More flags for the bare greedy llama-server (e.g. --bare-arg=-ngl --bare-arg=999).")
-@click.option("--sets", default="micro-dev,micro2-dev", show_default=True, help="Task sets under ../shared/data (humaneval-dev-0-81 too).")
-@click.option("--settings", default="none,0.2,0.5,0.8", show_default=True, help="none (no temperature sent) and/or temperatures.")
-@click.option("--repeats", default=3, show_default=True, help="Runs per setting, each with fresh voter seeds.")
-@click.option("--concurrency", default=4, show_default=True, help="Requests in flight at once (to the swarm and to the bare server).")
+@click.option(
+    "--up-arg",
+    "up_args",
+    multiple=True,
+    help="More flags for `swarm up` (repeat: --up-arg=--context --up-arg=4096).",
+)
+@click.option(
+    "--bare-arg",
+    "bare_args",
+    multiple=True,
+    help="More flags for the bare greedy llama-server (e.g. --bare-arg=-ngl --bare-arg=999).",
+)
+@click.option(
+    "--sets",
+    default="micro-dev,micro2-dev",
+    show_default=True,
+    help="Task sets under ../shared/data (humaneval-dev-0-81 too).",
+)
+@click.option(
+    "--settings",
+    default="none,0.2,0.5,0.8",
+    show_default=True,
+    help="none (no temperature sent) and/or temperatures.",
+)
+@click.option(
+    "--repeats", default=3, show_default=True, help="Runs per setting, each with fresh voter seeds."
+)
+@click.option(
+    "--concurrency",
+    default=4,
+    show_default=True,
+    help="Requests in flight at once (to the swarm and to the bare server).",
+)
 @click.option("--max-tokens", default=384, show_default=True)
 @click.option("--limit", default=0, help="Only the first LIMIT tasks of each set (0: all).")
-@click.option("--strategy", type=click.Choice(["similarity", "quality", "fastest"]), help="Passed to `swarm up` (default: the swarm's default).")
+@click.option(
+    "--strategy",
+    type=click.Choice(["similarity", "quality", "fastest"]),
+    help="Passed to `swarm up` (default: the swarm's default).",
+)
 @click.option("--tag", default="", help="Suffix of the result files: quality-live<TAG>.json.")
 @click.option("--fresh", is_flag=True, help="Forget the answers of an earlier run with this tag.")
-@click.option("--timeout", "timeout_s", default=600.0, show_default=True, help="Seconds one request may take.")
+@click.option(
+    "--timeout", "timeout_s", default=600.0, show_default=True, help="Seconds one request may take."
+)
 def command(
     model: str, instances: int, binary: Path | None, up_args: tuple[str, ...], bare_args: tuple[str, ...],
     sets: str, settings: str, repeats: int, concurrency: int, max_tokens: int, limit: int,
@@ -167,9 +210,7 @@ def command(
             float(s)  # a clear error for a typo
     stem = f"quality-live{tag}"
     answers = Answers(RESULTS / f"{stem}.answers.jsonl", fresh)
-    jobs_swarm = [
-        (f"{s}/{r}/{t['_key']}", s, r, t) for s in wanted for r in range(repeats) for t in tasks
-    ]
+    jobs_swarm = [(f"{s}/{r}/{t['_key']}", s, r, t) for s in wanted for r in range(repeats) for t in tasks]
     jobs_swarm = [j for j in jobs_swarm if j[0] not in answers.rows]
     jobs_greedy = [(f"{GREEDY}/0/{t['_key']}", GREEDY, 0, t) for t in tasks]
     jobs_greedy = [j for j in jobs_greedy if j[0] not in answers.rows]
@@ -192,14 +233,35 @@ def command(
             rec = home.record()
             key = None  # the proxy of an isolated home has no key of its own (loopback only)
             model_path, bin_path = _model_and_binary(rec)
-            swarm_info = {"up_s": round(took, 1), "argv": argv, "model_path": str(model_path), "binary": str(bin_path)}
+            swarm_info = {
+                "up_s": round(took, 1),
+                "argv": argv,
+                "model_path": str(model_path),
+                "binary": str(bin_path),
+            }
             click.echo(f"swarm up in {took:.1f} s at {url}")
             logdir = RESULTS / ".logs"
             logdir.mkdir(parents=True, exist_ok=True)
             if jobs_greedy:
-                bare = start_server(bin_path, model_path, 0, 2048 * concurrency, logdir, parallel=concurrency, extra=list(bare_args))
+                bare = start_server(
+                    bin_path,
+                    model_path,
+                    0,
+                    2048 * concurrency,
+                    logdir,
+                    parallel=concurrency,
+                    extra=list(bare_args),
+                )
                 click.echo(f"greedy: {len(jobs_greedy)} answers from the bare llama-server")
-                _run_jobs(jobs_greedy, bare.url + "/v1/chat/completions", None, answers, concurrency, max_tokens, timeout_s)
+                _run_jobs(
+                    jobs_greedy,
+                    bare.url + "/v1/chat/completions",
+                    None,
+                    answers,
+                    concurrency,
+                    max_tokens,
+                    timeout_s,
+                )
                 stop_server(bare)
                 bare = None
             click.echo(f"swarm: {len(jobs_swarm)} answers")
@@ -214,7 +276,11 @@ def command(
     passed: dict[str, bool] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     by_key = {t["_key"]: t for t in tasks}
     todo: dict[str, str | None] = {}
-    rows = [r for r in answers.rows.values() if r["task"] in by_key and (r["setting"] in wanted or r["setting"] == GREEDY)]
+    rows = [
+        r
+        for r in answers.rows.values()
+        if r["task"] in by_key and (r["setting"] in wanted or r["setting"] == GREEDY)
+    ]
     for r in rows:
         prog = program_for(by_key[r["task"]], r["content"])
         r["program"] = program_key(prog)
@@ -231,13 +297,27 @@ def command(
 
     summary = live_summary(rows, [t["_key"] for t in tasks], wanted, [s for s in sets.split(",")])
     table = [
-        [s["set"], s["setting"], s["runs"], s["pass"], s["greedy"], f"{s['diff']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}]",
-         s["per_run"], s["mean_agreement"], s["latency_s"], s["greedy_latency_s"]]
+        [s["set"], s["setting"], s["runs"], s["pass"], s["greedy"],
+         f"{s['diff']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}]",
+         " ".join(f"{x:.2f}" for x in s["per_run"]), s["mean_agreement"],
+         s["latency_s"], s["greedy_latency_s"]]
         for s in summary
     ]  # fmt: skip
     print_table(
-        f"Live answer quality: {model} x {instances} (pass rate; paired difference vs one greedy instance, 90% CI)",
-        ["set", "setting", "runs", "swarm", "greedy", "swarm - greedy [90% CI]", "per run", "agreement", "s/answer", "greedy s"],
+        f"Live answer quality: {model} x {instances} "
+        "(pass rate; paired difference vs one greedy instance, 90% CI)",
+        [
+            "set",
+            "setting",
+            "runs",
+            "swarm",
+            "greedy",
+            "swarm - greedy [90% CI]",
+            "per run",
+            "agreement",
+            "s/answer",
+            "greedy s",
+        ],
         table,
     )
     out = write_result(

@@ -18,19 +18,19 @@ import random
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
+from rapidfuzz.distance import Indel
 
-from bench.common import REPO, RESULTS, print_table, write_result
+from bench.common import REPO, print_table, write_result
 from bench.quality_gen import load_tasks, user_message
-from bench.quality_pool import DATA, load_pool
+from bench.quality_pool import DATA, POOL, load_pool
 from swarm_supervisor.consensus import Candidate, analyse, tokenize
 from swarm_supervisor.consensus.certainty import mean_logprob, self_certainty
 from swarm_supervisor.consensus.cluster import leader_clusters, medoid
 from swarm_supervisor.consensus.vote import DEFAULT_THRESHOLD, settled
-
-from rapidfuzz.distance import Indel
 
 
 @dataclass
@@ -100,7 +100,9 @@ Pick = Callable[[TaskPool, list[int]], int]
 
 def pool_of(tp: TaskPool, idx: list[int]) -> list[int]:
     """What `quality` keeps of the draw ``idx`` (same rules as consensus.quality.analyse)."""
-    finished = {i for i in idx if tp.answers[i].cand.finish_reason != "length" and tp.answers[i].cand.kind != "none"}
+    finished = {
+        i for i in idx if tp.answers[i].cand.finish_reason != "length" and tp.answers[i].cand.kind != "none"
+    }
     keep = []
     for i in idx:
         if tp.problem[i]:
@@ -210,7 +212,9 @@ def draws(tp: TaskPool, temps: list[float], count: int, rng: random.Random) -> l
     return out
 
 
-def paired(values: Sequence[float], greedy: Sequence[float], rng: random.Random, reps: int = 2000) -> dict[str, float]:
+def paired(
+    values: Sequence[float], greedy: Sequence[float], rng: random.Random, reps: int = 2000
+) -> dict[str, float]:
     """Mean, and the mean paired difference against greedy with a 90% bootstrap interval over tasks."""
     import numpy as np
 
@@ -219,7 +223,12 @@ def paired(values: Sequence[float], greedy: Sequence[float], rng: random.Random,
     gen = np.random.default_rng(rng.randrange(2**32))
     boot = d[gen.integers(0, len(d), size=(reps, len(d)))].mean(axis=1)
     lo, hi = np.quantile(boot, [0.05, 0.95])
-    return {"pass": round(float(v.mean()), 4), "diff": round(float(d.mean()), 4), "lo": round(float(lo), 4), "hi": round(float(hi), 4)}
+    return {
+        "pass": round(float(v.mean()), 4),
+        "diff": round(float(d.mean()), 4),
+        "lo": round(float(lo), 4),
+        "hi": round(float(hi), 4),
+    }
 
 
 # --------------------------------------------------------------------------- early stopping
@@ -258,7 +267,12 @@ MARGINS: tuple[int | None, ...] = (None, 1, 2, 3)
 
 
 def evaluate(
-    tps: list[TaskPool], mix: str, pickers: dict[str, Pick], count: int, seed: int, margins: Sequence[int | None] = ()
+    tps: list[TaskPool],
+    mix: str,
+    pickers: dict[str, Pick],
+    count: int,
+    seed: int,
+    margins: Sequence[int | None] = (),
 ) -> dict[str, Any]:
     temps = parse_mix(mix)
     rng = random.Random(f"{seed}/{mix}")
@@ -303,9 +317,12 @@ def _ci(r: dict[str, float]) -> str:
 @click.option("--sizes", default="2,3,5,8", show_default=True)
 @click.option("--early-pickers", default="quality,+ties and within by mean logprob", show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def command(choose: str, check: str, count: int, sizes: str, early_pickers: str, seed: int) -> None:
+@click.option("--pool", "pool_path", type=click.Path(path_type=Path), default=POOL, show_default=True)
+def command(
+    choose: str, check: str, count: int, sizes: str, early_pickers: str, seed: int, pool_path: Path
+) -> None:
     """Simulate pickers over the pool: pass rate and paired difference against greedy."""
-    pool = load_pool()
+    pool = load_pool(pool_path)
     early = {k: PICKERS[k] for k in early_pickers.split(",") if k}
     results: dict[str, Any] = {}
     for name in (choose, check):
@@ -319,7 +336,14 @@ def command(choose: str, check: str, count: int, sizes: str, early_pickers: str,
                     res["early"] = evaluate(tps, mix, early, max(10, count // 4), seed, MARGINS)["early"]
                 results[name]["mixes"][mix] = res
                 rows = [[k, v["pass"], _ci(v)] for k, v in res["pickers"].items()]
-                rows += [[k, v["pass"], _ci(v) + f" used {v['answers_used']} tok {v['tokens_spent']}"] for k, v in res.get("early", {}).items()]
-                print_table(f"{name} {mix} (greedy {res['greedy']:.3f})", ["picker", "pass", "vs greedy [90% CI]"], rows)
-    out = write_result("quality-offline", {"pool": "bench/results/quality-pool.json.gz", "draws": count, "results": results})
+                rows += [
+                    [k, v["pass"], _ci(v) + f" used {v['answers_used']} tok {v['tokens_spent']}"]
+                    for k, v in res.get("early", {}).items()
+                ]
+                print_table(
+                    f"{name} {mix} (greedy {res['greedy']:.3f})",
+                    ["picker", "pass", "vs greedy [90% CI]"],
+                    rows,
+                )
+    out = write_result("quality-offline", {"pool": str(pool_path.name), "draws": count, "results": results})
     click.echo(f"wrote {out.relative_to(REPO)}")

@@ -21,7 +21,15 @@ import click
 import httpx
 
 from bench.common import REPO, RESULTS
-from bench.quality_gen import load_tasks, passes, program_for, program_key, start_server, stop_server, user_message
+from bench.quality_gen import (
+    load_tasks,
+    passes,
+    program_for,
+    program_key,
+    start_server,
+    stop_server,
+    user_message,
+)
 from swarm_supervisor.proxy.confidence import logprob_fields
 
 DATA = REPO.parent / "shared" / "data"
@@ -67,7 +75,9 @@ def _records(data: dict[str, Any], temperature: float, seed: int, latency: float
     return out
 
 
-def _ask(client: httpx.Client, task: dict[str, Any], temperature: float, n: int, seed: int, max_tokens: int) -> list[dict[str, Any]]:
+def _ask(
+    client: httpx.Client, task: dict[str, Any], temperature: float, n: int, seed: int, max_tokens: int
+) -> list[dict[str, Any]]:
     body = {
         "messages": [{"role": "user", "content": user_message(task)}],
         "temperature": temperature,
@@ -85,15 +95,31 @@ def _ask(client: httpx.Client, task: dict[str, Any], temperature: float, n: int,
 
 
 @click.command("quality-pool")
-@click.option("--sets", default="micro2-dev,micro-dev", show_default=True, help="Task sets under ../shared/data.")
+@click.option(
+    "--sets", default="micro2-dev,micro-dev", show_default=True, help="Task sets under ../shared/data."
+)
 @click.option("--llama-server", "binary", type=click.Path(path_type=Path, exists=True), required=True)
 @click.option("--model", type=click.Path(path_type=Path, exists=True), required=True)
-@click.option("--samples", default=8, show_default=True, help="Samples per task and temperature (one request, n = samples).")
+@click.option(
+    "--samples",
+    default=8,
+    show_default=True,
+    help="Samples per task and temperature (one request, n = samples).",
+)
 @click.option("--temperatures", default="0.2,0.5,0.8", show_default=True)
 @click.option("--threads", default=2, show_default=True)
 @click.option("--max-tokens", default=384, show_default=True)
 @click.option("--limit", default=0, help="Only the first LIMIT tasks of each set (0: all).")
-def command(binary: Path, model: Path, sets: str, samples: int, temperatures: str, threads: int, max_tokens: int, limit: int) -> None:
+def command(
+    binary: Path,
+    model: Path,
+    sets: str,
+    samples: int,
+    temperatures: str,
+    threads: int,
+    max_tokens: int,
+    limit: int,
+) -> None:
     """Generate (and execute) the offline candidate pool."""
     temps = [float(t) for t in temperatures.split(",")]
     pool = load_pool()
@@ -108,7 +134,9 @@ def command(binary: Path, model: Path, sets: str, samples: int, temperatures: st
     logdir = RESULTS / ".logs"
     logdir.mkdir(parents=True, exist_ok=True)
     if todo:
-        server = start_server(binary, model, threads, 1024 * max(samples, 1), logdir, parallel=max(samples, 1))
+        server = start_server(
+            binary, model, threads, 1024 * max(samples, 1), logdir, parallel=max(samples, 1)
+        )
         t_start = time.perf_counter()
         try:
             with httpx.Client(base_url=server.url, timeout=600) as client:

@@ -12,7 +12,9 @@ from typing import Any
 GREEDY = "greedy"
 
 
-def bootstrap_diff(diffs: Sequence[float], seed: int = 0, reps: int = 4000, level: float = 0.90) -> tuple[float, float]:
+def bootstrap_diff(
+    diffs: Sequence[float], seed: int = 0, reps: int = 4000, level: float = 0.90
+) -> tuple[float, float]:
     """A percentile bootstrap interval (over tasks) for the mean of ``diffs``."""
     if not diffs:
         return (0.0, 0.0)
@@ -34,13 +36,18 @@ def live_summary(
     for set_name in [*sets, "all"] if len(sets) > 1 else sets:
         keys = [k for k in task_keys if set_name == "all" or k.startswith(set_name + "/")]
         for setting in settings:
-            mine = [r for r in rows if r["setting"] == setting and r["task"] in greedy and r["task"] in set(keys)]
+            mine = [
+                r for r in rows if r["setting"] == setting and r["task"] in greedy and r["task"] in set(keys)
+            ]
             if not mine:
                 continue
             by_task: dict[str, list[dict[str, Any]]] = {}
             for r in mine:
                 by_task.setdefault(r["task"], []).append(r)
-            diffs = [statistics.mean(float(r["ok"]) for r in rs) - float(greedy[t]["ok"]) for t, rs in by_task.items()]
+            diffs = [
+                statistics.mean(float(r["ok"]) for r in rs) - float(greedy[t]["ok"])
+                for t, rs in by_task.items()
+            ]
             runs = sorted({r["repeat"] for r in mine})
             per_run = [
                 round(statistics.mean(float(r["ok"]) for r in mine if r["repeat"] == k), 3) for k in runs
@@ -89,7 +96,9 @@ def plot_live(summary: list[dict[str, Any]], path: Path, title: str) -> Path:
             capsize=5,
         )
         for xi, s in zip(x, mine, strict=True):
-            ax.annotate(f"{s['pass']:.2f}\nvs {s['greedy']:.2f}", (xi, s["hi"]), ha="center", va="bottom", fontsize=8)
+            ax.annotate(
+                f"{s['pass']:.2f}\nvs {s['greedy']:.2f}", (xi, s["hi"]), ha="center", va="bottom", fontsize=8
+            )
         ax.set_xticks(x, [("T not sent" if s["setting"] == "none" else f"T={s['setting']}") for s in mine])
         ax.set_title(f"{set_name} ({mine[0]['tasks'] if mine else 0} tasks)", fontsize=10)
         ax.grid(axis="y", alpha=0.3)

@@ -39,7 +39,9 @@ def test_no_logprobs_gives_no_fields() -> None:
     assert logprob_fields({"logprobs": None}) == {}
     assert logprob_fields({"logprobs": {"content": []}}) == {}
     # only the sampled token's log-probability (top_logprobs missing): no top rows
-    assert logprob_fields({"logprobs": {"content": [{"token": "x", "logprob": -0.3}]}}) == {"token_logprobs": (-0.3,)}
+    assert logprob_fields({"logprobs": {"content": [{"token": "x", "logprob": -0.3}]}}) == {
+        "token_logprobs": (-0.3,)
+    }
 
 
 def test_malformed_entries_are_skipped_not_guessed() -> None:
@@ -51,7 +53,11 @@ def test_malformed_entries_are_skipped_not_guessed() -> None:
 
 
 def test_streamed_chunks_carry_their_entries() -> None:
-    chunks = [{"delta": {"content": "a"}, "logprobs": {"content": [entry(-0.2)]}}, {"delta": {}}, {"logprobs": None}]
+    chunks = [
+        {"delta": {"content": "a"}, "logprobs": {"content": [entry(-0.2)]}},
+        {"delta": {}},
+        {"logprobs": None},
+    ]
     merged = [e for c in chunks for e in stream_entries(c)]
     assert logprob_fields({"logprobs": {"content": merged}})["token_logprobs"] == (-0.2,)
 

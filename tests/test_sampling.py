@@ -27,9 +27,16 @@ def test_no_client_temperature_gives_one_greedy_anchor_and_sampled_voters() -> N
     # one process with every voter: two requests (one more prompt evaluation), greedy first
     assert temps(voter_groups([5], CHAT, "similarity")) == [[(1, 0.0), (4, SAMPLE_TEMPERATURE)]]
     # one voter per process: the first process is the anchor, each gets one request
-    assert temps(voter_groups([1, 1, 1], CHAT, "similarity")) == [[(1, 0.0)], [(1, SAMPLE_TEMPERATURE)], [(1, SAMPLE_TEMPERATURE)]]
+    assert temps(voter_groups([1, 1, 1], CHAT, "similarity")) == [
+        [(1, 0.0)],
+        [(1, SAMPLE_TEMPERATURE)],
+        [(1, SAMPLE_TEMPERATURE)],
+    ]
     # several processes: only the first gets a second request
-    assert temps(voter_groups([3, 3], CHAT, "similarity")) == [[(1, 0.0), (2, SAMPLE_TEMPERATURE)], [(3, SAMPLE_TEMPERATURE)]]
+    assert temps(voter_groups([3, 3], CHAT, "similarity")) == [
+        [(1, 0.0), (2, SAMPLE_TEMPERATURE)],
+        [(3, SAMPLE_TEMPERATURE)],
+    ]
 
 
 def test_a_client_temperature_is_kept_beside_the_greedy_anchor() -> None:
@@ -40,7 +47,9 @@ def test_a_client_temperature_is_kept_beside_the_greedy_anchor() -> None:
 
 
 def test_a_client_temperature_of_zero_is_greedy_for_every_voter() -> None:
-    assert [(g.n, g.overrides) for g in voter_groups([3], {**CHAT, "temperature": 0}, "similarity")[0]] == [(3, {})]
+    assert [(g.n, g.overrides) for g in voter_groups([3], {**CHAT, "temperature": 0}, "similarity")[0]] == [
+        (3, {})
+    ]
 
 
 def test_a_single_voter_is_left_as_the_client_asked() -> None:

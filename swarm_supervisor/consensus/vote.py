@@ -20,6 +20,10 @@ Strategies:
 ``fastest``
     The answer with the lowest latency that is not empty.
 
+Confidence: where the voters sent their token log-probabilities, equal-sized clusters are
+ordered by their members' mean confidence (`certainty`), and the surest member of the winning
+cluster wins instead of its medoid.
+
 Tool calls are compared by structure (`toolcalls.signature`), never as text; the winner is a
 candidate as it was sent. When some answers are text and some call tools, the kind with more
 answers wins (a tie goes to the kind of the fastest answer) and the vote runs inside that kind.
@@ -29,12 +33,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .certainty import Measure, certainty
 from .cluster import cluster_vote
 from .quality import analyse
 from .tokens import tokenize
 from .types import STRATEGIES, Candidate, Dropped, Strategy, Verdict
 
 DEFAULT_THRESHOLD = 0.85
+#: how the voters' own confidence enters the vote (measured offline, docs/voting.md):
+#: the measure, and whether the surest member of the winning cluster wins rather than its medoid
+DEFAULT_CONFIDENCE: Measure | None = "mean_logprob"
+SUREST_IN_CLUSTER = True
 
 
 def vote(
@@ -43,9 +52,13 @@ def vote(
     threshold: float = DEFAULT_THRESHOLD,
     *,
     prompt: str | None = None,
+    confidence: Measure | None = DEFAULT_CONFIDENCE,
 ) -> Verdict:
     """Choose one of ``candidates``. ``prompt`` (optional) is the request's user text; the
-    ``quality`` strategy reads the requested function names from it."""
+    ``quality`` strategy reads the requested function names from it. ``confidence`` names the
+    measure of the voters' own certainty (`certainty`) that breaks ties between clusters of
+    equal size and picks inside the winning cluster; candidates without log-probabilities
+    vote as before (None: ignore them)."""
     n = len(candidates)
     if n == 0:
         raise ValueError("vote() needs at least one candidate")
@@ -69,7 +82,12 @@ def vote(
     for i in pool:
         if i not in keys and candidates[i].kind == "text":
             keys[i] = tokenize(candidates[i].content or "")
-    sim, clusters, winner, kind = cluster_vote(candidates, pool, threshold, keys)
+    conf = [certainty(c, confidence) for c in candidates] if confidence else None
+    if conf is not None and all(v is None for v in conf):
+        conf = None
+    sim, clusters, winner, kind = cluster_vote(
+        candidates, pool, threshold, keys, conf=conf, surest=SUREST_IN_CLUSTER
+    )
     win_cluster = next(c for c in clusters if winner in c)
     off_diag = [sim[i][j] for i in pool for j in pool if i < j]
     return Verdict(

@@ -64,10 +64,10 @@ def voter_temperatures(total: int, body: dict[str, Any]) -> list[float | None]:
         return []
     client = _client_temperature(body)
     if client is None:
-        return [0.0] + [SAMPLE_TEMPERATURE] * (total - 1)
+        return [0.0, *([SAMPLE_TEMPERATURE] * (total - 1))]
     if client <= 0 or not ANCHOR_WITH_CLIENT_TEMPERATURE or total == 1:
         return [None] * total
-    return [0.0] + [None] * (total - 1)
+    return [0.0, *([None] * (total - 1))]
 
 
 def _confidence_overrides(body: dict[str, Any], strategy: Strategy) -> dict[str, Any]:
