@@ -20,6 +20,8 @@ comes; a rerun with the same tag skips what is there (``--fresh`` starts over).
 from __future__ import annotations
 
 import json
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -138,10 +140,18 @@ def _run_jobs(
             f.result()
 
 
-def _model_and_binary(record: dict[str, Any]) -> tuple[Path, Path]:
+def _instance(record: dict[str, Any]) -> tuple[Path, Path, int]:
+    """The model, binary and threads (0: llama-server's default) the swarm's first instance runs."""
     argv = instance_argvs(record)[0]
-    model = argv[argv.index("-m") + 1] if "-m" in argv else argv[argv.index("--model") + 1]
-    return Path(model), Path(argv[0])
+
+    def flag(*names: str) -> str | None:
+        for name in names:
+            if name in argv:
+                return argv[argv.index(name) + 1]
+        return None
+
+    threads = flag("--threads", "-t")
+    return Path(flag("-m", "--model") or ""), Path(argv[0]), int(threads) if threads else 0
 
 
 @click.command("quality")
@@ -199,6 +209,8 @@ def command(
     strategy: str | None, tag: str, fresh: bool, timeout_s: float,
 ) -> None:  # fmt: skip
     """Answer quality, live: the swarm against one bare llama-server decoding greedily."""
+    # a SIGTERM (timeout, kill) unwinds like Ctrl-C, so the swarm and the bare server are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tasks: list[dict[str, Any]] = []
     for name in sets.split(","):
         got = load_tasks(DATA / f"{name}.jsonl.gz")
@@ -232,7 +244,8 @@ def command(
             url = str(status["base_url"]).rstrip("/") + "/chat/completions"
             rec = home.record()
             key = None  # the proxy of an isolated home has no key of its own (loopback only)
-            model_path, bin_path = _model_and_binary(rec)
+            # the bare server runs like one of the swarm's processes (same binary, model, threads)
+            model_path, bin_path, threads = _instance(rec)
             swarm_info = {
                 "up_s": round(took, 1),
                 "argv": argv,
@@ -246,7 +259,7 @@ def command(
                 bare = start_server(
                     bin_path,
                     model_path,
-                    0,
+                    threads,
                     2048 * concurrency,
                     logdir,
                     parallel=concurrency,

@@ -24,7 +24,7 @@ from typing import Any
 import click
 from rapidfuzz.distance import Indel
 
-from bench.common import REPO, print_table, write_result
+from bench.common import REPO, RESULTS, print_table, write_result
 from bench.quality_gen import load_tasks, user_message
 from bench.quality_pool import DATA, POOL, load_pool
 from swarm_supervisor.consensus import Candidate, analyse, tokenize
@@ -170,6 +170,9 @@ PICKERS: dict[str, Pick] = {
     "+ties by self-certainty": picker(tie="self_certainty"),
     "+ties and within by mean logprob": picker(tie="mean_logprob", within="mean_logprob"),
     "+ties and within by self-certainty": picker(tie="self_certainty", within="self_certainty"),
+    "anchor ties, then ties and within by mean logprob": picker(
+        anchor=True, tie="mean_logprob", within="mean_logprob"
+    ),
     "weighted by exp(mean logprob)": picker(weight="mean_logprob", within="mean_logprob"),
     "max mean logprob (no vote)": max_confidence("mean_logprob"),
     "max self-certainty (no vote)": max_confidence("self_certainty"),
@@ -255,7 +258,7 @@ def stop_early(tp: TaskPool, idx: list[int], pick: Pick, margin: int | None) -> 
 
 MIXES: dict[int, list[str]] = {
     2: ["2x0.8", "g+0.5", "g+0.8"],
-    3: ["3x0.8", "3x0.5", "g+2x0.5", "g+2x0.8", "g+0.5+0.8"],
+    3: ["3x0.8", "3x0.5", "g+2x0.2", "g+2x0.5", "g+2x0.8", "g+0.5+0.8"],
     5: [
         "5x0.2", "5x0.5", "5x0.8",
         "g+4x0.2", "g+4x0.5", "g+4x0.8",
@@ -317,12 +320,29 @@ def _ci(r: dict[str, float]) -> str:
 @click.option("--sizes", default="2,3,5,8", show_default=True)
 @click.option("--early-pickers", default="quality,+ties and within by mean logprob", show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--pool", "pool_path", type=click.Path(path_type=Path), default=POOL, show_default=True)
+@click.option(
+    "--pool",
+    "pool_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    default=[POOL, RESULTS / "quality-pool-micro-dev.json.gz"],
+    show_default=True,
+)
 def command(
-    choose: str, check: str, count: int, sizes: str, early_pickers: str, seed: int, pool_path: Path
+    choose: str,
+    check: str,
+    count: int,
+    sizes: str,
+    early_pickers: str,
+    seed: int,
+    pool_paths: tuple[Path, ...],
 ) -> None:
     """Simulate pickers over the pool: pass rate and paired difference against greedy."""
-    pool = load_pool(pool_path)
+    pool: dict[str, Any] = {"sets": {}, "answers": {}, "passed": {}}
+    for path in pool_paths:
+        one = load_pool(path)
+        for part in ("sets", "answers", "passed"):
+            pool[part].update(one[part])
     early = {k: PICKERS[k] for k in early_pickers.split(",") if k}
     results: dict[str, Any] = {}
     for name in (choose, check):
@@ -331,9 +351,12 @@ def command(
         results[name] = {"tasks": len(tps), "mixes": {}}
         for n in (int(x) for x in sizes.split(",")):
             for mix in MIXES.get(n, []):
+                need = parse_mix(mix)
+                if any(len(tp.by_temp.get(t, [])) < need.count(t) for tp in tps for t in set(need) if t):
+                    continue  # the pool has too few samples at some temperature for this mix
                 res = evaluate(tps, mix, PICKERS, count, seed)
                 if early:
-                    res["early"] = evaluate(tps, mix, early, max(10, count // 4), seed, MARGINS)["early"]
+                    res["early"] = evaluate(tps, mix, early, count, seed, MARGINS)["early"]
                 results[name]["mixes"][mix] = res
                 rows = [[k, v["pass"], _ci(v)] for k, v in res["pickers"].items()]
                 rows += [
@@ -345,5 +368,7 @@ def command(
                     ["picker", "pass", "vs greedy [90% CI]"],
                     rows,
                 )
-    out = write_result("quality-offline", {"pool": str(pool_path.name), "draws": count, "results": results})
+    out = write_result(
+        "quality-offline", {"pools": [p.name for p in pool_paths], "draws": count, "results": results}
+    )
     click.echo(f"wrote {out.relative_to(REPO)}")

@@ -94,6 +94,25 @@ def _ask(
     return _records(r.json(), temperature, seed, time.perf_counter() - t0)
 
 
+def execute(pool: dict[str, Any]) -> None:
+    """Run each distinct program of the pool once (sandboxed subprocess with a timeout)."""
+    by_key = {}
+    for name in pool["sets"]:
+        for t in load_tasks(DATA / f"{name}.jsonl.gz"):
+            by_key[f"{name}/{t['task_id']}"] = t
+    run: dict[str, str | None] = {}
+    for key, recs in pool["answers"].items():
+        for rec in recs:
+            prog = program_for(by_key[key], rec["content"])
+            rec["program"] = program_key(prog)
+            if rec["program"] not in pool["passed"]:
+                run[rec["program"]] = prog
+    click.echo(f"executing {len(run)} distinct programs")
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        for k, ok in zip(run, ex.map(passes, run.values()), strict=True):
+            pool["passed"][k] = ok
+
+
 @click.command("quality-pool")
 @click.option(
     "--sets", default="micro2-dev,micro-dev", show_default=True, help="Task sets under ../shared/data."
@@ -110,6 +129,10 @@ def _ask(
 @click.option("--threads", default=2, show_default=True)
 @click.option("--max-tokens", default=384, show_default=True)
 @click.option("--limit", default=0, help="Only the first LIMIT tasks of each set (0: all).")
+@click.option("--at-once", default=2, show_default=True, help="Tasks generated side by side (one batch).")
+@click.option(
+    "--no-generate", is_flag=True, help="Only execute what the pool holds (after an interrupted run)."
+)
 def command(
     binary: Path,
     model: Path,
@@ -119,6 +142,8 @@ def command(
     threads: int,
     max_tokens: int,
     limit: int,
+    at_once: int,
+    no_generate: bool,
 ) -> None:
     """Generate (and execute) the offline candidate pool."""
     temps = [float(t) for t in temperatures.split(",")]
@@ -130,43 +155,40 @@ def command(
         tasks = tasks[:limit] if limit else tasks
         pool["sets"][name] = [t["task_id"] for t in tasks]
         todo += [(name, t) for t in tasks if f"{name}/{t['task_id']}" not in pool["answers"]]
+    if no_generate:
+        pool["sets"] = {
+            n: [t for t in ids if f"{n}/{t}" in pool["answers"]] for n, ids in pool["sets"].items()
+        }
+        todo = []
     click.echo(f"{len(todo)} tasks to generate")
     logdir = RESULTS / ".logs"
     logdir.mkdir(parents=True, exist_ok=True)
     if todo:
-        server = start_server(
-            binary, model, threads, 1024 * max(samples, 1), logdir, parallel=max(samples, 1)
-        )
+        per_task = 1 + samples * len(temps)
+        slots = per_task * at_once
+        server = start_server(binary, model, threads, 512 * slots, logdir, parallel=slots)
         t_start = time.perf_counter()
+        done = [0]
+
+        def one(i: int, name: str, task: dict[str, Any], client: httpx.Client) -> None:
+            # the task's requests go together: one batch of 1 + samples x temperatures sequences
+            asks = [(0.0, 1, 7)] + [(t, samples, 100_000 * (k + 1) + 1000 * i) for k, t in enumerate(temps)]
+            with ThreadPoolExecutor(len(asks)) as ex:
+                parts = list(ex.map(lambda a: _ask(client, task, a[0], a[1], a[2], max_tokens), asks))
+            pool["answers"][f"{name}/{task['task_id']}"] = [r for part in parts for r in part]
+            done[0] += 1
+            if done[0] % 10 == 0:
+                save_pool(pool)
+                click.echo(f"  {done[0]}/{len(todo)} tasks, {time.perf_counter() - t_start:.0f} s")
+
         try:
-            with httpx.Client(base_url=server.url, timeout=600) as client:
-                for i, (name, task) in enumerate(todo):
-                    recs = _ask(client, task, 0.0, 1, 7, max_tokens)
-                    for t_i, temp in enumerate(temps):
-                        seed = 100_000 * (t_i + 1) + 1000 * i
-                        recs += _ask(client, task, temp, samples, seed, max_tokens)
-                    pool["answers"][f"{name}/{task['task_id']}"] = recs
-                    if (i + 1) % 10 == 0:
-                        save_pool(pool)
-                        click.echo(f"  {i + 1}/{len(todo)} tasks, {time.perf_counter() - t_start:.0f} s")
+            with httpx.Client(base_url=server.url, timeout=1800) as client, ThreadPoolExecutor(at_once) as ex:
+                futures = [ex.submit(one, i, name, task, client) for i, (name, task) in enumerate(todo)]
+                for f in futures:
+                    f.result()
         finally:
             stop_server(server)
             save_pool(pool)
-    # execute each distinct program once (sandboxed subprocess with a timeout)
-    by_key = {}
-    for name in pool["sets"]:
-        for t in load_tasks(DATA / f"{name}.jsonl.gz"):
-            by_key[f"{name}/{t['task_id']}"] = t
-    run: dict[str, str | None] = {}
-    for key, recs in pool["answers"].items():
-        for rec in recs:
-            prog = program_for(by_key[key], rec["content"])
-            rec["program"] = program_key(prog)
-            if rec["program"] not in pool["passed"]:
-                run[rec["program"]] = prog
-    click.echo(f"executing {len(run)} distinct programs")
-    with ThreadPoolExecutor(max_workers=2) as ex:
-        for k, ok in zip(run, ex.map(passes, run.values()), strict=True):
-            pool["passed"][k] = ok
+    execute(pool)
     save_pool(pool)
     click.echo(f"wrote {POOL.relative_to(REPO)}")
