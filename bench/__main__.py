@@ -11,6 +11,8 @@ import click
 SUBCOMMANDS: tuple[str, ...] = (
     "vote",
     "quality",
+    "quality_pool",
+    "quality_offline",
     "overhead",
     "topology",
     "load",

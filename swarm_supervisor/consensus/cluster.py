@@ -7,6 +7,7 @@ answers wins), then the function names (the names with the most votes), then the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from rapidfuzz.distance import Indel
@@ -22,10 +23,17 @@ def cluster_vote(
     pool: list[int],
     threshold: float,
     keys: dict[int, list[str]],
+    *,
+    conf: Sequence[float | None] | None = None,
+    surest: bool = False,
 ) -> tuple[list[list[float]], list[list[int]], int, Kind]:
     """Vote among ``pool`` (indices into ``candidates``); text answers are compared on
     ``keys[i]`` (token lists), tool calls on their structure. Returns the full similarity
-    matrix, the clusters (winning first), the winner and the winning kind."""
+    matrix, the clusters (winning first), the winner and the winning kind.
+
+    ``conf`` (one value per candidate, None where unknown) breaks ties between clusters of
+    equal size: the one whose members were surer on average wins. With ``surest`` the winner
+    is the surest member of the winning cluster rather than its medoid."""
     n = len(candidates)
     sim = [[0.0] * n for _ in range(n)]
     for i in pool:
@@ -73,17 +81,31 @@ def cluster_vote(
         return (len(groups[k]) if k != "none" else -1, -min(lat[i] for i in groups[k]))
 
     win_kind = max(_KINDS, key=kind_rank)
+    sure = [_mean_known(conf, members) for members in clusters] if conf else [0.0] * len(clusters)
     order = sorted(
         range(len(clusters)),
         key=lambda p: (
             candidates[medoids[p]].kind != win_kind,
             -rank[p],
             -len(clusters[p]),
+            -sure[p],
             lat[medoids[p]],
             medoids[p],
         ),
     )
-    return sim, [clusters[p] for p in order], medoids[order[0]], win_kind
+    best = order[0]
+    winner = medoids[best]
+    if surest and conf:
+        known = [i for i in clusters[best] if conf[i] is not None]
+        if known:
+            winner = max(known, key=lambda i: (conf[i] or 0.0, -lat[i], -i))
+    return sim, [clusters[p] for p in order], winner, win_kind
+
+
+def _mean_known(conf: Sequence[float | None], members: list[int]) -> float:
+    """The members' mean confidence; -inf when none is known (so it never wins a tie on it)."""
+    known = [v for i in members if (v := conf[i]) is not None]
+    return sum(known) / len(known) if known else -math.inf
 
 
 def leader_clusters(

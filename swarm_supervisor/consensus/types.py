@@ -15,7 +15,11 @@ class Candidate:
     """One voter's answer, as the upstream sent it.
 
     ``tool_calls`` is the OpenAI list (``[{"id", "type": "function", "function": {"name",
-    "arguments"}}]``) or None; ``latency_s`` is the time the voter took (the tie-breaker).
+    "arguments"}}]``) or None; ``latency_s`` is the time the voter took (the last tie-breaker).
+    ``token_logprobs`` (the model's log-probability of each token it wrote) and
+    ``top_logprobs`` (at each position, the K most likely tokens' log-probabilities, most likely
+    first) are the voter's own confidence, None when the upstream was not asked for them
+    (``proxy.confidence.logprob_fields`` reads them from an answer).
     """
 
     voter: str
@@ -24,6 +28,8 @@ class Candidate:
     finish_reason: str | None = "stop"
     latency_s: float = 0.0
     usage: dict[str, Any] | None = None
+    token_logprobs: tuple[float, ...] | None = None
+    top_logprobs: tuple[tuple[float, ...], ...] | None = None
 
     @property
     def kind(self) -> Kind:

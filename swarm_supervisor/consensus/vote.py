@@ -29,6 +29,10 @@ the function names with the most votes, then the exact call (canonical JSON argu
 most votes among those. The winner is a candidate as it was sent, or the call it wrote as text
 (``Verdict.tool_calls``).
 
+Confidence: where the voters sent their token log-probabilities, equal-sized clusters are
+ordered by their members' mean confidence (`certainty`), and the surest member of the winning
+cluster wins instead of its medoid.
+
 Agreement is the share of the voters *asked* that sit in the winner's cluster: an answer not
 collected (cancelled once a quorum agreed, failed, timed out) or dropped does not agree.
 """
@@ -38,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .certainty import Measure, certainty
 from .cluster import cluster_vote
 from .quality import analyse
 from .tokens import tokenize
@@ -45,6 +50,10 @@ from .tools import Toolbox, prepare
 from .types import STRATEGIES, Candidate, Dropped, Strategy, Verdict
 
 DEFAULT_THRESHOLD = 0.85
+#: how the voters' own confidence enters the vote (measured offline, docs/voting.md):
+#: the measure, and whether the surest member of the winning cluster wins rather than its medoid
+DEFAULT_CONFIDENCE: Measure | None = "mean_logprob"
+SUREST_IN_CLUSTER = True
 
 
 def vote(
@@ -55,6 +64,7 @@ def vote(
     prompt: str | None = None,
     asked: int | None = None,
     tools: Toolbox | Sequence[Any] | None = None,
+    confidence: Measure | None = DEFAULT_CONFIDENCE,
 ) -> Verdict:
     """Choose one of ``candidates``. ``prompt`` (optional) is the request's user text; the
     ``quality`` strategy reads the requested function names from it. ``asked`` is the number
@@ -62,7 +72,10 @@ def vote(
     counted against it, so an answer that was never collected (cancelled once a quorum
     agreed, failed, timed out) does not count as agreeing. ``tools`` is the request's OpenAI
     ``tools`` array (or a `Toolbox` made from it): calls written as text are recovered and
-    calls that fail their tool's schema are dropped before the vote (`tools.prepare`)."""
+    calls that fail their tool's schema are dropped before the vote (`tools.prepare`).
+    ``confidence`` names the measure of the voters' own certainty (`certainty`) that breaks ties
+    between clusters of equal size and picks inside the winning cluster; candidates without
+    log-probabilities vote as before (None: ignore them)."""
     n = len(candidates)
     if n == 0:
         raise ValueError("vote() needs at least one candidate")
@@ -100,7 +113,12 @@ def vote(
     for i in pool:
         if i not in keys and work[i].kind == "text":
             keys[i] = tokenize(work[i].content or "")
-    sim, clusters, winner, kind = cluster_vote(work, pool, threshold, keys)
+    conf = [certainty(c, confidence) for c in work] if confidence else None
+    if conf is not None and all(v is None for v in conf):
+        conf = None
+    sim, clusters, winner, kind = cluster_vote(
+        work, pool, threshold, keys, conf=conf, surest=SUREST_IN_CLUSTER
+    )
     win_cluster = next(c for c in clusters if winner in c)
     off_diag = [sim[i][j] for i in pool for j in pool if i < j]
     return Verdict(
@@ -119,6 +137,26 @@ def vote(
     )
 
 
+DEFAULT_MARGIN: int | None = 2
+
+
+def settled(sizes: Sequence[int], remaining: int, margin: int | None = DEFAULT_MARGIN) -> bool:
+    """Whether a vote with clusters of ``sizes`` so far and ``remaining`` voters still out may
+    stop: the leader is ahead of the runner-up by more than the remaining voters could close
+    (all joining the runner-up, or forming a new cluster), or by at least ``margin``.
+
+    >>> settled([2], remaining=3, margin=None), settled([2], remaining=3, margin=2)
+    (False, True)
+    """
+    if not sizes:
+        return False
+    ordered = sorted(sizes, reverse=True)
+    gap = ordered[0] - (ordered[1] if len(ordered) > 1 else 0)
+    if gap > remaining:
+        return True
+    return margin is not None and margin > 0 and gap >= margin
+
+
 def quorum_reached(
     candidates_so_far: Sequence[Candidate],
     total_voters: int,
@@ -127,12 +165,15 @@ def quorum_reached(
     *,
     prompt: str | None = None,
     tools: Toolbox | Sequence[Any] | None = None,
+    margin: int | None = DEFAULT_MARGIN,
 ) -> bool:
-    """True once a cluster of agreeing answers holds a strict majority of ``total_voters``:
-    the answers still out are too few to outvote it, so the proxy can vote now and cancel
-    them. With ``fastest`` the first non-empty answer is a quorum. Answers that ``quality``
-    would drop do not count (cut-off ones included), nor do answers with an invalid tool call
-    when ``tools`` is given (then calls written as text count as the calls they write)."""
+    """True once the answers so far settle the vote (`settled`): the leading cluster is ahead of
+    the runner-up by more than the answers still out could close, or by ``margin`` answers
+    (first-to-ahead-by-k); the proxy then votes on what it has and cancels the rest. With
+    ``fastest`` the first non-empty answer is a quorum. Answers that ``quality`` would drop do
+    not count (cut-off ones included), nor do answers with an invalid tool call when ``tools``
+    is given (then calls written as text count as the calls they write); they are not
+    outstanding either."""
     if not candidates_so_far:
         return False
     if total_voters == 1:
@@ -141,21 +182,19 @@ def quorum_reached(
     gone = {d.index for d in dropped}
     if strategy == "fastest":
         return any(c.kind != "none" for i, c in enumerate(work) if i not in gone)
-    need = total_voters // 2 + 1
-    if len(work) - len(gone) < need:
-        return False
+    remaining = max(0, total_voters - len(work))
     keys: dict[int, list[str]] = {}
     if strategy == "quality":
         more, keys = analyse(work, prompt, others_finished=True)
         gone |= {d.index for d in more}
     pool = [i for i in range(len(work)) if i not in gone]
-    if len(pool) < need:
+    if not pool:
         return False
     for i in pool:
         if i not in keys and work[i].kind == "text":
             keys[i] = tokenize(work[i].content or "")
     _, clusters, _, _ = cluster_vote(work, pool, threshold, keys)
-    return len(clusters[0]) >= need
+    return settled([len(c) for c in clusters], remaining, margin)
 
 
 def _prepared(

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from ..config import Strategy
 from ..consensus import Candidate, Toolbox, Verdict, quorum_reached, vote
+from .confidence import logprob_fields
 
 Kind = Literal["chat", "completion"]
 
@@ -48,6 +49,7 @@ def candidate_of(outcome: VoterOutcome, kind: Kind) -> Candidate:
         finish_reason=choice.get("finish_reason"),
         latency_s=outcome.latency_s,
         usage=body.get("usage"),
+        **logprob_fields(choice),
     )
 
 
