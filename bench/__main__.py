@@ -8,7 +8,19 @@ import importlib
 import click
 
 #: modules under bench/ that expose ``command``
-SUBCOMMANDS: tuple[str, ...] = ("vote", "quality", "overhead", "topology", "load", "startup", "soak", "agent")
+SUBCOMMANDS: tuple[str, ...] = (
+    "vote",
+    "quality",
+    "quality_pool",
+    "quality_offline",
+    "overhead",
+    "topology",
+    "load",
+    "startup",
+    "soak",
+    "agent",
+    "toolcalls",
+)
 
 
 @click.group()

@@ -1,197 +1,344 @@
-"""``python -m bench quality``: does the swarm answer better than one instance?
+"""``python -m bench quality``: does the swarm answer better than one instance? Measured LIVE.
 
-Generates candidates once with real llama-server processes (cached, gzipped JSON under
-bench/results/), executes each distinct program once in a sandboxed subprocess (benchmark only),
-then scores every strategy offline over the same candidates: one instance greedy, one sample,
-the swarm's pass@1 per strategy and any-of-N, for N = 3 and 5 at each temperature.
+    python -m bench quality --model smollm2:135m --instances 5 --concurrency 4
+    python -m bench quality --model ./m.gguf --instances 5 --llama-server ./llama-server \\
+        --up-arg=--topology --up-arg=slots --bare-arg=-ngl --bare-arg=999 --repeats 3
+
+``swarm up`` starts the swarm as a user would (an isolated SWARM_HOME, the flags passed
+through), and one bare llama-server of the same binary and model answers every task greedily
+(temperature 0) beside it. Every task of ``--sets`` goes through the swarm's
+OpenAI endpoint for each setting (``none``: no temperature sent, as opencode does; or a
+temperature), ``--repeats`` times with fresh voter seeds (no seed is sent), ``--concurrency``
+at a time. Answers are executed in a sandboxed subprocess with a timeout (quality_gen.passes;
+never in the proxy). Per setting: the pass rate and its paired difference against greedy per
+task, with a 90% bootstrap interval over tasks; a table, JSON and a plot.
+
+Resumable: every answer is appended to ``bench/results/quality-live<tag>.answers.jsonl`` as it
+comes; a rerun with the same tag skips what is there (``--fresh`` starts over).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import random
+import signal
+import sys
+import tempfile
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 
 from bench.common import REPO, RESULTS, print_table, write_result
 from bench.quality_gen import (
-    Job,
-    generate,
     load_tasks,
     passes,
     program_for,
     program_key,
     start_server,
     stop_server,
+    user_message,
 )
+from bench.quality_score import live_summary, plot_live
+from bench.swarm_home import SwarmHome, instance_argvs
 
 DATA = REPO.parent / "shared" / "data"
-GREEDY = 0.0
+GREEDY = "greedy"
 
 
-def _cache_path(tasks: Path) -> Path:
-    stem = tasks.name.removesuffix(".gz").removesuffix(".jsonl")
-    return RESULTS / f"quality.candidates.{stem}.json.gz"
+class Answers:
+    """The answers so far: a JSON-lines file, appended under a lock, read back on resume."""
+
+    def __init__(self, path: Path, fresh: bool) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+        if fresh and path.exists():
+            path.unlink()
+        self.rows: dict[str, dict[str, Any]] = {}
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut off by a crash
+                self.rows[row["key"]] = row
+
+    def add(self, row: dict[str, Any]) -> None:
+        with self.lock:
+            self.rows[row["key"]] = row
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row, separators=(",", ":")) + "\n")
 
 
-def _load_cache(path: Path) -> dict[str, Any]:
-    import gzip
+def ask(
+    client: httpx.Client, url: str, task: dict[str, Any], setting: str, max_tokens: int, key: str | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": "bench",
+        "messages": [{"role": "user", "content": user_message(task)}],
+        "max_tokens": max_tokens,
+    }
+    if setting == GREEDY:
+        body.update(temperature=0.0, seed=1)
+    elif setting != "none":
+        body["temperature"] = float(setting)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    t0 = time.perf_counter()
+    last: Exception | None = None
+    for attempt in range(3):  # a 503 while an instance restarts: try again
+        try:
+            r = client.post(url, json=body, headers=headers)
+            if r.status_code == 200:
+                data = r.json()
+                choice = data["choices"][0]
+                swarm = data.get("swarm") or {}
+                usage_total = swarm.get("usage_total") or data.get("usage") or {}
+                return {
+                    "content": (choice.get("message") or {}).get("content") or "",
+                    "finish_reason": choice.get("finish_reason"),
+                    "latency_s": round(time.perf_counter() - t0, 3),
+                    "agreement": swarm.get("agreement"),
+                    "votes": sum(1 for v in swarm.get("voters", []) if v.get("ok")) if swarm else None,
+                    "voters": len(swarm.get("voters", [])) if swarm else None,
+                    "completion_tokens": usage_total.get("completion_tokens"),
+                }
+            last = RuntimeError(f"HTTP {r.status_code}: {r.text[:300]}")
+        except httpx.HTTPError as err:
+            last = err
+        time.sleep(2.0 * (attempt + 1))
+    raise RuntimeError(f"{url}: {last}")
 
-    if path.is_file():
-        with gzip.open(path, "rt", encoding="utf-8") as f:
-            data: dict[str, Any] = json.load(f)
-            return data
-    return {"candidates": {}, "passed": {}}
+
+def _run_jobs(
+    jobs: list[tuple[str, str, int, dict[str, Any]]],
+    url: str,
+    key: str | None,
+    answers: Answers,
+    concurrency: int,
+    max_tokens: int,
+    timeout_s: float,
+) -> None:
+    if not jobs:
+        return
+    done = [0]
+    t0 = time.perf_counter()
+
+    def one(job: tuple[str, str, int, dict[str, Any]], client: httpx.Client) -> None:
+        row_key, setting, repeat, task = job
+        rec = ask(client, url, task, setting, max_tokens, key)
+        answers.add({"key": row_key, "setting": setting, "repeat": repeat, "task": task["_key"], **rec})
+        with answers.lock:
+            done[0] += 1
+            if done[0] % 25 == 0 or done[0] == len(jobs):
+                click.echo(f"  {done[0]}/{len(jobs)} answers, {time.perf_counter() - t0:.0f} s")
+
+    with httpx.Client(timeout=timeout_s) as client, ThreadPoolExecutor(concurrency) as ex:
+        for f in [ex.submit(one, j, client) for j in jobs]:
+            f.result()
 
 
-def _save_cache(path: Path, cache: dict[str, Any]) -> None:
-    import gzip
+def _instance(record: dict[str, Any]) -> tuple[Path, Path, int]:
+    """The model, binary and threads (0: llama-server's default) the swarm's first instance runs."""
+    argv = instance_argvs(record)[0]
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with gzip.open(tmp, "wt", encoding="utf-8") as f:
-        json.dump(cache, f, separators=(",", ":"), sort_keys=True)
-    tmp.replace(path)
+    def flag(*names: str) -> str | None:
+        for name in names:
+            if name in argv:
+                return argv[argv.index(name) + 1]
+        return None
 
-
-def _jobs(tasks: list[dict[str, Any]], temps: list[float], samples: int, have: dict[str, Any]) -> list[Job]:
-    jobs: list[Job] = []
-    for t_i, task in enumerate(tasks):
-        done = {(c["temperature"], c["sample"]) for c in have.get(task["task_id"], [])}
-        plan = [(GREEDY, 0)] + [(t, s) for t in temps for s in range(samples)]
-        for temp, s in plan:
-            if (temp, s) not in done:
-                seed = 1000 * t_i + 100 * int(temp * 10) + s
-                jobs.append(Job(task["task_id"], temp, s, seed))
-    return jobs
-
-
-def _env_path(value: str | None, env: str) -> Path | None:
-    raw = value or os.environ.get(env)
-    return Path(raw) if raw else None
+    threads = flag("--threads", "-t")
+    return Path(flag("-m", "--model") or ""), Path(argv[0]), int(threads) if threads else 0
 
 
 @click.command("quality")
+@click.option("--model", required=True, help="What `swarm up --model` takes (a catalogue id or a GGUF path).")
+@click.option("--instances", default=5, show_default=True, help="Voters: `swarm up --instances`.")
+@click.option("--llama-server", "binary", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @click.option(
-    "--tasks",
-    "tasks_path",
-    type=click.Path(path_type=Path),
-    default=DATA / "micro-dev.jsonl.gz",
-    show_default=True,
-    help="Task set in HumanEval format (.jsonl.gz).",
+    "--up-arg",
+    "up_args",
+    multiple=True,
+    help="More flags for `swarm up` (repeat: --up-arg=--context --up-arg=4096).",
 )
-@click.option("--llama-server", "binary", help="llama-server binary (default: $SWARM_TEST_LLAMA_SERVER).")
-@click.option("--model", help="GGUF model (default: $SWARM_TEST_MODEL).")
-@click.option("--samples", default=10, show_default=True, help="Samples per task and temperature.")
-@click.option("--temperatures", default="0.2,0.5,0.8", show_default=True)
-@click.option("--voters", default="3,5", show_default=True, help="Swarm sizes N to score.")
-@click.option("--servers", default=2, show_default=True, help="llama-server processes for generation.")
-@click.option("--threads", default=1, show_default=True, help="Threads per llama-server.")
+@click.option(
+    "--bare-arg",
+    "bare_args",
+    multiple=True,
+    help="More flags for the bare greedy llama-server (e.g. --bare-arg=-ngl --bare-arg=999).",
+)
+@click.option(
+    "--sets",
+    default="micro-dev,micro2-dev",
+    show_default=True,
+    help="Task sets under ../shared/data (humaneval-dev-0-81 too).",
+)
+@click.option(
+    "--settings",
+    default="none,0.2,0.5,0.8",
+    show_default=True,
+    help="none (no temperature sent) and/or temperatures.",
+)
+@click.option(
+    "--repeats", default=3, show_default=True, help="Runs per setting, each with fresh voter seeds."
+)
+@click.option(
+    "--concurrency",
+    default=4,
+    show_default=True,
+    help="Requests in flight at once (to the swarm and to the bare server).",
+)
 @click.option("--max-tokens", default=384, show_default=True)
-@click.option("--subsets", default=200, show_default=True, help="Random swarms drawn per task, T and N.")
-@click.option("--regenerate", is_flag=True, help="Drop the cached candidates and generate again.")
-@click.option("--generate-only", is_flag=True, help="Generate and execute candidates, do not score.")
-@click.option("--plot/--no-plot", default=True, show_default=True, help="Write bench/results/quality.png.")
+@click.option("--limit", default=0, help="Only the first LIMIT tasks of each set (0: all).")
+@click.option(
+    "--strategy",
+    type=click.Choice(["similarity", "quality", "fastest"]),
+    help="Passed to `swarm up` (default: the swarm's default).",
+)
+@click.option("--tag", default="", help="Suffix of the result files: quality-live<TAG>.json.")
+@click.option("--fresh", is_flag=True, help="Forget the answers of an earlier run with this tag.")
+@click.option(
+    "--timeout", "timeout_s", default=600.0, show_default=True, help="Seconds one request may take."
+)
 def command(
-    tasks_path: Path,
-    binary: str | None,
-    model: str | None,
-    samples: int,
-    temperatures: str,
-    voters: str,
-    servers: int,
-    threads: int,
-    max_tokens: int,
-    subsets: int,
-    regenerate: bool,
-    generate_only: bool,
-    plot: bool,
-) -> None:
-    """Answer quality: pass@1 of one instance (greedy, one sample) against the swarm's vote."""
-    temps = [float(t) for t in temperatures.split(",")]
-    sizes = [int(n) for n in voters.split(",")]
-    tasks = load_tasks(tasks_path)
-    by_id = {t["task_id"]: t for t in tasks}
-    cache_path = _cache_path(tasks_path)
-    cache = {"candidates": {}, "passed": {}} if regenerate else _load_cache(cache_path)
-    cands: dict[str, list[dict[str, Any]]] = cache["candidates"]
-    jobs = _jobs(tasks, temps, samples, cands)
-    if jobs:
-        bin_path = _env_path(binary, "SWARM_TEST_LLAMA_SERVER")
-        model_path = _env_path(model, "SWARM_TEST_MODEL")
-        if not (bin_path and bin_path.is_file() and model_path and model_path.is_file()):
-            raise click.ClickException(
-                f"{len(jobs)} candidates to generate: give --llama-server and --model "
-                "(or set SWARM_TEST_LLAMA_SERVER and SWARM_TEST_MODEL)"
-            )
-        cache["model"] = model_path.name
-        cache["max_tokens"] = max_tokens
-        click.echo(f"generating {len(jobs)} candidates on {servers} llama-server(s) of {model_path.name}")
-        logdir = RESULTS / ".logs"
-        logdir.mkdir(parents=True, exist_ok=True)
-        started = []
-        count = [0]
+    model: str, instances: int, binary: Path | None, up_args: tuple[str, ...], bare_args: tuple[str, ...],
+    sets: str, settings: str, repeats: int, concurrency: int, max_tokens: int, limit: int,
+    strategy: str | None, tag: str, fresh: bool, timeout_s: float,
+) -> None:  # fmt: skip
+    """Answer quality, live: the swarm against one bare llama-server decoding greedily."""
+    # a SIGTERM (timeout, kill) unwinds like Ctrl-C, so the swarm and the bare server are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    tasks: list[dict[str, Any]] = []
+    for name in sets.split(","):
+        got = load_tasks(DATA / f"{name}.jsonl.gz")
+        for t in got[:limit] if limit else got:
+            tasks.append({**t, "_key": f"{name}/{t['task_id']}", "_set": name})
+    wanted = settings.split(",")
+    for s in wanted:
+        if s != "none":
+            float(s)  # a clear error for a typo
+    stem = f"quality-live{tag}"
+    answers = Answers(RESULTS / f"{stem}.answers.jsonl", fresh)
+    jobs_swarm = [(f"{s}/{r}/{t['_key']}", s, r, t) for s in wanted for r in range(repeats) for t in tasks]
+    jobs_swarm = [j for j in jobs_swarm if j[0] not in answers.rows]
+    jobs_greedy = [(f"{GREEDY}/0/{t['_key']}", GREEDY, 0, t) for t in tasks]
+    jobs_greedy = [j for j in jobs_greedy if j[0] not in answers.rows]
+    click.echo(f"{len(tasks)} tasks; {len(jobs_swarm)} swarm and {len(jobs_greedy)} greedy answers to get")
 
-        def on_result(job: Job, rec: dict[str, Any]) -> None:
-            cands.setdefault(job.task_id, []).append(rec)
-            count[0] += 1
-            if count[0] % 25 == 0:
-                _save_cache(cache_path, cache)
-                click.echo(f"  {count[0]}/{len(jobs)}")
-
+    swarm_info: dict[str, Any] = {}
+    if jobs_swarm or jobs_greedy:
+        root = Path(tempfile.mkdtemp(prefix="swarm-quality-"))
+        home = SwarmHome(root, proxy={"request_timeout_s": timeout_s, "port": 0})
+        argv = ["--model", model, "--instances", str(instances), "--port", "0", *up_args]
+        if binary:
+            argv += ["--llama-server", str(binary)]
+        if strategy:
+            argv += ["--strategy", strategy]
+        bare = None
         try:
-            for _ in range(servers):
-                started.append(start_server(bin_path, model_path, threads, 4096, logdir))
-            generate(started, by_id, jobs, max_tokens, on_result)
+            took = home.up(*argv, timeout_s=1800)
+            status = home.ps()
+            url = str(status["base_url"]).rstrip("/") + "/chat/completions"
+            rec = home.record()
+            key = None  # the proxy of an isolated home has no key of its own (loopback only)
+            # the bare server runs like one of the swarm's processes (same binary, model, threads)
+            model_path, bin_path, threads = _instance(rec)
+            swarm_info = {
+                "up_s": round(took, 1),
+                "argv": argv,
+                "model_path": str(model_path),
+                "binary": str(bin_path),
+            }
+            click.echo(f"swarm up in {took:.1f} s at {url}")
+            logdir = RESULTS / ".logs"
+            logdir.mkdir(parents=True, exist_ok=True)
+            if jobs_greedy:
+                bare = start_server(
+                    bin_path,
+                    model_path,
+                    threads,
+                    2048 * concurrency,
+                    logdir,
+                    parallel=concurrency,
+                    extra=list(bare_args),
+                )
+                click.echo(f"greedy: {len(jobs_greedy)} answers from the bare llama-server")
+                _run_jobs(
+                    jobs_greedy,
+                    bare.url + "/v1/chat/completions",
+                    None,
+                    answers,
+                    concurrency,
+                    max_tokens,
+                    timeout_s,
+                )
+                stop_server(bare)
+                bare = None
+            click.echo(f"swarm: {len(jobs_swarm)} answers")
+            _run_jobs(jobs_swarm, url, key, answers, concurrency, max_tokens, timeout_s)
         finally:
-            for s in started:
-                stop_server(s)
-            _save_cache(cache_path, cache)
+            if bare is not None:
+                stop_server(bare)
+            home.remove()
 
-    # execute each distinct program once (benchmark only; sandboxed subprocess with a timeout)
-    passed: dict[str, bool] = cache["passed"]
+    # execute each distinct program once (benchmark only: sandboxed subprocess with a timeout)
+    cache_path = RESULTS / f"{stem}.passed.json"
+    passed: dict[str, bool] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    by_key = {t["_key"]: t for t in tasks}
     todo: dict[str, str | None] = {}
-    for task_id, recs in cands.items():
-        for rec in recs:
-            prog = program_for(by_id[task_id], rec["content"])
-            key = program_key(prog)
-            rec["program"] = key
-            if key not in passed:
-                todo[key] = prog
+    rows = [
+        r
+        for r in answers.rows.values()
+        if r["task"] in by_key and (r["setting"] in wanted or r["setting"] == GREEDY)
+    ]
+    for r in rows:
+        prog = program_for(by_key[r["task"]], r["content"])
+        r["program"] = program_key(prog)
+        if r["program"] not in passed:
+            todo[r["program"]] = prog
     if todo:
         click.echo(f"executing {len(todo)} distinct programs")
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for key, ok in zip(todo, pool.map(passes, todo.values()), strict=True):
-                passed[key] = ok
-        _save_cache(cache_path, cache)
+        with ThreadPoolExecutor(2) as ex:
+            for k, ok in zip(todo, ex.map(passes, todo.values()), strict=True):
+                passed[k] = ok
+        cache_path.write_text(json.dumps(passed))
+    for r in rows:
+        r["ok"] = passed[r["program"]]
 
-    if generate_only:
-        return
-    from bench.quality_score import score, summary_rows
-
-    rng = random.Random(0)
-    results = score(tasks, cands, passed, temps, sizes, subsets, rng)
-    cols, rows = summary_rows(results)
-    print_table(f"Answer quality on {tasks_path.name} (pass@1)", cols, rows)
-    out = write_result(
-        "quality",
-        {
-            "tasks": tasks_path.name,
-            "n_tasks": len(tasks),
-            "model": cache.get("model"),
-            "samples_per_temperature": samples,
-            "max_tokens": cache.get("max_tokens"),
-            "subsets": subsets,
-            "results": results,
-        },
+    summary = live_summary(rows, [t["_key"] for t in tasks], wanted, [s for s in sets.split(",")])
+    table = [
+        [s["set"], s["setting"], s["runs"], s["pass"], s["greedy"],
+         f"{s['diff']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}]",
+         " ".join(f"{x:.2f}" for x in s["per_run"]), s["mean_agreement"],
+         s["latency_s"], s["greedy_latency_s"]]
+        for s in summary
+    ]  # fmt: skip
+    print_table(
+        f"Live answer quality: {model} x {instances} "
+        "(pass rate; paired difference vs one greedy instance, 90% CI)",
+        [
+            "set",
+            "setting",
+            "runs",
+            "swarm",
+            "greedy",
+            "swarm - greedy [90% CI]",
+            "per run",
+            "agreement",
+            "s/answer",
+            "greedy s",
+        ],
+        table,
     )
+    out = write_result(
+        stem,
+        {"model": model, "instances": instances, "sets": sets, "settings": wanted, "repeats": repeats,
+         "concurrency": concurrency, "max_tokens": max_tokens, "limit": limit, "strategy": strategy,
+         "swarm": swarm_info, "summary": summary},
+    )  # fmt: skip
     click.echo(f"wrote {out.relative_to(REPO)}")
-    if plot:
-        from bench.quality_score import plot_results
-
-        png = plot_results(results, RESULTS / "quality.png", tasks_path.name)
-        click.echo(f"wrote {png.relative_to(REPO)}")
+    png = plot_live(summary, RESULTS / f"{stem}.png", f"{model} x {instances}")
+    click.echo(f"wrote {png.relative_to(REPO)}")

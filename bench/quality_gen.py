@@ -63,11 +63,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(binary: Path, model: Path, threads: int, ctx: int, logdir: Path) -> Server:
+def start_server(
+    binary: Path,
+    model: Path,
+    threads: int,
+    ctx: int,
+    logdir: Path,
+    *,
+    parallel: int = 1,
+    extra: list[str] | None = None,
+) -> Server:
+    """One llama-server on a free loopback port, ready (threads 0: llama-server's default)."""
     port = _free_port()
     log = logdir / f"llama-{port}.log"
     argv = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-c", str(ctx),
-            "--parallel", "1", "--threads", str(threads), "--alias", "bench"]  # fmt: skip
+            "--parallel", str(parallel), "--alias", "bench"]  # fmt: skip
+    if threads > 0:
+        argv += ["--threads", str(threads)]
+    argv += extra or []
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(proc, port, log)

@@ -306,19 +306,19 @@ def test_fastest_picks_the_first_non_empty_answer() -> None:
 # --------------------------------------------------------------------------- quorum
 
 
-def test_quorum_needs_a_strict_majority_of_all_voters() -> None:
-    assert not quorum_reached([], 5)
-    assert not quorum_reached([cand("a", FIB), cand("b", FIB)], 5)
-    assert quorum_reached([cand("a", FIB), cand("b", FIB_SPACED), cand("c", FIB)], 5)
-    assert not quorum_reached([cand("a", FIB), cand("b", PRIMES), cand("c", SHELL)], 5)
-    assert quorum_reached([cand("a", FIB), cand("b", FIB)], 3)
-    assert not quorum_reached([cand("a", FIB), cand("b", FIB)], 4)  # 2 of 4 can still be tied
+def test_quorum_without_a_margin_waits_until_the_rest_cannot_change_the_outcome() -> None:
+    assert not quorum_reached([], 5, margin=None)
+    assert not quorum_reached([cand("a", FIB), cand("b", FIB)], 5, margin=None)
+    assert quorum_reached([cand("a", FIB), cand("b", FIB_SPACED), cand("c", FIB)], 5, margin=None)
+    assert not quorum_reached([cand("a", FIB), cand("b", PRIMES), cand("c", SHELL)], 5, margin=None)
+    assert quorum_reached([cand("a", FIB), cand("b", FIB)], 3, margin=None)
+    assert not quorum_reached([cand("a", FIB), cand("b", FIB)], 4, margin=None)  # 2 of 4 can still be tied
 
 
 def test_quorum_with_quality_ignores_answers_it_would_drop() -> None:
     answers = [cand("a", FIB_BROKEN), cand("b", FIB_BROKEN), cand("c", FIB_RECURSIVE)]
     assert quorum_reached(answers, 3)
-    assert not quorum_reached(answers, 3, strategy="quality")
+    assert not quorum_reached(answers, 4, strategy="quality")  # 1 valid answer; 1 voter still out
 
 
 def test_quorum_for_tool_calls_and_fastest() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from swarm_supervisor.proxy.app import create_app
+from swarm_supervisor.proxy.fanout import seeds
 from swarm_supervisor.proxy.settings import ProxySettings
 from swarm_supervisor.proxy.upstreams import Upstream, UpstreamPool
 from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
@@ -59,6 +60,28 @@ async def test_each_voter_gets_its_own_seed_and_the_internal_key() -> None:
         assert sorted(b["seed"] for b in bodies) == [7, 9]
         assert all("swarm_strategy" not in b and b["n"] == 2 and b["stream"] is True for b in bodies)
         assert all(h["authorization"] == "Bearer internal-secret" for f in fakes for h in f.record.headers)
+
+
+async def test_seed_minus_one_means_fresh_random_seeds_on_every_request() -> None:
+    # llama.cpp reads seed -1 as "random": the voters must not get the same seeds every time
+    with fake_upstreams(Behaviour(GOOD), Behaviour(GOOD), Behaviour(GOOD)) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with asgi_client(create_app(pool, ProxySettings(quorum=False))) as client:
+            for _ in range(2):
+                r = await client.post("/v1/chat/completions", json={**CHAT, "seed": -1})
+                assert r.status_code == 200
+    first, second = ([f.record.bodies[k]["seed"] for f in fakes] for k in (0, 1))
+    for sent in (first, second):
+        assert len(set(sent)) == 3  # every voter its own seed
+        assert all(0 <= s < 2**31 - 1 for s in sent)  # none of them -1 or its wrap-around
+    assert first != second
+
+
+def test_seeds_keep_a_given_seed_and_draw_for_none_and_minus_one() -> None:
+    assert seeds(3, 7) == [7, 8, 9]
+    assert seeds(2, 2**31 - 2) == [2**31 - 2, 0]
+    assert seeds(3, -1) != seeds(3, -1)  # a collision has odds of one in 2**31
+    assert seeds(3, None) != seeds(3, None)
 
 
 async def test_strategy_header_and_fastest() -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from .code import CodeBlock, code_blocks, requested_functions
 from .quality import analyse, quality_problems
+from .recover import Recovered, TextCall, recover_calls
 from .structure import canonical, definition
 from .tokens import tokenize
 from .toolcalls import canonical_arguments, signature
+from .tools import Prepared, Toolbox, prepare
 from .types import STRATEGIES, Candidate, Dropped, Kind, Strategy, Verdict
 from .vote import DEFAULT_THRESHOLD, quorum_reached, vote
 
@@ -23,15 +25,21 @@ __all__ = [
     "CodeBlock",
     "Dropped",
     "Kind",
+    "Prepared",
+    "Recovered",
     "Strategy",
+    "TextCall",
+    "Toolbox",
     "Verdict",
     "analyse",
     "canonical",
     "canonical_arguments",
     "code_blocks",
     "definition",
+    "prepare",
     "quality_problems",
     "quorum_reached",
+    "recover_calls",
     "requested_functions",
     "signature",
     "tokenize",

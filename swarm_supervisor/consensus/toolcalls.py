@@ -40,3 +40,8 @@ def signature(tool_calls: list[dict[str, Any]]) -> Signature:
         name = fn.get("name")
         out.append((str(name) if name is not None else "", canonical_arguments(fn.get("arguments", ""))))
     return tuple(out)
+
+
+def names_of(sig: Signature) -> tuple[str, ...]:
+    """The function names of a signature, in order: the second level of the vote."""
+    return tuple(name for name, _ in sig)

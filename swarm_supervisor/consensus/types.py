@@ -15,7 +15,11 @@ class Candidate:
     """One voter's answer, as the upstream sent it.
 
     ``tool_calls`` is the OpenAI list (``[{"id", "type": "function", "function": {"name",
-    "arguments"}}]``) or None; ``latency_s`` is the time the voter took (the tie-breaker).
+    "arguments"}}]``) or None; ``latency_s`` is the time the voter took (the last tie-breaker).
+    ``token_logprobs`` (the model's log-probability of each token it wrote) and
+    ``top_logprobs`` (at each position, the K most likely tokens' log-probabilities, most likely
+    first) are the voter's own confidence, None when the upstream was not asked for them
+    (``proxy.confidence.logprob_fields`` reads them from an answer).
     """
 
     voter: str
@@ -24,6 +28,8 @@ class Candidate:
     finish_reason: str | None = "stop"
     latency_s: float = 0.0
     usage: dict[str, Any] | None = None
+    token_logprobs: tuple[float, ...] | None = None
+    top_logprobs: tuple[tuple[float, ...], ...] | None = None
 
     @property
     def kind(self) -> Kind:
@@ -46,8 +52,10 @@ class Dropped:
 class Verdict:
     """What the vote decided. Indices refer to the list of candidates given to `vote`.
 
-    ``agreement`` is the share of all candidates (dropped ones included) that sit in the
-    winning cluster: 1.0 is unanimous, 1/N means nobody agreed with the winner.
+    ``agreement`` is the share of the voters asked (``asked``: every voter the request went
+    to, whether its answer was collected, dropped or not) that sit in the winning cluster:
+    1.0 is unanimous, 1/N means nobody agreed with the winner (and is all `fastest` can say).
+    It is the vote's confidence signal: the more voters agree, the likelier the answer is right.
     """
 
     winner: int
@@ -62,6 +70,12 @@ class Verdict:
     dropped: list[Dropped] = field(default_factory=list)
     #: True when `quality` dropped every candidate and voted over all of them instead
     fallback: bool = False
+    #: voters asked (0 only for a Verdict made by hand: then the number of candidates)
+    asked: int = 0
+    #: candidates whose tool call was written as text and recovered -> the form it was in
+    recovered: dict[int, str] = field(default_factory=dict)
+    #: the winner's tool calls as they should reach the client (recovered ones included)
+    tool_calls: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (the proxy's ``swarm`` extension object)."""
@@ -74,4 +88,6 @@ class Verdict:
             "mean_similarity": round(self.mean_similarity, 4),
             "dropped": [{"index": d.index, "reason": d.reason} for d in self.dropped],
             "fallback": self.fallback,
+            "asked": self.asked,
+            "recovered": {str(i): form for i, form in self.recovered.items()},
         }

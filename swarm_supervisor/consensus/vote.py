@@ -18,23 +18,42 @@ Strategies:
     style and the code's own names (v0, v1, ...) taken out, prose around the code ignored.
     If every answer was dropped it votes over all of them, by text.
 ``fastest``
-    The answer with the lowest latency that is not empty.
+    The answer with the lowest latency that is not empty. It compares nothing, so its
+    agreement is 1/N: it is no evidence that the others would have agreed.
 
-Tool calls are compared by structure (`toolcalls.signature`), never as text; the winner is a
-candidate as it was sent. When some answers are text and some call tools, the kind with more
-answers wins (a tie goes to the kind of the fastest answer) and the vote runs inside that kind.
+Tool calls are compared by structure (`toolcalls.signature`), never as text. When the request
+declared ``tools``, every strategy first recovers calls written as text and drops answers whose
+calls do not fit the declared schemas (`tools.prepare`). The vote then has three levels: call
+or not (the kind with more answers wins; a tie goes to the kind of the fastest answer), then
+the function names with the most votes, then the exact call (canonical JSON arguments) with the
+most votes among those. The winner is a candidate as it was sent, or the call it wrote as text
+(``Verdict.tool_calls``).
+
+Confidence: where the voters sent their token log-probabilities, equal-sized clusters are
+ordered by their members' mean confidence (`certainty`), and the surest member of the winning
+cluster wins instead of its medoid.
+
+Agreement is the share of the voters *asked* that sit in the winner's cluster: an answer not
+collected (cancelled once a quorum agreed, failed, timed out) or dropped does not agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+from .certainty import Measure, certainty
 from .cluster import cluster_vote
 from .quality import analyse
 from .tokens import tokenize
+from .tools import Toolbox, prepare
 from .types import STRATEGIES, Candidate, Dropped, Strategy, Verdict
 
 DEFAULT_THRESHOLD = 0.85
+#: how the voters' own confidence enters the vote (measured offline, docs/voting.md):
+#: the measure, and whether the surest member of the winning cluster wins rather than its medoid
+DEFAULT_CONFIDENCE: Measure | None = "mean_logprob"
+SUREST_IN_CLUSTER = True
 
 
 def vote(
@@ -43,46 +62,99 @@ def vote(
     threshold: float = DEFAULT_THRESHOLD,
     *,
     prompt: str | None = None,
+    asked: int | None = None,
+    tools: Toolbox | Sequence[Any] | None = None,
+    confidence: Measure | None = DEFAULT_CONFIDENCE,
 ) -> Verdict:
     """Choose one of ``candidates``. ``prompt`` (optional) is the request's user text; the
-    ``quality`` strategy reads the requested function names from it."""
+    ``quality`` strategy reads the requested function names from it. ``asked`` is the number
+    of voters the request went to (default: as many as there are candidates): agreement is
+    counted against it, so an answer that was never collected (cancelled once a quorum
+    agreed, failed, timed out) does not count as agreeing. ``tools`` is the request's OpenAI
+    ``tools`` array (or a `Toolbox` made from it): calls written as text are recovered and
+    calls that fail their tool's schema are dropped before the vote (`tools.prepare`).
+    ``confidence`` names the measure of the voters' own certainty (`certainty`) that breaks ties
+    between clusters of equal size and picks inside the winning cluster; candidates without
+    log-probabilities vote as before (None: ignore them)."""
     n = len(candidates)
     if n == 0:
         raise ValueError("vote() needs at least one candidate")
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}: use similarity, quality or fastest")
+    if asked is not None and asked < n:
+        raise ValueError(f"asked={asked} voters cannot give {n} candidates")
+    total = n if asked is None else asked
+    work, dropped, recovered = _prepared(candidates, tools)
     if strategy == "fastest":
-        return _fastest(candidates)
-    if n == 1:  # nothing to choose between: no analysis (it would cost the proxy for nothing)
-        return Verdict(0, [[0]], 1.0, strategy, candidates[0].kind, similarity=[[1.0]])
+        return _fastest(work, total, dropped, recovered)
+    if n == 1 and not dropped:  # nothing to choose between: no analysis (it would cost for nothing)
+        only = work[0]
+        return Verdict(
+            0,
+            [[0]],
+            1 / total,
+            strategy,
+            only.kind,
+            similarity=[[1.0]],
+            asked=total,
+            recovered=recovered,
+            tool_calls=only.tool_calls,
+        )
 
-    dropped: list[Dropped] = []
     fallback = False
-    pool = list(range(n))
     keys: dict[int, list[str]] = {}
     if strategy == "quality":
-        dropped, keys = analyse(candidates, prompt)
-        gone = {d.index for d in dropped}
-        pool = [i for i in range(n) if i not in gone]
-        if not pool:
-            pool, fallback, dropped, keys = list(range(n)), True, [], {}
+        more, keys = analyse(work, prompt)
+        dropped = _merge(dropped, more)
+    gone = {d.index for d in dropped}
+    pool = [i for i in range(n) if i not in gone]
+    if not pool:
+        pool, fallback, dropped, keys = list(range(n)), True, [], {}
     for i in pool:
-        if i not in keys and candidates[i].kind == "text":
-            keys[i] = tokenize(candidates[i].content or "")
-    sim, clusters, winner, kind = cluster_vote(candidates, pool, threshold, keys)
+        if i not in keys and work[i].kind == "text":
+            keys[i] = tokenize(work[i].content or "")
+    conf = [certainty(c, confidence) for c in work] if confidence else None
+    if conf is not None and all(v is None for v in conf):
+        conf = None
+    sim, clusters, winner, kind = cluster_vote(
+        work, pool, threshold, keys, conf=conf, surest=SUREST_IN_CLUSTER
+    )
     win_cluster = next(c for c in clusters if winner in c)
     off_diag = [sim[i][j] for i in pool for j in pool if i < j]
     return Verdict(
         winner=winner,
         clusters=clusters,
-        agreement=len(win_cluster) / n,
+        agreement=len(win_cluster) / total,
         strategy=strategy,
         kind=kind,
         similarity=sim,
         mean_similarity=sum(off_diag) / len(off_diag) if off_diag else 1.0,
         dropped=dropped,
         fallback=fallback,
+        asked=total,
+        recovered=recovered,
+        tool_calls=work[winner].tool_calls,
     )
+
+
+DEFAULT_MARGIN: int | None = 2
+
+
+def settled(sizes: Sequence[int], remaining: int, margin: int | None = DEFAULT_MARGIN) -> bool:
+    """Whether a vote with clusters of ``sizes`` so far and ``remaining`` voters still out may
+    stop: the leader is ahead of the runner-up by more than the remaining voters could close
+    (all joining the runner-up, or forming a new cluster), or by at least ``margin``.
+
+    >>> settled([2], remaining=3, margin=None), settled([2], remaining=3, margin=2)
+    (False, True)
+    """
+    if not sizes:
+        return False
+    ordered = sorted(sizes, reverse=True)
+    gap = ordered[0] - (ordered[1] if len(ordered) > 1 else 0)
+    if gap > remaining:
+        return True
+    return margin is not None and margin > 0 and gap >= margin
 
 
 def quorum_reached(
@@ -92,43 +164,76 @@ def quorum_reached(
     strategy: Strategy = "similarity",
     *,
     prompt: str | None = None,
+    tools: Toolbox | Sequence[Any] | None = None,
+    margin: int | None = DEFAULT_MARGIN,
 ) -> bool:
-    """True once a cluster of agreeing answers holds a strict majority of ``total_voters``:
-    the answers still out are too few to outvote it, so the proxy can vote now and cancel
-    them. With ``fastest`` the first non-empty answer is a quorum. Answers that ``quality``
-    would drop do not count (cut-off ones included)."""
+    """True once the answers so far settle the vote (`settled`): the leading cluster is ahead of
+    the runner-up by more than the answers still out could close, or by ``margin`` answers
+    (first-to-ahead-by-k); the proxy then votes on what it has and cancels the rest. With
+    ``fastest`` the first non-empty answer is a quorum. Answers that ``quality`` would drop do
+    not count (cut-off ones included), nor do answers with an invalid tool call when ``tools``
+    is given (then calls written as text count as the calls they write); they are not
+    outstanding either."""
     if not candidates_so_far:
         return False
     if total_voters == 1:
         return True
+    work, dropped, _ = _prepared(candidates_so_far, tools)
+    gone = {d.index for d in dropped}
     if strategy == "fastest":
-        return any(c.kind != "none" for c in candidates_so_far)
-    need = total_voters // 2 + 1
-    if len(candidates_so_far) < need:
-        return False
-    pool = list(range(len(candidates_so_far)))
+        return any(c.kind != "none" for i, c in enumerate(work) if i not in gone)
+    remaining = max(0, total_voters - len(work))
     keys: dict[int, list[str]] = {}
     if strategy == "quality":
-        dropped, keys = analyse(candidates_so_far, prompt, others_finished=True)
-        gone = {d.index for d in dropped}
-        pool = [i for i in pool if i not in gone]
-        if len(pool) < need:
-            return False
+        more, keys = analyse(work, prompt, others_finished=True)
+        gone |= {d.index for d in more}
+    pool = [i for i in range(len(work)) if i not in gone]
+    if not pool:
+        return False
     for i in pool:
-        if i not in keys and candidates_so_far[i].kind == "text":
-            keys[i] = tokenize(candidates_so_far[i].content or "")
-    _, clusters, _, _ = cluster_vote(candidates_so_far, pool, threshold, keys)
-    return len(clusters[0]) >= need
+        if i not in keys and work[i].kind == "text":
+            keys[i] = tokenize(work[i].content or "")
+    _, clusters, _, _ = cluster_vote(work, pool, threshold, keys)
+    return settled([len(c) for c in clusters], remaining, margin)
 
 
-def _fastest(candidates: Sequence[Candidate]) -> Verdict:
+def _prepared(
+    candidates: Sequence[Candidate], tools: Toolbox | Sequence[Any] | None
+) -> tuple[list[Candidate], list[Dropped], dict[int, str]]:
+    if tools is None:
+        return list(candidates), [], {}
+    box = tools if isinstance(tools, Toolbox) else Toolbox.from_openai(tools)
+    prep = prepare(candidates, box)
+    return prep.candidates, prep.dropped, dict(prep.recovered)
+
+
+def _merge(first: list[Dropped], more: list[Dropped]) -> list[Dropped]:
+    """Both lists of drops, one entry per candidate (the first reason), in candidate order."""
+    seen = {d.index for d in first}
+    return sorted(first + [d for d in more if d.index not in seen], key=lambda d: d.index)
+
+
+def _fastest(
+    candidates: Sequence[Candidate], total: int, dropped: list[Dropped], recovered: dict[int, str]
+) -> Verdict:
+    """The fastest answer that is not empty (nor dropped, unless all were). It is not compared
+    with the others, so its agreement is one voter of those asked: no evidence of agreement."""
     n = len(candidates)
-    order = sorted(range(n), key=lambda i: (candidates[i].kind == "none", candidates[i].latency_s, i))
+    gone = {d.index for d in dropped}
+    if len(gone) == n:
+        gone, dropped = set(), []
+    order = sorted(
+        range(n), key=lambda i: (i in gone, candidates[i].kind == "none", candidates[i].latency_s, i)
+    )
     w = order[0]
     return Verdict(
         winner=w,
         clusters=[[i] for i in order],
-        agreement=1 / n,
+        agreement=1 / total,
         strategy="fastest",
         kind=candidates[w].kind,
+        dropped=dropped,
+        asked=total,
+        recovered=recovered,
+        tool_calls=candidates[w].tool_calls,
     )

@@ -7,6 +7,7 @@ stays empty for that vendor and ``HardwareProfile.notes`` says why.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,17 @@ def _cpu_name() -> str | None:
     return name or None
 
 
+def _allowed_cpus() -> int | None:
+    """How many CPUs this process may run on (Linux affinity); None where the OS does not say."""
+    getter = getattr(os, "sched_getaffinity", None)
+    if getter is None:
+        return None
+    try:
+        return len(getter(0)) or None
+    except OSError:
+        return None
+
+
 def read_host() -> tuple[HostReading, tuple[str, ...]]:
     """psutil + platform: cores and RAM. A failing call gives a conservative value and a note."""
     notes: list[str] = []
@@ -47,6 +59,12 @@ def read_host() -> tuple[HostReading, tuple[str, ...]]:
     except Exception as exc:  # psutil may not know on some platforms
         physical = logical
         notes.append(f"CPU: physical core count unknown ({exc}); using the logical count")
+    allowed = _allowed_cpus()
+    if allowed is not None and allowed < logical:
+        # taskset / cpuset / a container's cpuset: plan for the cores this process may run on
+        notes.append(f"CPU: this process may use {allowed} of the {logical} logical CPUs (affinity)")
+        physical = max(1, min(physical, round(allowed * physical / logical)))
+        logical = allowed
     mem = psutil.virtual_memory()
     host = HostReading(
         os=normalize_os(platform.system()),

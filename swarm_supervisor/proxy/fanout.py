@@ -29,7 +29,7 @@ from .errors import ApiError, UpstreamStatusError
 from .sampling import Group, voter_groups
 from .stragglers import GAVE_UP, StragglerPolicy
 from .upstreams import Upstream
-from .voting import Kind, VoterOutcome, candidate_of, decide, enough, prompt_text
+from .voting import Kind, VoterOutcome, candidate_of, decide, enough, vote_request
 
 _SEED_SPAN = 2**31 - 1
 
@@ -55,9 +55,15 @@ class _Request:
     voters: list[VoterOutcome]
 
 
+#: llama.cpp's "pick a random seed" (``LLAMA_DEFAULT_SEED``, 0xFFFFFFFF, as a signed int)
+RANDOM_SEED = -1
+
+
 def seeds(count: int, seed: int | None) -> list[int]:
-    """One seed per voter: the request's seed, then its successors; random when none was given."""
-    base = random.randrange(_SEED_SPAN) if seed is None else seed
+    """One seed per voter: the request's seed, then its successors. Without a seed, or with
+    llama.cpp's ``-1`` ("random"), a fresh random base on every request: voters with the same
+    seeds on every request would repeat the same answers and the same errors."""
+    base = random.randrange(_SEED_SPAN) if seed is None or seed == RANDOM_SEED else seed
     return [(base + i) % _SEED_SPAN for i in range(count)]
 
 
@@ -146,7 +152,7 @@ async def fan_out(
     for req in requests:
         launch(req)
 
-    prompt = prompt_text(kind, body)
+    prompt = vote_request(kind, body, len(outcomes))  # what the vote reads: user text, tools, voters asked
     candidates: list[Candidate] = []
     failures: list[UpstreamFailure] = []
     finished: set[asyncio.Task[Collected]] = set()

@@ -25,7 +25,7 @@ from .settings import ProxySettings
 from .sse import KEEPALIVE, chat_events, completion_events, error_event
 from .stragglers import StragglerPolicy
 from .upstreams import UpstreamPool
-from .voting import Kind, VoterOutcome, first_choice
+from .voting import Kind, VoterOutcome, as_answered, first_choice
 
 T = TypeVar("T")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -167,6 +167,7 @@ async def _vote(
     assert ctx.admission is not None
     async with ctx.admission.turn():
         ballot = await _fan_out(ctx, client, upstreams, kind, body, strategy)
+    ballot.winner.body = as_answered(ballot.winner.body, ballot.verdict)  # a call written as text
     ctx.metrics.agreement.labels(strategy).observe(ballot.verdict.agreement)
     for outcome in ballot.outcomes:
         if outcome.ok and outcome.body is not None:
@@ -236,6 +237,7 @@ def _record_voters(ctx: Context, outcomes: list[VoterOutcome]) -> None:
 def extension(ballot: Ballot) -> dict[str, Any]:
     """The ``swarm`` object: how the vote went, and who voted."""
     ids = [c.voter for c in ballot.candidates]
+    answered = {c.voter: c.kind for c in ballot.candidates}
     verdict = ballot.verdict
     total: dict[str, int] = {}
     for o in ballot.outcomes:
@@ -246,6 +248,7 @@ def extension(ballot: Ballot) -> dict[str, Any]:
         total["total_tokens"] = total["prompt_tokens"] + total.get("completion_tokens", 0)
     return {
         "votes": len(ids),
+        "asked": len(ballot.outcomes),
         "winner": ids[verdict.winner],
         "clusters": [[ids[i] for i in cluster] for cluster in verdict.clusters],
         "agreement": round(verdict.agreement, 4),
@@ -253,6 +256,7 @@ def extension(ballot: Ballot) -> dict[str, Any]:
         "kind": verdict.kind,
         "mean_similarity": round(verdict.mean_similarity, 4),
         "dropped": [{"voter": ids[d.index], "reason": d.reason} for d in verdict.dropped],
+        "recovered": {ids[i]: form for i, form in verdict.recovered.items()},
         "usage_total": total,
         "requests": ballot.requests,
         "voters": [
@@ -262,6 +266,8 @@ def extension(ballot: Ballot) -> dict[str, Any]:
                 "latency_ms": round(o.latency_s * 1000, 1),
                 "ok": o.ok,
                 "error": o.error,
+                # what it answered, as it wrote it: text, tool_calls or none (null: no answer)
+                "answer": answered.get(o.id),
             }
             for o in ballot.outcomes
         ],

@@ -47,12 +47,14 @@ class SwarmVoter(_Doc):
     latency_ms: float
     ok: bool
     error: str | None = None
+    answer: str | None = None  # text, tool_calls or none as the voter wrote it; null: no answer
 
 
 class SwarmExtension(_Doc):
     """How the vote went: added by the proxy to every non-streamed answer (and the last chunk)."""
 
     votes: int
+    asked: int  # voters the request went to: agreement is counted against them
     winner: str
     clusters: list[list[str]]
     agreement: float = Field(ge=0, le=1)
@@ -60,6 +62,7 @@ class SwarmExtension(_Doc):
     kind: str
     mean_similarity: float
     dropped: list[dict[str, str]]
+    recovered: dict[str, str]  # voter -> the form of the tool call it wrote as text
     usage_total: dict[str, int]
     voters: list[SwarmVoter]
 
@@ -195,7 +198,7 @@ def _generate(summary: str, request: type[BaseModel], answer: type[BaseModel]) -
                     "headers": {
                         name: {"schema": {"type": "string"}, "description": text}
                         for name, text in (
-                            ("X-Swarm-Agreement", "share of voters in the winner's cluster"),
+                            ("X-Swarm-Agreement", "share of the voters asked in the winner's cluster"),
                             ("X-Swarm-Strategy", "the voting strategy used"),
                             ("X-Swarm-Votes", "answers that took part in the vote"),
                             ("X-Swarm-Winner", "the voter whose answer won"),

@@ -1,29 +1,98 @@
-"""How the voters of one vote are asked: which requests go to which process, with what settings.
+"""What each process is asked for in a voted request: how many answers (``n``) at which
+sampling settings. Pure: the fan-out sends, per process, one request per `Group` with
+``body | group.overrides`` and ``n = group.n`` (and gives each its seeds).
 
-A process that holds k voters gets one request with ``n = k`` (its prompt is evaluated once and
-copied to k slots). :func:`voter_groups` may split a process's voters into several requests
-(groups) with their own sampling settings; each extra group costs one more prompt evaluation
-on that process (only the new tokens of a conversation, once its slots hold the earlier turns).
+The temperature policy (measured offline over a pool of SmolLM2 answers to 130 dev tasks,
+docs/voting.md):
+
+- the client sent no ``temperature`` (opencode's default): one voter decodes greedily
+  (temperature 0) as the anchor, the others sample at `SAMPLE_TEMPERATURE`;
+- the client sent one: every voter keeps it, except the anchor, which decodes greedily
+  (see `ANCHOR_WITH_CLIENT_TEMPERATURE`); a client temperature of 0 is greedy for all.
+
+A process holding voters at two temperatures gets two requests: each costs one more prompt
+evaluation (the prompt is processed once per request, then shared by its ``n`` answers), so the
+voters are laid out to give each process as few distinct temperatures as possible: with one
+process of k voters that is exactly two requests (1 greedy + k-1 sampled), with several
+processes only the first one gets the extra request.
+
+When the strategy uses the voters' confidence (``quality``) the answers are asked for with
+``logprobs`` (``top_logprobs`` = `TOP_LOGPROBS`), unless the client asked for them itself or
+declared tools: llama-server refuses ``logprobs`` with tools on a streamed request (the voters
+are always streamed), so tool-calling requests vote without confidence.
+
+    >>> voter_groups([3], {"messages": []}, "similarity")
+    [[Group(n=1, overrides={'temperature': 0.0}), Group(n=2, overrides={'temperature': 0.8})]]
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..config import Strategy
+
+#: the temperature the sampled voters use when the client sends none (llama-server's default)
+SAMPLE_TEMPERATURE = 0.8
+#: keep one greedy voter when the client sends a temperature above 0
+ANCHOR_WITH_CLIENT_TEMPERATURE = True
+#: alternatives per position asked for when the vote reads confidence (self-certainty uses them)
+TOP_LOGPROBS = 5
+#: strategies whose vote reads the voters' log-probabilities
+CONFIDENT: frozenset[str] = frozenset({"quality"})
 
 
 @dataclass(frozen=True)
 class Group:
-    """One request to one process: ``n`` voters, and what replaces the client's body fields."""
+    """``n`` answers from one request to one process, with ``overrides`` on the client's body."""
 
     n: int
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
-def voter_groups(per_process: list[int], body: dict[str, Any], strategy: str) -> list[list[Group]]:
-    """For each process (holding ``per_process[i]`` voters), the requests to send it.
+def _client_temperature(body: dict[str, Any]) -> float | None:
+    t = body.get("temperature")
+    if isinstance(t, bool) or not isinstance(t, int | float):
+        return None
+    return float(t)
 
-    >>> voter_groups([3, 1], {}, "quality")
-    [[Group(n=3, overrides={})], [Group(n=1, overrides={})]]
-    """
-    return [[Group(k)] for k in per_process]
+
+def voter_temperatures(total: int, body: dict[str, Any]) -> list[float | None]:
+    """The temperature of each of ``total`` voters, greedy first (None: keep the client's)."""
+    if total <= 0:
+        return []
+    client = _client_temperature(body)
+    if client is None:
+        return [0.0, *([SAMPLE_TEMPERATURE] * (total - 1))]
+    if client <= 0 or not ANCHOR_WITH_CLIENT_TEMPERATURE or total == 1:
+        return [None] * total
+    return [0.0, *([None] * (total - 1))]
+
+
+def _confidence_overrides(body: dict[str, Any], strategy: Strategy) -> dict[str, Any]:
+    if strategy not in CONFIDENT or body.get("tools") or "logprobs" in body or "top_logprobs" in body:
+        return {}
+    return {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
+
+
+def voter_groups(per_process: Sequence[int], body: dict[str, Any], strategy: Strategy) -> list[list[Group]]:
+    """For each process (holding ``per_process[i]`` voters) the requests to send it; the groups'
+    ``n`` add up to that process's voters. A process with 0 voters gets no request."""
+    if any(k < 0 for k in per_process):
+        raise ValueError(f"voters per process must be >= 0, got {list(per_process)}")
+    temps = voter_temperatures(sum(per_process), body)
+    extra = _confidence_overrides(body, strategy)
+    out: list[list[Group]] = []
+    start = 0
+    for k in per_process:
+        mine = temps[start : start + k]
+        start += k
+        groups: list[Group] = []
+        for t in dict.fromkeys(mine):  # distinct, in order (greedy first)
+            overrides = dict(extra)
+            if t is not None:
+                overrides["temperature"] = t
+            groups.append(Group(mine.count(t), overrides))
+        out.append(groups)
+    return out

