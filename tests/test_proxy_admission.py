@@ -68,7 +68,8 @@ async def test_a_second_session_runs_beside_the_first_only_where_slots_allow(
             loop = asyncio.get_running_loop()
             t0 = loop.time()
             a, b = await asyncio.gather(
-                client.post("/v1/chat/completions", json=AGENT), client.post("/v1/chat/completions", json=AGENT)
+                client.post("/v1/chat/completions", json=AGENT),
+                client.post("/v1/chat/completions", json=AGENT),
             )
             took = loop.time() - t0
     assert a.status_code == b.status_code == 200
