@@ -15,6 +15,8 @@ from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
 pytestmark = pytest.mark.anyio
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+#: an agent's turn: declared tools, so one request per process carries all its voters (no anchor)
+AGENT = {**CHAT, "tools": [{"type": "function", "function": {"name": "read", "parameters": {}}}]}
 
 
 @pytest.fixture
@@ -66,7 +68,8 @@ async def test_a_second_session_runs_beside_the_first_only_where_slots_allow(
             loop = asyncio.get_running_loop()
             t0 = loop.time()
             a, b = await asyncio.gather(
-                client.post("/v1/chat/completions", json=CHAT), client.post("/v1/chat/completions", json=CHAT)
+                client.post("/v1/chat/completions", json=AGENT),
+                client.post("/v1/chat/completions", json=AGENT),
             )
             took = loop.time() - t0
     assert a.status_code == b.status_code == 200

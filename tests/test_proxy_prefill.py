@@ -17,7 +17,12 @@ pytestmark = pytest.mark.anyio
 
 GOOD = "def add(a, b):\n    return a + b\n"
 BAD = "I cannot help with that."
-CHAT = {"model": "m", "messages": [{"role": "user", "content": "Write add(a, b) in Python."}]}
+#: an agent's turn (declared tools): no greedy anchor, so each process gets one request (sampling.py)
+CHAT = {
+    "model": "m",
+    "messages": [{"role": "user", "content": "Write add(a, b) in Python."}],
+    "tools": [{"type": "function", "function": {"name": "read", "parameters": {"type": "object"}}}],
+}
 
 
 @pytest.fixture

@@ -55,10 +55,11 @@ async def test_each_voter_gets_its_own_seed_and_the_internal_key() -> None:
         assert r.json()["swarm"]["votes"] == 4  # a voter is a slot: 2 processes x 2 slots
         assert r.json()["swarm"]["strategy"] == "quality"
         bodies = [b for f in fakes for b in f.record.bodies]
-        # one request per process with n = 2; llama-server seeds child i with seed + i, so the
-        # four voters sample with 7, 8 (process 0) and 9, 10 (process 1)
-        assert sorted(b["seed"] for b in bodies) == [7, 9]
-        assert all("swarm_strategy" not in b and b["n"] == 2 and b["stream"] is True for b in bodies)
+        # llama-server seeds child i of an n = k request with seed + i: the four voters sample
+        # with seeds 7, 8, 9 and 10 however their requests are grouped (sampling.py)
+        assert sorted(b["seed"] + i for b in bodies for i in range(b["n"])) == [7, 8, 9, 10]
+        assert sum(b["n"] for b in bodies) == 4
+        assert all("swarm_strategy" not in b and b["stream"] is True for b in bodies)
         assert all(h["authorization"] == "Bearer internal-secret" for f in fakes for h in f.record.headers)
 
 

@@ -77,3 +77,14 @@ def test_bad_voter_counts_are_an_error() -> None:
     with pytest.raises(ValueError, match=">= 0"):
         voter_groups([2, -1], CHAT, "quality")
     assert voter_groups([], CHAT, "quality") == []
+
+
+def test_agent_turns_and_long_prompts_keep_one_request_per_process() -> None:
+    """No greedy anchor where it would cost a second prompt evaluation on a long prompt."""
+    tools = [{"type": "function", "function": {"name": "read", "parameters": {}}}]
+    agent = {**CHAT, "tools": tools}
+    assert [[g.n for g in p] for p in voter_groups([3, 2], agent, "quality")] == [[3], [2]]
+    long = {"messages": [{"role": "user", "content": "x" * 7000}]}
+    groups = voter_groups([3], long, "similarity")
+    assert [g.n for g in groups[0]] == [3]
+    assert "temperature" not in groups[0][0].overrides, "the client's (or the server's) temperature"

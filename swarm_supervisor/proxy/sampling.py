@@ -58,10 +58,39 @@ def _client_temperature(body: dict[str, Any]) -> float | None:
     return float(t)
 
 
+#: a prompt longer than this (characters, about 4 per token) gets no separate greedy anchor: on a
+#: process holding several voters the anchor is one more request, and so one more evaluation of
+#: the prompt, which on a coding agent's long prompts costs more than the vote can win back
+ANCHOR_MAX_PROMPT_CHARS = 6000
+
+
+def _prompt_chars(body: dict[str, Any]) -> int:
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return len(prompt)
+    total = 0
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(len(str(part.get("text", ""))) for part in content if isinstance(part, dict))
+    return total
+
+
+def anchored(body: dict[str, Any]) -> bool:
+    """Whether one voter decodes greedily as the vote's anchor: not for agent turns (the request
+    declares ``tools``; its prompt carries their schemas and every tool result) nor for other
+    long prompts, where the extra prompt evaluation is the cost that matters."""
+    return not body.get("tools") and _prompt_chars(body) <= ANCHOR_MAX_PROMPT_CHARS
+
+
 def voter_temperatures(total: int, body: dict[str, Any]) -> list[float | None]:
     """The temperature of each of ``total`` voters, greedy first (None: keep the client's)."""
     if total <= 0:
         return []
+    if not anchored(body):
+        return [None] * total
     client = _client_temperature(body)
     if client is None:
         return [0.0, *([SAMPLE_TEMPERATURE] * (total - 1))]
