@@ -20,6 +20,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "soak",
     "agent",
     "toolcalls",
+    "cli",
 )
 
 

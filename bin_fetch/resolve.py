@@ -24,11 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from . import cache
-from .build import build_from_source, cached_sdist, find_nvcc
 from .errors import BinaryNotRunnableError, FetchBinaryError
 from .known import Known
 from .progress import NullProgress, Progress
-from .release import has_release_asset, install_release
 from .values import BACKENDS, Backend, Binary, Request
 from .verify import detect_backend, verify
 
@@ -47,6 +45,8 @@ def choose_backend(req: Request) -> Backend:
     if req.os == "darwin":
         return "metal" if req.arch == "arm64" else "cpu"
     if req.has_nvidia:
+        from .build import find_nvcc
+
         has_nvcc = req.has_nvcc if req.has_nvcc is not None else find_nvcc() is not None
         if req.os == "windows" or has_nvcc:
             return "cuda"
@@ -158,6 +158,10 @@ def find_or_fetch(req: Request, progress: Progress | None = None) -> Binary:
         if hit is not None:
             return hit
         log.info("step 3: no cached %s llama-server for %s-%s", backend, req.os, req.arch)
+        # a download or a build: imported only now (httpx, tarfile), a cache hit needs neither
+        from .build import build_from_source, cached_sdist
+        from .release import has_release_asset, install_release
+
         release_error: FetchBinaryError | None = None
         if req.force_build:
             log.info("step 4: skipped (a source build was asked for)")

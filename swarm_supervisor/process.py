@@ -16,7 +16,6 @@ ready, the process exited early (with the tail of its log), the deadline passed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -30,12 +29,14 @@ from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, TYPE_CHECKING, Literal
 
-import httpx
 import psutil
 
 from .errors import NotReadyError, ProcessError
+
+if TYPE_CHECKING:
+    import httpx  # imported where used: `swarm ps` and `swarm down` need none of it
 
 log = logging.getLogger(__name__)
 
@@ -371,6 +372,8 @@ class Instance:
 
     async def probe(self, client: httpx.AsyncClient, timeout_s: float = 5.0) -> int | None:
         """GET /health: the status code, or None when nothing answers."""
+        import httpx
+
         try:
             resp = await client.get(f"{self.url}/health", timeout=timeout_s)
         except httpx.ConnectError:
@@ -386,6 +389,8 @@ class Instance:
 
     async def wait_ready(self, client: httpx.AsyncClient, timeout_s: float, poll_s: float = 0.1) -> None:
         """Poll /health until 200 (-> READY); raise if the process exits or the deadline passes."""
+        import asyncio  # running in a loop: already loaded
+
         deadline = time.monotonic() + timeout_s
         while True:
             rc = self.returncode()
@@ -427,6 +432,8 @@ class Instance:
 
     async def kill_process(self, grace_s: float) -> None:
         """TERM to the group, wait up to ``grace_s``, then KILL; reaps the process. No state change."""
+        import asyncio  # running in a loop: already loaded
+
         if self.proc is None:
             return
         if self.proc.poll() is None:

@@ -1,20 +1,53 @@
-"""The ``swarm`` click group and the context object every command receives."""
+"""The ``swarm`` click group and the context object every command receives.
+
+Each command's module is imported only when that command runs (:class:`SwarmGroup`), and rich and
+pydantic only when first used, so ``swarm --version`` or ``swarm ps`` does not pay for the proxy,
+the plan or the downloads (``python -X importtime -m swarm_supervisor ps`` shows what one loads).
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.markup import escape
 
-from ..config import Catalogue, Config, load_catalogue, load_config
+from .. import __version__
 from ..errors import SwarmError
 from ..paths import Dirs, dirs
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..config import Catalogue, Config
+
+#: command name -> the module of swarm_supervisor.cli that defines its ``command``
+COMMANDS = {
+    "detect": "detect",
+    "plan": "plan",
+    "pull": "pull",
+    "up": "up",
+    "ps": "ps",
+    "down": "down",
+    "logs": "logs",
+    "opencode": "opencode",
+}
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 class SwarmClickError(click.ClickException):
@@ -27,13 +60,23 @@ class SwarmClickError(click.ClickException):
 
     def show(self, file: object = None) -> None:
         # soft_wrap: one line however narrow the terminal, so paths and commands stay copyable
-        Console(stderr=True).print(
-            f"[bold red]error:[/] {escape(self.format_message())}", highlight=False, soft_wrap=True
+        _console(stderr=True).print(
+            f"[bold red]error:[/] {_escape(self.format_message())}", highlight=False, soft_wrap=True
         )
 
 
 class SwarmGroup(click.Group):
-    """Turns every :class:`SwarmError` raised by a command into :class:`SwarmClickError`."""
+    """Imports a command's module when the command is used; turns every :class:`SwarmError`
+    raised by a command into :class:`SwarmClickError`."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module = importlib.import_module(f"{__package__}.{COMMANDS[cmd_name]}")
+            self.add_command(module.command, cmd_name)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -49,8 +92,8 @@ class Ctx:
     config_path: Path | None = None
     catalogue_path: Path | None = None
     verbose: int = 0
-    console: Console = field(default_factory=Console)
-    err: Console = field(default_factory=lambda: Console(stderr=True))
+    console: Console = field(default_factory=_console)
+    err: Console = field(default_factory=lambda: _console(stderr=True))
 
     @cached_property
     def dirs(self) -> Dirs:
@@ -58,19 +101,39 @@ class Ctx:
 
     @cached_property
     def config(self) -> Config:
+        from ..config import load_config
+
         if self.config_path is not None:
             return load_config(self.config_path, required=True)
         return load_config(self.dirs.config_file)
 
     @cached_property
     def catalogue(self) -> Catalogue:
+        from ..config import load_catalogue
+
         return load_catalogue(self.catalogue_path)
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[bold yellow]warning:[/] {escape(message)}", highlight=False)
+        self.err.print(f"[bold yellow]warning:[/] {_escape(message)}", highlight=False)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+
+
+class _RichOnFirstRecord(logging.Handler):
+    """rich's log handler, imported when the first record arrives (most runs log nothing)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self._inner: logging.Handler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._inner is None:
+            from rich.logging import RichHandler
+
+            self._inner = RichHandler(console=_console(stderr=True), show_time=False, show_path=False)
+            self._inner.setFormatter(self.formatter)
+        self._inner.emit(record)
 
 
 @click.group(cls=SwarmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -89,7 +152,7 @@ pass_ctx = click.make_pass_decorator(Ctx)
     help="Use another models.toml.",
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.version_option(package_name="local-swarm", prog_name="swarm")
+@click.version_option(__version__, prog_name="swarm")
 @click.pass_context
 def main(ctx: click.Context, config_path: Path | None, catalogue_path: Path | None, verbose: int) -> None:
     """Local Swarm: a voting swarm of small coding models behind one OpenAI-compatible endpoint.
@@ -108,7 +171,7 @@ def main(ctx: click.Context, config_path: Path | None, catalogue_path: Path | No
     logging.basicConfig(
         level=level,
         format="%(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_time=False, show_path=False)],
+        handlers=[_RichOnFirstRecord(level)],
         force=True,
     )
     ctx.obj = Ctx(config_path=config_path, catalogue_path=catalogue_path, verbose=verbose)

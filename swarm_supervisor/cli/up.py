@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -17,7 +17,6 @@ from ..plan import Plan
 from ..render import render_status
 from ..runfile import RunFile, ensure_not_running, live_status, teardown
 from ..store import resolve_model
-from ..supervisor import Supervisor
 from ..supervisor_launch import (
     build_spec,
     check_port,
@@ -27,11 +26,13 @@ from ..supervisor_launch import (
     start_detached,
     wait_until_up,
 )
-from ..supervisor_main import run_swarm, run_until_done
 from .app import Ctx, pass_ctx
 from .options import PlanChoices, plan_options
 from .plan import plan_rows
 from .planning import plan_for
+
+if TYPE_CHECKING:
+    from ..supervisor import Supervisor
 
 
 def _plan_table(plan: Plan) -> Table:
@@ -149,6 +150,9 @@ def command(
     ctx.console.print()
 
     if foreground:
+        # the supervisor and the proxy run in this process; in the background they run in their own
+        from ..supervisor_main import run_swarm, run_until_done
+
         claim_foreground(rf, spec)
 
         def on_up(sup: Supervisor) -> None:
