@@ -267,6 +267,15 @@ MIXES: dict[int, list[str]] = {
     8: ["8x0.8", "g+7x0.5", "g+7x0.8", "g+2x0.2+2x0.5+3x0.8"],
 }  # fmt: skip
 MARGINS: tuple[int | None, ...] = (None, 1, 2, 3)
+#: the pickers the markdown summary shows
+SUMMARY = (
+    "quality",
+    "+ties and within by mean logprob",
+    "+ties and within by self-certainty",
+    "max mean logprob (no vote)",
+    "one voter",
+    "any of N",
+)
 
 
 def evaluate(
@@ -318,7 +327,7 @@ def _ci(r: dict[str, float]) -> str:
 @click.option("--check", default="micro-dev", show_default=True, help="Held-out set it is checked on.")
 @click.option("--draws", "count", default=40, show_default=True, help="Random swarms per task and mix.")
 @click.option("--sizes", default="2,3,5,8", show_default=True)
-@click.option("--early-pickers", default="quality,+ties and within by mean logprob", show_default=True)
+@click.option("--early-pickers", default="+ties and within by mean logprob,quality", show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option(
     "--pool",
@@ -372,3 +381,32 @@ def command(
         "quality-offline", {"pools": [p.name for p in pool_paths], "draws": count, "results": results}
     )
     click.echo(f"wrote {out.relative_to(REPO)}")
+    md = out.with_suffix(".md")
+    md.write_text(markdown(results, SUMMARY, early=next(iter(early), None)) + "\n", encoding="utf-8")
+    click.echo(f"wrote {md.relative_to(REPO)}")
+
+
+def markdown(results: dict[str, Any], pickers: Sequence[str], early: str | None = None) -> str:
+    """A markdown table per set: one row per mix, a column per picker (difference against
+    greedy [90% CI]); with ``early``, that picker's figures at each margin."""
+    out = []
+    for name, res in results.items():
+        out.append(f"\n{name} ({res['tasks']} tasks)\n")
+        out.append("| voters | greedy | " + " | ".join(pickers) + " |")
+        out.append("| --- | --- |" + " --- |" * len(pickers))
+        for mix, r in res["mixes"].items():
+            cells = [f"{r['pickers'][p]['pass']:.3f} ({_ci(r['pickers'][p])})" for p in pickers]
+            out.append(f"| {mix} | {r['greedy']:.3f} | " + " | ".join(cells) + " |")
+        if early:
+            out.append(f"\n{name}, early stopping ({early})\n")
+            out.append("| voters | margin | pass (vs greedy [90% CI]) | answers used | tokens spent |")
+            out.append("| --- | --- | --- | --- | --- |")
+            for mix, r in res["mixes"].items():
+                for key, e in r.get("early", {}).items():
+                    if key.startswith(early + " | margin"):
+                        margin = key.rsplit(" ", 1)[1]
+                        out.append(
+                            f"| {mix} | {margin} | {e['pass']:.3f} ({_ci(e)}) | {e['answers_used']} "
+                            f"| {e['tokens_spent']:.0%} |"
+                        )
+    return "\n".join(out)

@@ -99,6 +99,8 @@ def plot_live(summary: list[dict[str, Any]], path: Path, title: str) -> Path:
             ax.annotate(
                 f"{s['pass']:.2f}\nvs {s['greedy']:.2f}", (xi, s["hi"]), ha="center", va="bottom", fontsize=8
             )
+        ax.set_xlim(-0.6, len(mine) - 0.4)
+        ax.margins(y=0.25)
         ax.set_xticks(x, [("T not sent" if s["setting"] == "none" else f"T={s['setting']}") for s in mine])
         ax.set_title(f"{set_name} ({mine[0]['tasks'] if mine else 0} tasks)", fontsize=10)
         ax.grid(axis="y", alpha=0.3)

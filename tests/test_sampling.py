@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from swarm_supervisor.proxy.sampling import SAMPLE_TEMPERATURE, TOP_LOGPROBS, Group, voter_groups
+from swarm_supervisor.proxy.sampling import TOP_LOGPROBS, Group, voter_groups
 
 CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "def f(x):"}]}
 
@@ -23,27 +23,21 @@ def test_every_process_gets_exactly_its_voters() -> None:
             assert all(g.n >= 1 for p in groups for g in p)
 
 
-def test_no_client_temperature_gives_one_greedy_anchor_and_sampled_voters() -> None:
-    # one process with every voter: two requests (one more prompt evaluation), greedy first
-    assert temps(voter_groups([5], CHAT, "similarity")) == [[(1, 0.0), (4, SAMPLE_TEMPERATURE)]]
+def test_no_client_temperature_gives_one_greedy_anchor_and_a_ladder() -> None:
+    # one process with every voter: one request per temperature (two more prompt evaluations)
+    assert temps(voter_groups([5], CHAT, "similarity")) == [[(1, 0.0), (2, 0.5), (2, 0.8)]]
     # one voter per process: the first process is the anchor, each gets one request
-    assert temps(voter_groups([1, 1, 1], CHAT, "similarity")) == [
-        [(1, 0.0)],
-        [(1, SAMPLE_TEMPERATURE)],
-        [(1, SAMPLE_TEMPERATURE)],
-    ]
-    # several processes: only the first gets a second request
-    assert temps(voter_groups([3, 3], CHAT, "similarity")) == [
-        [(1, 0.0), (2, SAMPLE_TEMPERATURE)],
-        [(3, SAMPLE_TEMPERATURE)],
-    ]
+    assert temps(voter_groups([1, 1, 1], CHAT, "similarity")) == [[(1, 0.0)], [(1, 0.5)], [(1, 0.8)]]
+    # two voters: the anchor and one sample at the lower rung
+    assert temps(voter_groups([2], CHAT, "similarity")) == [[(1, 0.0), (1, 0.5)]]
+    # voters laid out in temperature order: few distinct temperatures per process
+    assert temps(voter_groups([3, 3], CHAT, "similarity")) == [[(1, 0.0), (2, 0.5)], [(1, 0.5), (2, 0.8)]]
 
 
-def test_a_client_temperature_is_kept_beside_the_greedy_anchor() -> None:
+def test_a_client_temperature_is_kept_for_every_voter() -> None:
     body = {**CHAT, "temperature": 0.5}
-    groups = voter_groups([4], body, "similarity")
-    assert [(g.n, g.overrides) for g in groups[0]] == [(1, {"temperature": 0.0}), (3, {})]
-    assert {**body, **groups[0][1].overrides}["temperature"] == 0.5
+    assert [(g.n, g.overrides) for g in voter_groups([4], body, "similarity")[0]] == [(4, {})]
+    assert temps(voter_groups([2, 2], body, "similarity")) == [[(2, None)], [(2, None)]]
 
 
 def test_a_client_temperature_of_zero_is_greedy_for_every_voter() -> None:

@@ -174,7 +174,10 @@ async def fan_out(
                 quorum
                 and candidates
                 and waiting
-                and enough(candidates, len(outcomes), strategy, threshold, prompt)
+                # a voter that failed is not outstanding: it can no longer change the vote
+                and enough(
+                    candidates, sum(o.ok or o.error is None for o in outcomes), strategy, threshold, prompt
+                )
             ):
                 settled = True
                 break

@@ -2,27 +2,31 @@
 sampling settings. Pure: the fan-out sends, per process, one request per `Group` with
 ``body | group.overrides`` and ``n = group.n`` (and gives each its seeds).
 
-The temperature policy (measured offline over a pool of SmolLM2 answers to 130 dev tasks,
+The temperature policy (measured offline over a pool of SmolLM2 answers: chosen on 30 micro2-dev
+tasks, checked on 24 micro-dev tasks,
 docs/voting.md):
 
 - the client sent no ``temperature`` (opencode's default): one voter decodes greedily
-  (temperature 0) as the anchor, the others sample at `SAMPLE_TEMPERATURE`;
-- the client sent one: every voter keeps it, except the anchor, which decodes greedily
-  (see `ANCHOR_WITH_CLIENT_TEMPERATURE`); a client temperature of 0 is greedy for all.
+  (temperature 0) as the anchor, the others sample on the ladder `SAMPLE_TEMPERATURES`
+  (half at 0.5, half at 0.8, the first extra one at 0.5);
+- the client sent one: every voter keeps it (`ANCHOR_WITH_CLIENT_TEMPERATURE` is off: an
+  anchor did not help there), and a client temperature of 0 is greedy for all.
 
-A process holding voters at two temperatures gets two requests: each costs one more prompt
-evaluation (the prompt is processed once per request, then shared by its ``n`` answers), so the
-voters are laid out to give each process as few distinct temperatures as possible: with one
-process of k voters that is exactly two requests (1 greedy + k-1 sampled), with several
-processes only the first one gets the extra request.
+A process holding voters at several temperatures gets one request per temperature, and each
+costs one more prompt evaluation (the prompt is processed once per request, then shared by its
+``n`` answers). The voters are laid out in temperature order so that each process sees as few
+temperatures as possible: one process holding all 5 voters gets three requests (1 greedy,
+2 at 0.5, 2 at 0.8), so two more prompt evaluations than one request with ``n = 5``; with one
+voter per process each process gets one request.
 
 When the strategy uses the voters' confidence (``quality``) the answers are asked for with
 ``logprobs`` (``top_logprobs`` = `TOP_LOGPROBS`), unless the client asked for them itself or
 declared tools: llama-server refuses ``logprobs`` with tools on a streamed request (the voters
 are always streamed), so tool-calling requests vote without confidence.
 
-    >>> voter_groups([3], {"messages": []}, "similarity")
-    [[Group(n=1, overrides={'temperature': 0.0}), Group(n=2, overrides={'temperature': 0.8})]]
+    >>> voter_groups([3], {"messages": []}, "similarity")  # doctest: +NORMALIZE_WHITESPACE
+    [[Group(n=1, overrides={'temperature': 0.0}), Group(n=1, overrides={'temperature': 0.5}),
+      Group(n=1, overrides={'temperature': 0.8})]]
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ from typing import Any
 
 from ..config import Strategy
 
-#: the temperature the sampled voters use when the client sends none (llama-server's default)
-SAMPLE_TEMPERATURE = 0.8
-#: keep one greedy voter when the client sends a temperature above 0
-ANCHOR_WITH_CLIENT_TEMPERATURE = True
-#: alternatives per position asked for when the vote reads confidence (self-certainty uses them)
-TOP_LOGPROBS = 5
+#: the temperatures the sampled voters take turns at when the client sends none
+SAMPLE_TEMPERATURES: tuple[float, ...] = (0.5, 0.8)
+#: keep one greedy voter when the client sends a temperature above 0 (measured: no better)
+ANCHOR_WITH_CLIENT_TEMPERATURE = False
+#: alternatives per position asked for when the vote reads confidence: the default measure
+#: (mean log-probability) needs only the token's own; llama-server sends none with 0
+TOP_LOGPROBS = 1
 #: strategies whose vote reads the voters' log-probabilities
 CONFIDENT: frozenset[str] = frozenset({"quality"})
 
@@ -93,7 +98,8 @@ def voter_temperatures(total: int, body: dict[str, Any]) -> list[float | None]:
         return [None] * total
     client = _client_temperature(body)
     if client is None:
-        return [0.0, *([SAMPLE_TEMPERATURE] * (total - 1))]
+        ladder = [SAMPLE_TEMPERATURES[i % len(SAMPLE_TEMPERATURES)] for i in range(total - 1)]
+        return [0.0, *sorted(ladder)]
     if client <= 0 or not ANCHOR_WITH_CLIENT_TEMPERATURE or total == 1:
         return [None] * total
     return [0.0, *([None] * (total - 1))]
