@@ -4,11 +4,11 @@
 # of the same build answering alone, opencode sessions of 2k-30k tokens, M = 1, 2, 4 sessions.
 set -uxo pipefail
 export PYTHONPATH=$PWD/.device/site:$PWD SWARM_HOME=$PWD/.device/home PYTHONUNBUFFERED=1
-cp .smol2/p .device/smol.2
+
 bin=$(cat .device/bin.txt); m=$PWD/.device/stub-q4_k_m.gguf
 python3 -m swarm_supervisor plan --model "$m" --instances 8 > "$OUT/h200-agent-plan.txt" 2>&1
 python3 -m swarm_supervisor plan --model "$m" --instances 8 --json > "$OUT/h200-agent-plan.json" 2>&1
-timeout 500 python3 -m bench agent --model "$m" --instances 8 --ngl 999 --llama-server "$bin" \
-  --max-tokens 256 --max-turns "${MAX_TURNS:-6}" --concurrency 1,2,4 --time-budget 300 \
+timeout 540 python3 -m bench agent --model "$m" --instances 8 --ngl 999 --llama-server "$bin" \
+  --max-tokens 256 --max-turns "${MAX_TURNS:-8}" --concurrency 1,2,4 --time-budget "${BUDGET:-240}" \
   --out "$OUT/agent-h200.json" 2>&1 | tee "$OUT/agent-h200.log" | tail -60
 ls -la "$OUT"

