@@ -63,8 +63,6 @@ class Collected:
     """What one request's stream held besides its choices."""
 
     choices: int  # choices that finished
-    usage: dict[str, Any] | None = None  # the last usage seen
-    timings: dict[str, Any] | None = None
 
 
 async def assemble_choices(
@@ -149,7 +147,7 @@ async def assemble_choices(
             pending.append(index)
         hand_over({"usage": usage} if usage else None)
         finished = sorted(choices)
-    return Collected(choices=len(finished), usage=usage, timings=timings)
+    return Collected(choices=len(finished))
 
 
 async def assemble(payloads: AsyncIterator[bytes], kind: Kind) -> dict[str, Any]:
