@@ -240,6 +240,12 @@ def _ints(text: str) -> list[int]:
 @click.option(
     "--swarm-arg", "swarm_args", multiple=True, help="Passed to swarm up, e.g. --swarm-arg=--topology=slots."
 )
+@click.option(
+    "--llama-arg",
+    "llama_args",
+    multiple=True,
+    help="For each instance (binary.extra_args), e.g. --llama-arg=--kv-unified.",
+)
 @click.option("--llama-server", "binary_s", help="llama-server (default: the cached one).")
 @click.option("--ngl", default=0, show_default=True, help="-ngl of the baseline llama-server.")
 @click.option("--baseline-threads", type=click.IntRange(min=1), help="Default: every core.")
@@ -269,6 +275,7 @@ def command(
     model_s: str | None,
     instances: int | None,
     swarm_args: tuple[str, ...],
+    llama_args: tuple[str, ...],
     binary_s: str | None,
     ngl: int,
     baseline_threads: int | None,
@@ -294,7 +301,13 @@ def command(
     up_args += list(swarm_args)
     with contextlib.ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-agent-")))
-        home = stack.enter_context(SwarmHome(root / "home", supervisor={"health_interval_s": 1.0}))
+        home = stack.enter_context(
+            SwarmHome(
+                root / "home",
+                supervisor={"health_interval_s": 1.0},
+                binary={"extra_args": list(llama_args)},
+            )
+        )
         click.echo(f"swarm up {' '.join(up_args)}", err=True)
         up_s = home.up(*up_args, timeout_s=600)
         rec = home.record()
@@ -308,6 +321,7 @@ def command(
             "processes": len(rec.get("instances") or []),
             "slots_per_process": [i.get("slots") for i in rec.get("instances") or []],
             "swarm_up": " ".join(["swarm", "up", *up_args]),
+            "llama_args": list(llama_args),
         }
         bl_argv = baseline_argv(
             binary,

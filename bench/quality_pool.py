@@ -127,6 +127,14 @@ def execute(pool: dict[str, Any]) -> None:
 )
 @click.option("--temperatures", default="0.2,0.5,0.8", show_default=True)
 @click.option("--threads", default=2, show_default=True)
+@click.option("--ngl", default=0, show_default=True, help="-ngl (999: all on the GPU).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=POOL,
+    show_default="bench/results/quality-pool.json.gz",
+    help="The pool file (resumed if it exists).",
+)
 @click.option("--max-tokens", default=384, show_default=True)
 @click.option("--limit", default=0, help="Only the first LIMIT tasks of each set (0: all).")
 @click.option("--at-once", default=2, show_default=True, help="Tasks generated side by side (one batch).")
@@ -140,6 +148,8 @@ def command(
     samples: int,
     temperatures: str,
     threads: int,
+    ngl: int,
+    out: Path,
     max_tokens: int,
     limit: int,
     at_once: int,
@@ -147,7 +157,7 @@ def command(
 ) -> None:
     """Generate (and execute) the offline candidate pool."""
     temps = [float(t) for t in temperatures.split(",")]
-    pool = load_pool()
+    pool = load_pool(out)
     pool.update({"model": model.name, "max_tokens": max_tokens, "samples": samples, "top_k": TOP_K})
     todo: list[tuple[str, dict[str, Any]]] = []
     for name in sets.split(","):
@@ -166,7 +176,8 @@ def command(
     if todo:
         per_task = 1 + samples * len(temps)
         slots = per_task * at_once
-        server = start_server(binary, model, threads, 512 * slots, logdir, parallel=slots)
+        extra = ["-ngl", str(ngl)] if ngl else []
+        server = start_server(binary, model, threads, 512 * slots, logdir, parallel=slots, extra=extra)
         t_start = time.perf_counter()
         done = [0]
 
@@ -178,7 +189,7 @@ def command(
             pool["answers"][f"{name}/{task['task_id']}"] = [r for part in parts for r in part]
             done[0] += 1
             if done[0] % 10 == 0:
-                save_pool(pool)
+                save_pool(pool, out)
                 click.echo(f"  {done[0]}/{len(todo)} tasks, {time.perf_counter() - t_start:.0f} s")
 
         try:
@@ -188,7 +199,7 @@ def command(
                     f.result()
         finally:
             stop_server(server)
-            save_pool(pool)
+            save_pool(pool, out)
     execute(pool)
-    save_pool(pool)
-    click.echo(f"wrote {POOL.relative_to(REPO)}")
+    save_pool(pool, out)
+    click.echo(f"wrote {out}")

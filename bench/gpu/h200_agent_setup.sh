@@ -21,4 +21,5 @@ bin=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["llama_ser
 echo "$bin" > .device/bin.txt
 "$(dirname "$bin")/llama-quantize" .device/stub-f16.gguf .device/stub-q4_k_m.gguf Q4_K_M > .device/quantize.log 2>&1
 rm .device/stub-f16.gguf
+mkdir -p .device/smol && cp .smol1/p .device/smol/p1
 ls -la .device
