@@ -44,6 +44,7 @@ from bench.quality_gen import (
 )
 from bench.quality_score import live_summary, plot_live
 from bench.swarm_home import SwarmHome, instance_argvs
+from bench.topology import find_binary
 
 DATA = REPO.parent / "shared" / "data"
 GREEDY = "greedy"
@@ -154,6 +155,10 @@ def _instance(record: dict[str, Any]) -> tuple[Path, Path, int]:
     return Path(flag("-m", "--model") or ""), Path(argv[0]), int(threads) if threads else 0
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 @click.command("quality")
 @click.option("--model", required=True, help="What `swarm up --model` takes (a catalogue id or a GGUF path).")
 @click.option("--instances", default=5, show_default=True, help="Voters: `swarm up --instances`.")
@@ -230,11 +235,13 @@ def command(
 
     swarm_info: dict[str, Any] = {}
     if jobs_swarm or jobs_greedy:
+        # a timeout's SIGTERM unwinds through the finally below: no swarm or server left running
+        signal.signal(signal.SIGTERM, _terminate)
         root = Path(tempfile.mkdtemp(prefix="swarm-quality-"))
         home = SwarmHome(root, proxy={"request_timeout_s": timeout_s, "port": 0})
+        # the cached build, never a fresh one in the isolated home (a silent 6-16 minute build)
         argv = ["--model", model, "--instances", str(instances), "--port", "0", *up_args]
-        if binary:
-            argv += ["--llama-server", str(binary)]
+        argv += ["--llama-server", str(find_binary(str(binary) if binary else None))]
         if strategy:
             argv += ["--strategy", strategy]
         bare = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +36,10 @@ from swarm_supervisor.proxy.confidence import logprob_fields
 DATA = REPO.parent / "shared" / "data"
 POOL = RESULTS / "quality-pool.json.gz"
 TOP_K = 5
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def load_pool(path: Path = POOL) -> dict[str, Any]:
@@ -177,6 +182,7 @@ def command(
         per_task = 1 + samples * len(temps)
         slots = per_task * at_once
         extra = ["-ngl", str(ngl)] if ngl else []
+        signal.signal(signal.SIGTERM, _terminate)  # a timeout stops the server on the way out
         server = start_server(binary, model, threads, 512 * slots, logdir, parallel=slots, extra=extra)
         t_start = time.perf_counter()
         done = [0]

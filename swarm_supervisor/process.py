@@ -142,6 +142,10 @@ def llama_server_argv(cfg: InstanceConfig, port: int) -> list[str]:
         argv += ["--seed", str(cfg.seed)]
     if cfg.kv_type != "f16":
         argv += ["-ctk", cfg.kv_type, "-ctv", cfg.kv_type, "-fa", "on"]
+    if cfg.slots > 1:
+        # one KV pool for all slots: the n answers of one request share the prompt's cells
+        # instead of copying them (llama-server's own default when it picks the slots itself)
+        argv.append("--kv-unified")
     return argv + list(cfg.extra_args)
 
 
