@@ -19,10 +19,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
+from .vocabulary import Backend, Strategy, StreamMode
 
-Strategy = Literal["similarity", "quality", "fastest"]
-StreamMode = Literal["consensus", "fastest"]
-Backend = Literal["llama.cpp", "mlx"]
 #: llama-server's KV-cache element types the plan offers (-ctk/-ctv); quantized ones need flash attention
 KvType = Literal["f16", "q8_0", "q4_0"]
 Quant = Literal["q2_k", "q3_k_m", "q4_0", "q4_1", "q4_k_m", "q5_0", "q5_k_m", "q6_k", "q8_0", "f16"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Strategy = Literal["similarity", "quality", "fastest"]
+from ..vocabulary import Strategy
+
 Kind = Literal["text", "tool_calls", "none"]
-STRATEGIES: tuple[Strategy, ...] = ("similarity", "quality", "fastest")
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,12 +41,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..vocabulary import STRATEGIES, Strategy
 from .certainty import Measure, certainty
 from .cluster import cluster_vote
 from .quality import analyse
 from .tokens import tokenize
 from .tools import Toolbox, prepare
-from .types import STRATEGIES, Candidate, Dropped, Strategy, Verdict
+from .types import Candidate, Dropped, Verdict
 
 DEFAULT_THRESHOLD = 0.85
 #: how the voters' own confidence enters the vote (measured offline, docs/voting.md): the

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Strategy
 from ..consensus import Candidate, Verdict
+from ..vocabulary import Strategy
 from .client import UpstreamClient, UpstreamFailure
 from .collect import Collected, assemble_choices
 from .errors import ApiError, UpstreamStatusError

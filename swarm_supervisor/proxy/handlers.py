@@ -12,7 +12,7 @@ from typing import Any, TypeVar, get_args
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ..config import Strategy, StreamMode
+from ..vocabulary import Strategy, StreamMode
 from .admission import Admission
 from .budget import check_budget
 from .client import UpstreamClient

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Strategy
+from ..vocabulary import Strategy
 
 #: the temperatures the sampled voters take turns at when the client sends none
 SAMPLE_TEMPERATURES: tuple[float, ...] = (0.5, 0.8)

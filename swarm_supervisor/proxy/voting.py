@@ -9,8 +9,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..config import Strategy
 from ..consensus import Candidate, Toolbox, Verdict, quorum_reached, vote
+from ..vocabulary import Strategy
 from .confidence import logprob_fields
 
 Kind = Literal["chat", "completion"]
