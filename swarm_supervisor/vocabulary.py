@@ -19,6 +19,10 @@ from typing import Literal
 Strategy = Literal["similarity", "quality", "fastest"]
 STRATEGIES: tuple[Strategy, ...] = ("similarity", "quality", "fastest")
 
+#: the OpenAI endpoint a request came to (``/v1/chat/completions`` or ``/v1/completions``): the
+#: proxy's word; ``consensus.Kind`` is a different one, the kind of an answer (text, tool_calls, none)
+Endpoint = Literal["chat", "completion"]
+
 #: how a streamed request is answered: vote then stream the winner, or relay the first stream
 StreamMode = Literal["consensus", "fastest"]
 

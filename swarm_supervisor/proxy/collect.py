@@ -16,11 +16,10 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from ..vocabulary import Endpoint
 from .client import UpstreamFailure
-
-Kind = Literal["chat", "completion"]
 
 
 @dataclass
@@ -33,9 +32,9 @@ class _Choice:
     tokens: int = 0  # delta chunks that carried something: llama-server sends one per token
     handed: bool = False
 
-    def body(self, kind: Kind, head: dict[str, Any]) -> dict[str, Any]:
+    def body(self, endpoint: Endpoint, head: dict[str, Any]) -> dict[str, Any]:
         choice_out: dict[str, Any] = {"index": 0, "finish_reason": self.finish or "stop"}
-        if kind == "completion":
+        if endpoint == "completion":
             choice_out["text"] = "".join(self.content)
         else:
             message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content) or None}
@@ -48,7 +47,7 @@ class _Choice:
             choice_out["logprobs"] = {"content": list(self.logprobs)}
         body: dict[str, Any] = {
             "id": head.get("id"),
-            "object": "chat.completion" if kind == "chat" else "text_completion",
+            "object": "chat.completion" if endpoint == "chat" else "text_completion",
             "created": head.get("created"),
             "model": head.get("model"),
             "choices": [choice_out],
@@ -67,7 +66,7 @@ class Collected:
 
 async def assemble_choices(
     payloads: AsyncIterator[bytes],
-    kind: Kind,
+    endpoint: Endpoint,
     on_choice: Callable[[int, dict[str, Any]], None],
 ) -> Collected:
     """Read SSE ``payloads`` of one request; call ``on_choice(index, body)`` with the OpenAI
@@ -87,7 +86,7 @@ async def assemble_choices(
 
     def hand_over(extra: dict[str, Any] | None = None) -> None:
         for index in pending:
-            body = choices[index].body(kind, head)
+            body = choices[index].body(endpoint, head)
             if extra:
                 body.update(extra)
             elif choices[index].tokens:
@@ -131,7 +130,7 @@ async def assemble_choices(
             c = choices.setdefault(index, _Choice())
             if c.handed or index in pending:
                 continue
-            _merge(c, raw, kind)
+            _merge(c, raw, endpoint)
             if c.finish is not None:
                 pending.append(index)
     hand_over()
@@ -150,20 +149,20 @@ async def assemble_choices(
     return Collected(choices=len(finished))
 
 
-async def assemble(payloads: AsyncIterator[bytes], kind: Kind) -> dict[str, Any]:
+async def assemble(payloads: AsyncIterator[bytes], endpoint: Endpoint) -> dict[str, Any]:
     """The OpenAI non-streamed body equivalent to the SSE ``payloads`` of one choice (the first)."""
     bodies: dict[int, dict[str, Any]] = {}
-    await assemble_choices(payloads, kind, bodies.__setitem__)
+    await assemble_choices(payloads, endpoint, bodies.__setitem__)
     return bodies[min(bodies)]
 
 
-def _merge(c: _Choice, choice: dict[str, Any], kind: Kind) -> None:
+def _merge(c: _Choice, choice: dict[str, Any], endpoint: Endpoint) -> None:
     if choice.get("finish_reason"):
         c.finish = str(choice["finish_reason"])
     logprobs = choice.get("logprobs")
     if isinstance(logprobs, dict) and isinstance(logprobs.get("content"), list):
         c.logprobs.extend(logprobs["content"])
-    if kind == "completion":
+    if endpoint == "completion":
         text = choice.get("text")
         if text:
             c.content.append(str(text))

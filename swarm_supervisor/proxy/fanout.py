@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..consensus import Candidate, Verdict
-from ..vocabulary import Strategy
+from ..vocabulary import Endpoint, Strategy
 from .client import UpstreamClient, UpstreamFailure
 from .collect import Collected, assemble_choices
 from .errors import ApiError, UpstreamStatusError
 from .sampling import Group, voter_groups
 from .stragglers import GAVE_UP, StragglerPolicy
 from .upstreams import Upstream
-from .voting import Kind, VoterOutcome, candidate_of, decide, enough, vote_request
+from .voting import VoterOutcome, candidate_of, decide, enough, vote_request
 
 _SEED_SPAN = 2**31 - 1
 
@@ -94,7 +94,7 @@ async def _run(
     req: _Request,
     path: str,
     body: dict[str, Any],
-    kind: Kind,
+    endpoint: Endpoint,
     inbox: asyncio.Queue[tuple[_Request, int, dict[str, Any]]],
 ) -> Collected:
     """Send one request; put each finished choice in ``inbox``; return what the stream held."""
@@ -114,7 +114,7 @@ async def _run(
             inbox.put_nowait((req, index, answer))
 
     async with client.stream(req.upstream.url + path, upstream_body) as payloads:
-        return await assemble_choices(payloads, kind, arrived)
+        return await assemble_choices(payloads, endpoint, arrived)
 
 
 def _prompt_share(req: _Request) -> None:
@@ -129,7 +129,7 @@ async def fan_out(
     path: str,
     body: dict[str, Any],
     *,
-    kind: Kind,
+    endpoint: Endpoint,
     strategy: Strategy,
     threshold: float,
     quorum: bool,
@@ -145,14 +145,14 @@ async def fan_out(
     running: set[asyncio.Task[Collected]] = set()
 
     def launch(req: _Request) -> None:
-        task = asyncio.ensure_future(_run(client, req, path, body, kind, inbox))
+        task = asyncio.ensure_future(_run(client, req, path, body, endpoint, inbox))
         tasks[task] = req
         running.add(task)
 
     for req in requests:
         launch(req)
 
-    prompt = vote_request(kind, body, len(outcomes))  # what the vote reads: user text, tools, voters asked
+    prompt = vote_request(endpoint, body, len(outcomes))  # what the vote reads: text, tools, voters
     candidates: list[Candidate] = []
     failures: list[UpstreamFailure] = []
     finished: set[asyncio.Task[Collected]] = set()
@@ -163,7 +163,7 @@ async def fan_out(
     settled = False
     try:
         while True:
-            _absorb(inbox, candidates, kind)
+            _absorb(inbox, candidates, endpoint)
             for task in finished:
                 failure = _finish(task, tasks[task], client.ignores_n, launch)
                 if failure is not None:
@@ -204,7 +204,7 @@ async def fan_out(
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
-        _absorb(inbox, candidates, kind)  # answers that arrived while the loop was leaving still vote
+        _absorb(inbox, candidates, endpoint)  # answers that arrived while the loop was leaving still vote
         for o in outcomes:
             if not o.ok and o.error is None:
                 o.error = reason
@@ -234,7 +234,9 @@ def _why_left(settled: bool, now: float, deadline: float, cutoff: float) -> str:
 
 
 def _absorb(
-    inbox: asyncio.Queue[tuple[_Request, int, dict[str, Any]]], candidates: list[Candidate], kind: Kind
+    inbox: asyncio.Queue[tuple[_Request, int, dict[str, Any]]],
+    candidates: list[Candidate],
+    endpoint: Endpoint,
 ) -> None:
     """Move the answers that arrived into ``candidates`` (each voter once)."""
     while not inbox.empty():
@@ -243,7 +245,7 @@ def _absorb(
         if outcome.ok:
             continue
         outcome.body, outcome.ok, outcome.error = answer, True, None
-        candidates.append(candidate_of(outcome, kind))
+        candidates.append(candidate_of(outcome, endpoint))
 
 
 def _finish(
@@ -312,7 +314,7 @@ def no_answer(failures: list[UpstreamFailure], *, timed_out: bool) -> ApiError:
 
 def _unanimous_rejection(failures: list[UpstreamFailure]) -> str | None:
     """llama-server answers 500 to some requests it cannot take (``Failed to parse messages: ...``,
-    ``image input is not supported``). When every voter gave the same message of that kind, the
+    ``image input is not supported``). When every voter gave the same message of that sort, the
     request is at fault, not an instance: the message, else None (then it is a 502)."""
     messages = set()
     for f in failures:

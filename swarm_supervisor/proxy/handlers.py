@@ -12,7 +12,7 @@ from typing import Any, TypeVar, get_args
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ..vocabulary import Strategy, StreamMode
+from ..vocabulary import Endpoint, Strategy, StreamMode
 from .admission import Admission
 from .budget import check_budget
 from .client import UpstreamClient
@@ -25,11 +25,11 @@ from .settings import ProxySettings
 from .sse import KEEPALIVE, chat_events, completion_events, error_event
 from .stragglers import StragglerPolicy
 from .upstreams import UpstreamPool
-from .voting import Kind, VoterOutcome, as_answered, first_choice
+from .voting import VoterOutcome, as_answered, first_choice
 
 T = TypeVar("T")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-PATHS: dict[Kind, str] = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
+PATHS: dict[Endpoint, str] = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
 
 
 class ClientGone(Exception):
@@ -117,11 +117,11 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         await asyncio.gather(job, watch, return_exceptions=True)
 
 
-async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
+async def handle(ctx: Context, request: Request, endpoint: Endpoint) -> Response:
     s = ctx.settings
     raw = await read_body(request, s.max_body_bytes, s.body_timeout_s)
     data = parse_json(raw)
-    req = validate(ChatRequest if kind == "chat" else CompletionRequest, data)
+    req = validate(ChatRequest if endpoint == "chat" else CompletionRequest, data)
     strategy: Strategy = (
         req.swarm_strategy
         or _choice(request.headers.get("x-swarm-strategy"), get_args(Strategy), "swarm_strategy")  # type: ignore[assignment]
@@ -130,7 +130,7 @@ async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
     upstreams = ctx.pool.ready()
     if not upstreams:
         raise unavailable(ctx.settings.retry_after_s)
-    check_budget(kind, data, context=ctx.pool.context, max_messages=s.max_messages)  # before any fan-out
+    check_budget(endpoint, data, context=ctx.pool.context, max_messages=s.max_messages)  # before any fan-out
     ctx.pool.client_requests += 1
     body = forwardable(data)
     body.pop("model", None)  # each instance serves one model; the client's name is only a label
@@ -142,31 +142,31 @@ async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
             or _choice(request.headers.get("x-swarm-stream-mode"), get_args(StreamMode), "swarm_stream_mode")  # type: ignore[assignment]
             or ctx.settings.stream_mode_for(ctx.pool.voters)
         )
-        ctx.metrics.observe_request(PATHS[kind], mode, tools)
+        ctx.metrics.observe_request(PATHS[endpoint], mode, tools)
         if mode == "fastest":
-            opened = first_stream(client, upstreams, PATHS[kind], body, ctx.settings.request_timeout_s)
+            opened = first_stream(client, upstreams, PATHS[endpoint], body, ctx.settings.request_timeout_s)
             return await _stream_fastest(ctx, opened)
-        work = _vote(ctx, client, upstreams, kind, body, strategy)
-        return await _stream_consensus(ctx, request, work, kind, req.include_usage, req.wants_logprobs)
-    ctx.metrics.observe_request(PATHS[kind], None, tools)
+        work = _vote(ctx, client, upstreams, endpoint, body, strategy)
+        return await _stream_consensus(ctx, request, work, endpoint, req.include_usage, req.wants_logprobs)
+    ctx.metrics.observe_request(PATHS[endpoint], None, tools)
     try:
-        ballot = await until_disconnect(request, _vote(ctx, client, upstreams, kind, body, strategy))
+        ballot = await until_disconnect(request, _vote(ctx, client, upstreams, endpoint, body, strategy))
     except ClientGone:
         return Response(status_code=499)
-    return JSONResponse(answer(ctx, ballot, kind, req.wants_logprobs), headers=swarm_headers(ballot))
+    return JSONResponse(answer(ctx, ballot, endpoint, req.wants_logprobs), headers=swarm_headers(ballot))
 
 
 async def _vote(
     ctx: Context,
     client: UpstreamClient,
     upstreams: list[Any],
-    kind: Kind,
+    endpoint: Endpoint,
     body: dict[str, Any],
     strategy: Strategy,
 ) -> Ballot:
     assert ctx.admission is not None
     async with ctx.admission.turn():
-        ballot = await _fan_out(ctx, client, upstreams, kind, body, strategy)
+        ballot = await _fan_out(ctx, client, upstreams, endpoint, body, strategy)
     ballot.winner.body = as_answered(ballot.winner.body, ballot.verdict)  # a call written as text
     ctx.metrics.agreement.labels(strategy).observe(ballot.verdict.agreement)
     for outcome in ballot.outcomes:
@@ -179,7 +179,7 @@ async def _fan_out(
     ctx: Context,
     client: UpstreamClient,
     upstreams: list[Any],
-    kind: Kind,
+    endpoint: Endpoint,
     body: dict[str, Any],
     strategy: Strategy,
 ) -> Ballot:
@@ -190,9 +190,9 @@ async def _fan_out(
         return await fan_out(
             client,
             upstreams,
-            PATHS[kind],
+            PATHS[endpoint],
             body,
-            kind=kind,
+            endpoint=endpoint,
             strategy=strategy,
             threshold=s.threshold,
             quorum=s.quorum,
@@ -283,7 +283,7 @@ def swarm_headers(ballot: Ballot) -> dict[str, str]:
     }
 
 
-def answer(ctx: Context, ballot: Ballot, kind: Kind, logprobs: bool = False) -> dict[str, Any]:
+def answer(ctx: Context, ballot: Ballot, endpoint: Endpoint, logprobs: bool = False) -> dict[str, Any]:
     """The winner's body as the client sees it: one choice, the swarm's model id, the extension.
     ``usage`` is the winner's own; ``swarm.usage_total`` sums every voter's."""
     body = dict(ballot.winner.body or {})
@@ -296,7 +296,9 @@ def answer(ctx: Context, ballot: Ballot, kind: Kind, logprobs: bool = False) -> 
     return body
 
 
-def _events(ctx: Context, ballot: Ballot, kind: Kind, include_usage: bool, logprobs: bool) -> Iterator[bytes]:
+def _events(
+    ctx: Context, ballot: Ballot, endpoint: Endpoint, include_usage: bool, logprobs: bool
+) -> Iterator[bytes]:
     body = ballot.winner.body or {}
     choice = first_choice(body)
     common: dict[str, Any] = {
@@ -309,7 +311,7 @@ def _events(ctx: Context, ballot: Ballot, kind: Kind, include_usage: bool, logpr
         "extension": extension(ballot),
         "finish_reason": choice.get("finish_reason"),
     }
-    if kind == "chat":
+    if endpoint == "chat":
         return chat_events(message=choice.get("message") or {}, **common)
     return completion_events(text=str(choice.get("text") or ""), **common)
 
@@ -321,7 +323,7 @@ async def _stream_consensus(
     ctx: Context,
     request: Request,
     work: Awaitable[Ballot],
-    kind: Kind,
+    endpoint: Endpoint,
     include_usage: bool,
     logprobs: bool = False,
 ) -> Response:
@@ -335,7 +337,7 @@ async def _stream_consensus(
     if job.done():
         ballot = job.result()  # raises ApiError: answered with its status
         return StreamingResponse(
-            _iterate(_events(ctx, ballot, kind, include_usage, logprobs)),
+            _iterate(_events(ctx, ballot, endpoint, include_usage, logprobs)),
             media_type="text/event-stream",
             headers={**SSE_HEADERS, **swarm_headers(ballot)},
         )
@@ -351,7 +353,7 @@ async def _stream_consensus(
             except ApiError as exc:
                 yield error_event(exc.body())
                 return
-            for ev in _events(ctx, ballot, kind, include_usage, logprobs):
+            for ev in _events(ctx, ballot, endpoint, include_usage, logprobs):
                 yield ev
         finally:
             if not job.done():

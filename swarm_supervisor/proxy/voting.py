@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from ..consensus import Candidate, Toolbox, Verdict, quorum_reached, vote
-from ..vocabulary import Strategy
+from ..vocabulary import Endpoint, Strategy
 from .confidence import logprob_fields
-
-Kind = Literal["chat", "completion"]
 
 
 @dataclass
@@ -31,11 +29,11 @@ class VoterOutcome:
     prompt_share: bool = True
 
 
-def candidate_of(outcome: VoterOutcome, kind: Kind) -> Candidate:
+def candidate_of(outcome: VoterOutcome, endpoint: Endpoint) -> Candidate:
     """A consensus candidate from an upstream answer (first choice)."""
     body = outcome.body or {}
     choice = first_choice(body)
-    if kind == "chat":
+    if endpoint == "chat":
         message = choice.get("message") or {}
         content = message.get("content") or ""
         tool_calls = message.get("tool_calls") or None
@@ -76,11 +74,11 @@ class Ask:
     voters: int | None = None
 
 
-def vote_request(kind: Kind, body: dict[str, Any], voters: int) -> Ask:
+def vote_request(endpoint: Endpoint, body: dict[str, Any], voters: int) -> Ask:
     """The `Ask` of a request sent to ``voters`` voters."""
-    tools = body.get("tools") if kind == "chat" and body.get("tool_choice") != "none" else None
+    tools = body.get("tools") if endpoint == "chat" and body.get("tool_choice") != "none" else None
     box = Toolbox.from_openai(tools) if isinstance(tools, list) else None
-    return Ask(prompt_text(kind, body), box if box is not None and box.names else None, voters)
+    return Ask(prompt_text(endpoint, body), box if box is not None and box.names else None, voters)
 
 
 def _ask(prompt: str | Ask | None) -> Ask:
@@ -120,9 +118,9 @@ def as_answered(body: dict[str, Any] | None, verdict: Verdict) -> dict[str, Any]
     return {**body, "choices": choices}
 
 
-def prompt_text(kind: Kind, body: dict[str, Any]) -> str | None:
+def prompt_text(endpoint: Endpoint, body: dict[str, Any]) -> str | None:
     """The request's last user text (the ``quality`` strategy reads requested function names)."""
-    if kind == "completion":
+    if endpoint == "completion":
         prompt = body.get("prompt")
         return prompt if isinstance(prompt, str) else None
     for message in reversed(body.get("messages") or []):
