@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..vocabulary import Endpoint
-from .client import UpstreamFailure
+from .failures import UpstreamBadStream, UpstreamHttpError, UpstreamUnreachable
 
 
 @dataclass
@@ -70,7 +70,7 @@ async def assemble_choices(
     on_choice: Callable[[int, dict[str, Any]], None],
 ) -> Collected:
     """Read SSE ``payloads`` of one request; call ``on_choice(index, body)`` with the OpenAI
-    non-streamed body of each choice as soon as it finishes. Raises :class:`UpstreamFailure`
+    non-streamed body of each choice as soon as it finishes. Raises an :class:`~.failures.UpstreamFailure`
     when the stream is broken, carries an error, or ends before any choice finished.
 
     With ``n > 1`` llama-server streams a usage chunk (``choices: []``, with ``timings``) right
@@ -103,11 +103,11 @@ async def assemble_choices(
         try:
             chunk = json.loads(payload)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UpstreamFailure("invalid_json", "a stream event is not valid JSON") from None
+            raise UpstreamBadStream("a stream event is not valid JSON") from None
         if not isinstance(chunk, dict):
-            raise UpstreamFailure("invalid_json", "a stream event is not a JSON object")
+            raise UpstreamBadStream("a stream event is not a JSON object")
         if "error" in chunk:
-            raise UpstreamFailure("status", f"the stream carried an error: {chunk['error']}", body=chunk)
+            raise UpstreamHttpError(f"the stream carried an error: {chunk['error']}", body=chunk)
         for key in ("id", "created", "model", "system_fingerprint"):
             if key in chunk and key not in head:
                 head[key] = chunk[key]
@@ -137,9 +137,9 @@ async def assemble_choices(
     finished = [i for i, c in choices.items() if c.handed]
     if not finished:
         if not done:
-            raise UpstreamFailure("connection", "the stream ended before the answer was complete")
+            raise UpstreamUnreachable("the stream ended before the answer was complete")
         if not choices:
-            raise UpstreamFailure("invalid_json", "the answer has no choices")
+            raise UpstreamBadStream("the answer has no choices")
         # [DONE] without a finish_reason: take what came as finished ("stop")
         for index in sorted(choices):
             choices[index].finish = "stop"

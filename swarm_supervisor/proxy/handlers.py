@@ -17,6 +17,7 @@ from .admission import Admission
 from .budget import check_budget
 from .client import UpstreamClient
 from .errors import ApiError, bad_request, unavailable
+from .failures import UpstreamCancelled, UpstreamTimeout
 from .fanout import Ballot, fan_out
 from .metrics import ProxyMetrics
 from .relay import OpenStream, first_stream, relay
@@ -218,10 +219,10 @@ def _record_voters(ctx: Context, outcomes: list[VoterOutcome]) -> None:
     answers are one client request, not several), ok when any of its voters answered."""
     per_instance: dict[str, list[VoterOutcome]] = {}
     for o in outcomes:
-        if o.error and o.error.startswith("cancelled"):
+        if isinstance(o.failure, UpstreamCancelled):
             ctx.metrics.voters.labels(o.instance, "cancelled").inc()
             continue
-        outcome = "ok" if o.ok else ("timeout" if (o.error or "").startswith("timed out") else "error")
+        outcome = "ok" if o.ok else ("timeout" if isinstance(o.failure, UpstreamTimeout) else "error")
         ctx.metrics.voters.labels(o.instance, outcome).inc()
         if o.ok:
             ctx.metrics.voter_latency.labels(o.instance).observe(o.latency_s)

@@ -12,6 +12,7 @@ from typing import Any
 from ..consensus import Candidate, Toolbox, Verdict, quorum_reached, vote
 from ..vocabulary import Endpoint, Strategy
 from .confidence import logprob_fields
+from .failures import UpstreamFailure
 
 
 @dataclass
@@ -22,11 +23,22 @@ class VoterOutcome:
     instance: str
     latency_s: float = 0.0
     ok: bool = False
-    error: str | None = None
+    #: why it gave no answer (None: it answered, or is still out)
+    failure: UpstreamFailure | None = None
     body: dict[str, Any] | None = None  # the upstream's answer (ok voters only)
     #: this voter's request evaluated the prompt: its ``usage.prompt_tokens`` counts once in totals
     #: (False for the other choices of an ``n = k`` request, which share that evaluation)
     prompt_share: bool = True
+
+    @property
+    def outstanding(self) -> bool:
+        """Neither answered nor failed yet: it can still change the vote."""
+        return not self.ok and self.failure is None
+
+    @property
+    def error(self) -> str | None:
+        """What the swarm extension says went wrong (``cancelled``, ``timed out``, ``HTTP 500``...)."""
+        return None if self.failure is None else str(self.failure)
 
 
 def candidate_of(outcome: VoterOutcome, endpoint: Endpoint) -> Candidate:
