@@ -223,11 +223,11 @@ def test_fastest_takes_the_fastest_valid_call() -> None:
 def test_quorum_counts_recovered_calls_and_not_invalid_ones() -> None:
     g = call("glob", {"pattern": "*.md"})
     as_text = text("b", '<tool_call>{"name": "glob", "arguments": {"pattern": "*.md"}}</tool_call>')
-    assert quorum_reached([calls("a", g), as_text], 3, tools=TOOLS)
-    assert not quorum_reached([calls("a", g), as_text], 3)  # as text they differ
+    assert quorum_reached([calls("a", g), as_text], asked=3, tools=TOOLS)
+    assert not quorum_reached([calls("a", g), as_text], asked=3)  # as text they differ
     bad = call("glob", {"pattern": 5})
-    assert not quorum_reached([calls("a", bad), calls("b", bad)], 3, tools=TOOLS)
-    assert quorum_reached([calls("a", bad), calls("b", bad)], 3)
+    assert not quorum_reached([calls("a", bad), calls("b", bad)], asked=3, tools=TOOLS)
+    assert quorum_reached([calls("a", bad), calls("b", bad)], asked=3)
 
 
 # --------------------------------------------------------------------------- agreement

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..consensus import Candidate, Verdict
+from ..consensus import Candidate, Verdict, quorum_reached, vote
 from ..vocabulary import Endpoint, Strategy
 from .client import UpstreamClient
 from .collect import Collected, assemble_choices
@@ -27,7 +27,7 @@ from .failures import UpstreamCancelled, UpstreamFailure, UpstreamTimeout, no_an
 from .sampling import SEED_SPAN, Group, seeds, voter_groups
 from .stragglers import GAVE_UP, StragglerPolicy
 from .upstreams import Upstream
-from .voting import VoterOutcome, candidate_of, decide, enough, vote_request
+from .voting import VoterOutcome, candidate_of, vote_request
 
 
 @dataclass
@@ -136,7 +136,7 @@ async def fan_out(
     for req in requests:
         launch(req)
 
-    prompt = vote_request(endpoint, body, len(outcomes))  # what the vote reads: text, tools, voters
+    ask = vote_request(endpoint, body, len(outcomes))  # what the vote reads: text, tools, voters
     candidates: list[Candidate] = []
     failures: list[UpstreamFailure] = []
     finished: set[asyncio.Task[Collected]] = set()
@@ -159,8 +159,13 @@ async def fan_out(
                 and candidates
                 and waiting
                 # a voter that failed is not outstanding: it can no longer change the vote
-                and enough(
-                    candidates, sum(o.ok or o.outstanding for o in outcomes), strategy, threshold, prompt
+                and quorum_reached(
+                    candidates,
+                    strategy,
+                    threshold,
+                    asked=sum(o.ok or o.outstanding for o in outcomes),
+                    prompt=ask.prompt,
+                    tools=ask.tools,
                 )
             ):
                 settled = True
@@ -200,7 +205,7 @@ async def fan_out(
 
     if not candidates:
         raise no_answer(failures, timed_out=any(isinstance(o.failure, UpstreamTimeout) for o in outcomes))
-    verdict = decide(candidates, strategy, threshold, prompt)
+    verdict = vote(candidates, strategy, threshold, asked=ask.voters, prompt=ask.prompt, tools=ask.tools)
     by_id = {o.id: o for o in outcomes}
     winner = by_id[candidates[verdict.winner].voter]
     return Ballot(

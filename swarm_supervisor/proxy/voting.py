@@ -1,4 +1,5 @@
-"""The proxy's side of the vote: upstream answers become consensus candidates, a verdict a winner.
+"""The proxy's side of the vote: upstream answers become consensus candidates, a request the
+`Ask` the vote reads, a verdict the winner's body.
 
 The consensus package is pure; everything that knows the OpenAI body shapes lives here.
 """
@@ -9,8 +10,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..consensus import Candidate, Toolbox, Verdict, quorum_reached, vote
-from ..vocabulary import Endpoint, Strategy
+from ..consensus import Candidate, Toolbox, Verdict
+from ..vocabulary import Endpoint
 from .confidence import logprob_fields
 from .failures import UpstreamFailure
 
@@ -91,27 +92,6 @@ def vote_request(endpoint: Endpoint, body: dict[str, Any], voters: int) -> Ask:
     tools = body.get("tools") if endpoint == "chat" and body.get("tool_choice") != "none" else None
     box = Toolbox.from_openai(tools) if isinstance(tools, list) else None
     return Ask(prompt_text(endpoint, body), box if box is not None and box.names else None, voters)
-
-
-def _ask(prompt: str | Ask | None) -> Ask:
-    return prompt if isinstance(prompt, Ask) else Ask(prompt)
-
-
-def enough(
-    candidates: list[Candidate], voters: int, strategy: Strategy, threshold: float, prompt: str | Ask | None
-) -> bool:
-    """True once the answers so far settle the vote (quorum), so the rest may be cancelled."""
-    ask = _ask(prompt)
-    return quorum_reached(candidates, voters, threshold, strategy, prompt=ask.prompt, tools=ask.tools)
-
-
-def decide(
-    candidates: list[Candidate], strategy: Strategy, threshold: float, prompt: str | Ask | None
-) -> Verdict:
-    """The vote over the answers collected; ``prompt`` as an `Ask` also brings the declared
-    tools and the number of voters asked."""
-    ask = _ask(prompt)
-    return vote(candidates, strategy, threshold, prompt=ask.prompt, asked=ask.voters, tools=ask.tools)
 
 
 def as_answered(body: dict[str, Any] | None, verdict: Verdict) -> dict[str, Any] | None:
