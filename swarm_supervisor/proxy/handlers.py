@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_args
 
@@ -14,6 +12,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..vocabulary import Endpoint, Strategy, StreamMode
 from .admission import Admission
+from .answers import answer, billed, events, swarm_headers
 from .budget import check_budget
 from .client import UpstreamClient
 from .errors import ApiError, bad_request, unavailable
@@ -23,10 +22,10 @@ from .metrics import ProxyMetrics
 from .relay import OpenStream, first_stream, relay
 from .schemas import ChatRequest, CompletionRequest, forwardable, parse_json, validate
 from .settings import ProxySettings
-from .sse import KEEPALIVE, chat_events, completion_events, error_event
+from .sse import KEEPALIVE, event
 from .stragglers import StragglerPolicy
 from .upstreams import UpstreamPool
-from .voting import VoterOutcome, as_answered, first_choice
+from .voting import VoterOutcome, as_answered
 
 T = TypeVar("T")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -146,15 +145,20 @@ async def handle(ctx: Context, request: Request, endpoint: Endpoint) -> Response
         ctx.metrics.observe_request(PATHS[endpoint], mode, tools)
         if mode == "fastest":
             opened = first_stream(client, upstreams, PATHS[endpoint], body, ctx.settings.request_timeout_s)
-            return await _stream_fastest(ctx, opened)
-        work = _vote(ctx, client, upstreams, endpoint, body, strategy)
-        return await _stream_consensus(ctx, request, work, endpoint, req.include_usage, req.wants_logprobs)
+            return await _stream(ctx, opened, lambda w: relay(w, ctx.pool.model_id), _fastest_headers)
+        usage, logprobs = req.include_usage, req.wants_logprobs
+        return await _stream(
+            ctx,
+            _vote(ctx, client, upstreams, endpoint, body, strategy),
+            lambda b: _iterate(events(b, endpoint, ctx.pool.model_id, usage, logprobs)),
+            swarm_headers,
+        )
     ctx.metrics.observe_request(PATHS[endpoint], None, tools)
     try:
         ballot = await until_disconnect(request, _vote(ctx, client, upstreams, endpoint, body, strategy))
     except ClientGone:
         return Response(status_code=499)
-    return JSONResponse(answer(ctx, ballot, endpoint, req.wants_logprobs), headers=swarm_headers(ballot))
+    return JSONResponse(answer(ballot, ctx.pool.model_id, req.wants_logprobs), headers=swarm_headers(ballot))
 
 
 async def _vote(
@@ -205,15 +209,6 @@ async def _fan_out(
         _record_voters(ctx, finished)
 
 
-def billed(outcome: VoterOutcome) -> dict[str, Any]:
-    """A voter's usage as it adds up across voters: the prompt counted once per evaluation."""
-    usage = dict((outcome.body or {}).get("usage") or {})
-    if not outcome.prompt_share:
-        usage.pop("prompt_tokens", None)
-        usage.pop("total_tokens", None)
-    return usage
-
-
 def _record_voters(ctx: Context, outcomes: list[VoterOutcome]) -> None:
     """Metrics per voter; for `swarm ps`, one request per instance that took part (its voters'
     answers are one client request, not several), ok when any of its voters answered."""
@@ -232,103 +227,18 @@ def _record_voters(ctx: Context, outcomes: list[VoterOutcome]) -> None:
         ctx.pool.record(instance, max(answered or [o.latency_s for o in mine]), bool(answered))
 
 
-# --------------------------------------------------------------------------- answers
-
-
-def extension(ballot: Ballot) -> dict[str, Any]:
-    """The ``swarm`` object: how the vote went, and who voted."""
-    ids = [c.voter for c in ballot.candidates]
-    answered = {c.voter: c.kind for c in ballot.candidates}
-    verdict = ballot.verdict
-    total: dict[str, int] = {}
-    for o in ballot.outcomes:
-        for key, value in billed(o).items():
-            if isinstance(value, int):
-                total[key] = total.get(key, 0) + value
-    if "prompt_tokens" in total:
-        total["total_tokens"] = total["prompt_tokens"] + total.get("completion_tokens", 0)
-    return {
-        "votes": len(ids),
-        "asked": len(ballot.outcomes),
-        "winner": ids[verdict.winner],
-        "clusters": [[ids[i] for i in cluster] for cluster in verdict.clusters],
-        "agreement": round(verdict.agreement, 4),
-        "strategy": verdict.strategy,
-        "kind": verdict.kind,
-        "mean_similarity": round(verdict.mean_similarity, 4),
-        "dropped": [{"voter": ids[d.index], "reason": d.reason} for d in verdict.dropped],
-        "recovered": {ids[i]: form for i, form in verdict.recovered.items()},
-        "usage_total": total,
-        "requests": ballot.requests,
-        "voters": [
-            {
-                "id": o.id,
-                "instance": o.instance,
-                "latency_ms": round(o.latency_s * 1000, 1),
-                "ok": o.ok,
-                "error": o.error,
-                # what it answered, as it wrote it: text, tool_calls or none (null: no answer)
-                "answer": answered.get(o.id),
-            }
-            for o in ballot.outcomes
-        ],
-    }
-
-
-def swarm_headers(ballot: Ballot) -> dict[str, str]:
-    return {
-        "X-Swarm-Agreement": f"{ballot.verdict.agreement:.3f}",
-        "X-Swarm-Strategy": ballot.verdict.strategy,
-        "X-Swarm-Votes": str(len(ballot.candidates)),
-        "X-Swarm-Winner": ballot.winner.id,
-    }
-
-
-def answer(ctx: Context, ballot: Ballot, endpoint: Endpoint, logprobs: bool = False) -> dict[str, Any]:
-    """The winner's body as the client sees it: one choice, the swarm's model id, the extension.
-    ``usage`` is the winner's own; ``swarm.usage_total`` sums every voter's."""
-    body = dict(ballot.winner.body or {})
-    body["model"] = ctx.pool.model_id
-    choice = {**first_choice(body), "index": 0}
-    if not logprobs:
-        choice.pop("logprobs", None)  # asked of the voters for the vote's own use only
-    body["choices"] = [choice]
-    body["swarm"] = extension(ballot)
-    return body
-
-
-def _events(
-    ctx: Context, ballot: Ballot, endpoint: Endpoint, include_usage: bool, logprobs: bool
-) -> Iterator[bytes]:
-    body = ballot.winner.body or {}
-    choice = first_choice(body)
-    common: dict[str, Any] = {
-        "logprobs": choice.get("logprobs") if logprobs else None,
-        "id": str(body.get("id") or f"chatcmpl-{uuid.uuid4().hex}"),
-        "created": int(body.get("created") or time.time()),
-        "model": ctx.pool.model_id,
-        "usage": body.get("usage"),
-        "include_usage": include_usage,
-        "extension": extension(ballot),
-        "finish_reason": choice.get("finish_reason"),
-    }
-    if endpoint == "chat":
-        return chat_events(message=choice.get("message") or {}, **common)
-    return completion_events(text=str(choice.get("text") or ""), **common)
-
-
 # --------------------------------------------------------------------------- streaming
 
 
-async def _stream_consensus(
+async def _stream(
     ctx: Context,
-    request: Request,
-    work: Awaitable[Ballot],
-    endpoint: Endpoint,
-    include_usage: bool,
-    logprobs: bool = False,
+    work: Awaitable[T],
+    events: Callable[[T], AsyncIterator[bytes]],
+    headers: Callable[[T], dict[str, str]],
 ) -> Response:
-    """Vote first, then stream the winner. Errors before the first keep-alive get a real status."""
+    """Stream the ``events`` of what ``work`` gives (a ballot, the fastest stream). Done within
+    one keep-alive interval: a real status (an `ApiError` is answered as such) and ``headers``;
+    later, a 200 with keep-alive comments meanwhile, and an error as an error event."""
     job = asyncio.ensure_future(work)
     try:
         await asyncio.wait({job}, timeout=ctx.settings.keepalive_s)
@@ -336,11 +246,9 @@ async def _stream_consensus(
         job.cancel()
         raise
     if job.done():
-        ballot = job.result()  # raises ApiError: answered with its status
+        result = job.result()  # raises ApiError: answered with its status
         return StreamingResponse(
-            _iterate(_events(ctx, ballot, endpoint, include_usage, logprobs)),
-            media_type="text/event-stream",
-            headers={**SSE_HEADERS, **swarm_headers(ballot)},
+            events(result), media_type="text/event-stream", headers={**SSE_HEADERS, **headers(result)}
         )
 
     async def stream() -> AsyncIterator[bytes]:
@@ -350,11 +258,11 @@ async def _stream_consensus(
                 if not job.done():
                     yield KEEPALIVE
             try:
-                ballot = job.result()
+                result = job.result()
             except ApiError as exc:
-                yield error_event(exc.body())
+                yield event(exc.body())
                 return
-            for ev in _events(ctx, ballot, endpoint, include_usage, logprobs):
+            async for ev in events(result):
                 yield ev
         finally:
             if not job.done():
@@ -369,36 +277,5 @@ async def _iterate(events: Iterator[bytes]) -> AsyncIterator[bytes]:
         yield ev
 
 
-async def _stream_fastest(ctx: Context, opened: Awaitable[OpenStream]) -> Response:
-    job = asyncio.ensure_future(opened)
-    try:
-        await asyncio.wait({job}, timeout=ctx.settings.keepalive_s)
-    except asyncio.CancelledError:
-        job.cancel()
-        raise
-    if job.done():
-        winner = job.result()  # raises ApiError: answered with its status
-        headers = {**SSE_HEADERS, "X-Swarm-Strategy": "fastest", "X-Swarm-Winner": winner.instance}
-        return StreamingResponse(
-            relay(winner, ctx.pool.model_id), media_type="text/event-stream", headers=headers
-        )
-
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            while not job.done():
-                await asyncio.wait({job}, timeout=ctx.settings.keepalive_s)
-                if not job.done():
-                    yield KEEPALIVE
-            try:
-                winner = job.result()
-            except ApiError as exc:
-                yield error_event(exc.body())
-                return
-            async for ev in relay(winner, ctx.pool.model_id):
-                yield ev
-        finally:
-            if not job.done():
-                job.cancel()
-                await asyncio.gather(job, return_exceptions=True)
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+def _fastest_headers(winner: OpenStream) -> dict[str, str]:
+    return {"X-Swarm-Strategy": "fastest", "X-Swarm-Winner": winner.instance}

@@ -19,7 +19,7 @@ from .client import UpstreamClient
 from .errors import ApiError
 from .failures import UpstreamFailure, UpstreamHttpError, UpstreamUnreachable, no_answer
 from .sampling import seeds
-from .sse import DONE
+from .sse import DONE, event
 from .upstreams import Upstream
 
 
@@ -126,7 +126,7 @@ async def relay(stream: OpenStream, model: str) -> AsyncIterator[bytes]:
             yield b"data: " + _relabel(payload, model) + b"\n\n"
     except UpstreamFailure as exc:
         err = ApiError(502, f"the instance's stream broke off: {exc}", type="upstream_error")
-        yield b"data: " + json.dumps(err.body()).encode() + b"\n\n"
+        yield event(err.body())
     finally:
         await stream.close()
 
