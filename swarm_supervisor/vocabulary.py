@@ -1,10 +1,11 @@
-"""The words the stages share, each defined once: config, plan, processes, proxy and consensus
-import them from here. Plain ``Literal`` types (no I/O, no dependencies), so a light command
-such as ``swarm ps`` can import them without pydantic::
+"""The words the stages share, each defined once: config, hardware, processes, proxy and
+consensus import them from here. Plain ``Literal`` types (no I/O, no dependencies), so a light
+command such as ``swarm ps`` can import them without pydantic::
 
     from swarm_supervisor.vocabulary import STRATEGIES, Strategy
 
-    def pick(name: str) -> Strategy: ...
+    strategy: Strategy = "quality"      # mypy refuses "qualty"
+    STRATEGIES                          # ("similarity", "quality", "fastest"), for a CLI choice
 
 ``Backend`` here is the *server program* an instance runs; ``bin_fetch.Backend`` (cpu, cuda,
 metal, vulkan, rocm) is the compute backend a llama-server build was made for, a different thing
@@ -13,11 +14,11 @@ that lives in the leaf package ``bin_fetch``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 #: how the proxy picks the answer (docs/voting.md): ``consensus.vote`` implements each
 Strategy = Literal["similarity", "quality", "fastest"]
-STRATEGIES: tuple[Strategy, ...] = ("similarity", "quality", "fastest")
+STRATEGIES: tuple[Strategy, ...] = get_args(Strategy)
 
 #: the OpenAI endpoint a request came to (``/v1/chat/completions`` or ``/v1/completions``): the
 #: proxy's word; ``consensus.Kind`` is a different one, the kind of an answer (text, tool_calls, none)
