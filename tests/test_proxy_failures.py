@@ -4,11 +4,11 @@ outcome in the metrics. Real HTTP fakes (tests/fakes/upstream.py), one per fault
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 
-from swarm_supervisor.process import free_port
 from swarm_supervisor.proxy.app import create_app
 from swarm_supervisor.proxy.client import UpstreamClient, new_session
 from swarm_supervisor.proxy.collect import assemble
@@ -31,6 +31,12 @@ NOTHING_LISTENS = "nothing"  # a loopback port with no server: the instance is d
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def _raised(url: str) -> UpstreamFailure:
