@@ -89,9 +89,7 @@ class Variant(_Strict):
     head_dim: Annotated[int, Field(gt=0)]
     context: Annotated[int, Field(gt=0)]  # native context length
     #: Hugging Face repo id (``owner/name``); it becomes a cache folder name, so it is checked
-    repo: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")] | None = (
-        None
-    )
+    repo: Annotated[str, Field(pattern=REPO_ID)] | None = None
     revision: str | None = None
     package: Annotated[str, Field(pattern=PACKAGE)] | None = None  # PyPI package with the file (embedded)
     #: embedded only: the package writes the file with its ``assemble(output_path)`` function and

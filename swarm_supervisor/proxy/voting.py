@@ -71,11 +71,6 @@ def first_choice(body: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def usable(body: dict[str, Any]) -> bool:
-    """An answer the vote can use: it has a first choice."""
-    return bool(first_choice(body))
-
-
 @dataclass(frozen=True)
 class Ask:
     """What the vote reads of a request: its last user text, the tools it declared (None when
