@@ -27,12 +27,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from .config import Config
 from .errors import FetchError
 from .hardware import HardwareProfile
 from .paths import Dirs, ensure_private_dir
+from .vocabulary import Backend
 
 ENV_VAR = "SWARM_LLAMA_SERVER"
 #: what each binary's --version and backend said, while it stays the same file (bin_fetch.known)
@@ -44,7 +44,7 @@ class ServerBinary:
     """A server that ran (llama-server: ``--version`` answered)."""
 
     path: Path
-    server: Literal["llama.cpp", "mlx"]
+    server: Backend
     version: str
     backend: str  # llama.cpp's build: cpu, cuda, metal, vulkan, rocm ("metal" for mlx)
     source: str  # explicit, path, cache, release, build

@@ -19,10 +19,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
+from .vocabulary import Backend, Strategy, StreamMode
 
-Strategy = Literal["similarity", "quality", "fastest"]
-StreamMode = Literal["consensus", "fastest"]
-Backend = Literal["llama.cpp", "mlx"]
 #: llama-server's KV-cache element types the plan offers (-ctk/-ctv); quantized ones need flash attention
 KvType = Literal["f16", "q8_0", "q4_0"]
 Quant = Literal["q2_k", "q3_k_m", "q4_0", "q4_1", "q4_k_m", "q5_0", "q5_k_m", "q6_k", "q8_0", "f16"]
@@ -91,9 +89,7 @@ class Variant(_Strict):
     head_dim: Annotated[int, Field(gt=0)]
     context: Annotated[int, Field(gt=0)]  # native context length
     #: Hugging Face repo id (``owner/name``); it becomes a cache folder name, so it is checked
-    repo: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")] | None = (
-        None
-    )
+    repo: Annotated[str, Field(pattern=REPO_ID)] | None = None
     revision: str | None = None
     package: Annotated[str, Field(pattern=PACKAGE)] | None = None  # PyPI package with the file (embedded)
     #: embedded only: the package writes the file with its ``assemble(output_path)`` function and

@@ -29,19 +29,17 @@ from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Literal
+from typing import IO, TYPE_CHECKING
 
 import psutil
 
 from .errors import NotReadyError, ProcessError
+from .vocabulary import Backend, GpuVendor
 
 if TYPE_CHECKING:
     import httpx  # imported where used: `swarm ps` and `swarm down` need none of it
 
 log = logging.getLogger(__name__)
-
-Backend = Literal["llama.cpp", "mlx"]
-GpuVendor = Literal["nvidia", "amd", "apple"]
 
 #: old logs kept beside the current one (``instance-0.log.1`` ... ``.3``)
 LOG_KEEP = 3

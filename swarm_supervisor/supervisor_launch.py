@@ -25,9 +25,10 @@ from .bind import bind_problem
 from .config import Catalogue, Config
 from .errors import ConfigError, ProcessError, SwarmStateError
 from .plan import Plan
-from .process import Backend, GpuVendor, log_tail
+from .process import log_tail
 from .runfile import RunFile, claim, is_stale, write_private
 from .supervisor_spec import SwarmSpec, instance_configs, new_api_key
+from .vocabulary import Backend, GpuVendor
 
 
 def extra_args_for(plan: Plan, catalogue: Catalogue, config: Config) -> tuple[str, ...]:

@@ -17,7 +17,8 @@ from typing import Any
 
 from .config import Config
 from .plan import Plan
-from .process import Backend, GpuVendor, InstanceConfig
+from .process import InstanceConfig
+from .vocabulary import Backend, GpuVendor
 
 #: seeds of the instances: SEED_BASE + instance index, so no two instances sample alike
 SEED_BASE = 1000

@@ -99,17 +99,21 @@ def test_settled_when_the_lead_cannot_be_closed_or_is_k_ahead() -> None:
 
 def test_quorum_with_a_margin_stops_on_two_agreeing_answers() -> None:
     two = [c("a", MOD), c("b", MOD_DOC)]
-    assert not quorum_reached(two, 5, strategy="quality", prompt=PROMPT, margin=None)
-    assert quorum_reached(two, 5, strategy="quality", prompt=PROMPT, margin=2)
+    assert not quorum_reached(two, "quality", asked=5, prompt=PROMPT, margin=None)
+    assert quorum_reached(two, "quality", asked=5, prompt=PROMPT, margin=2)
     split = [c("a", MOD), c("b", BIT)]
-    assert not quorum_reached(split, 5, strategy="quality", prompt=PROMPT, margin=2)
+    assert not quorum_reached(split, "quality", asked=5, prompt=PROMPT, margin=2)
     # dropped answers are neither votes nor outstanding
-    assert not quorum_reached([c("a", MOD), c("b", BROKEN)], 3, strategy="quality", prompt=PROMPT, margin=2)
+    assert not quorum_reached(
+        [c("a", MOD), c("b", BROKEN)], asked=3, strategy="quality", prompt=PROMPT, margin=2
+    )
     assert quorum_reached(
-        [c("a", MOD), c("b", BROKEN), c("c", MOD)], 3, strategy="quality", prompt=PROMPT, margin=None
+        [c("a", MOD), c("b", BROKEN), c("c", MOD)], asked=3, strategy="quality", prompt=PROMPT, margin=None
     )
 
 
 def test_two_voters_stop_only_when_they_agree() -> None:
-    assert quorum_reached([c("a", MOD), c("b", MOD_DOC)], 2, strategy="quality", prompt=PROMPT, margin=2)
-    assert not quorum_reached([c("a", MOD)], 2, strategy="quality", prompt=PROMPT, margin=2)
+    assert quorum_reached(
+        [c("a", MOD), c("b", MOD_DOC)], asked=2, strategy="quality", prompt=PROMPT, margin=2
+    )
+    assert not quorum_reached([c("a", MOD)], "quality", asked=2, prompt=PROMPT, margin=2)

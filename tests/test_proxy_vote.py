@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from swarm_supervisor.proxy.app import create_app
-from swarm_supervisor.proxy.fanout import seeds
+from swarm_supervisor.proxy.sampling import seeds
 from swarm_supervisor.proxy.settings import ProxySettings
 from swarm_supervisor.proxy.upstreams import Upstream, UpstreamPool
 from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams

@@ -8,6 +8,7 @@ verdict.winner, verdict.agreement   # (1, 1.0): identical answers, the faster on
 
 from __future__ import annotations
 
+from ..vocabulary import STRATEGIES, Strategy
 from .code import CodeBlock, code_blocks, requested_functions
 from .quality import analyse, quality_problems
 from .recover import Recovered, TextCall, recover_calls
@@ -15,7 +16,7 @@ from .structure import canonical, definition
 from .tokens import tokenize
 from .toolcalls import canonical_arguments, signature
 from .tools import Prepared, Toolbox, prepare
-from .types import STRATEGIES, Candidate, Dropped, Kind, Strategy, Verdict
+from .types import Candidate, Dropped, Kind, Verdict
 from .vote import DEFAULT_THRESHOLD, quorum_reached, vote
 
 __all__ = [

@@ -1,5 +1,5 @@
-"""Reading code out of an answer, without running it: fenced blocks, whether they parse,
-which functions they define, and which functions a request asks for.
+"""Reading code out of an answer, without running it: fenced blocks, whether they parse, and
+which functions a request asks for.
 
     >>> [b.lang for b in code_blocks("Here:\\n```python\\ndef f():\\n    return 1\\n```\\n")]
     ['python']
@@ -22,7 +22,6 @@ _LOOKS_PY = re.compile(
     re.MULTILINE,
 )
 _STARTS_PY = re.compile(r"\A\s*(?:def |class |import |from [\w.]+ import |@\w)")
-_DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+([A-Za-z_]\w*)", re.MULTILINE)
 _ASKED = (
     re.compile(r"\bdef\s+([A-Za-z_]\w*)\s*\("),
     re.compile(r"\bfunction\s+(?:named|called)\s+`?([A-Za-z_]\w*)`?"),
@@ -69,28 +68,13 @@ def code_blocks(text: str) -> list[CodeBlock]:
     return blocks
 
 
-def python_source(text: str) -> str:
-    """All the Python of an answer joined (blocks in order), or "" when there is none."""
-    return "\n".join(b.body for b in code_blocks(text) if b.is_python)
-
-
-def parse_python(source: str) -> ast.Module | None:
-    """``ast.parse`` (never executed); None on a syntax error."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes in model output
-            return ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-
-
 def block_problem(block: CodeBlock) -> str | None:
     """Why a block does not parse as the language it names, or None when it does (or when
     the language is one this module cannot check)."""
     if block.is_python:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+                warnings.simplefilter("ignore")  # SyntaxWarning for odd escapes in model output
                 ast.parse(block.body)
         except SyntaxError as err:
             what = "python" if block.lang else "unlabelled (python-looking)"
@@ -105,11 +89,6 @@ def block_problem(block: CodeBlock) -> str | None:
         except RecursionError:  # nested deeper than Python's stack: a model can be made to write it
             return "json block does not parse: nested too deeply"
     return None
-
-
-def defined_functions(source: str) -> set[str]:
-    """Names after ``def`` in ``source`` (any nesting)."""
-    return set(_DEF.findall(source))
 
 
 def requested_functions(prompt: str) -> set[str]:

@@ -21,15 +21,6 @@ _OPEN = frozenset("([{")
 _CLOSE = frozenset(")]}")
 
 
-def _is_name(tok: str) -> bool:
-    c = tok[0]
-    return c.isalpha() or c == "_"
-
-
-def _is_string(tok: str) -> bool:
-    return tok[0] in "'\""
-
-
 def definition(tokens: list[str], names: set[str] | frozenset[str]) -> list[str] | None:
     """The tokens of the last ``def NAME`` with NAME in ``names`` (up to the dedent that ends
     it), or None when the tokens define none of them."""

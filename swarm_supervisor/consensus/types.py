@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Strategy = Literal["similarity", "quality", "fastest"]
+from ..vocabulary import Strategy
+
 Kind = Literal["text", "tool_calls", "none"]
-STRATEGIES: tuple[Strategy, ...] = ("similarity", "quality", "fastest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,18 +76,3 @@ class Verdict:
     recovered: dict[int, str] = field(default_factory=dict)
     #: the winner's tool calls as they should reach the client (recovered ones included)
     tool_calls: list[dict[str, Any]] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary (the proxy's ``swarm`` extension object)."""
-        return {
-            "winner": self.winner,
-            "clusters": self.clusters,
-            "agreement": round(self.agreement, 4),
-            "strategy": self.strategy,
-            "kind": self.kind,
-            "mean_similarity": round(self.mean_similarity, 4),
-            "dropped": [{"index": d.index, "reason": d.reason} for d in self.dropped],
-            "fallback": self.fallback,
-            "asked": self.asked,
-            "recovered": {str(i): form for i, form in self.recovered.items()},
-        }

@@ -41,12 +41,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..vocabulary import STRATEGIES, Strategy
 from .certainty import Measure, certainty
 from .cluster import cluster_vote
 from .quality import analyse
 from .tokens import tokenize
 from .tools import Toolbox, prepare
-from .types import STRATEGIES, Candidate, Dropped, Strategy, Verdict
+from .types import Candidate, Dropped, Verdict
 
 DEFAULT_THRESHOLD = 0.85
 #: how the voters' own confidence enters the vote (measured offline, docs/voting.md): the
@@ -61,16 +62,17 @@ def vote(
     strategy: Strategy = "similarity",
     threshold: float = DEFAULT_THRESHOLD,
     *,
-    prompt: str | None = None,
     asked: int | None = None,
+    prompt: str | None = None,
     tools: Toolbox | Sequence[Any] | None = None,
     confidence: Measure | None = DEFAULT_CONFIDENCE,
 ) -> Verdict:
-    """Choose one of ``candidates``. ``prompt`` (optional) is the request's user text; the
-    ``quality`` strategy reads the requested function names from it. ``asked`` is the number
-    of voters the request went to (default: as many as there are candidates): agreement is
-    counted against it, so an answer that was never collected (cancelled once a quorum
-    agreed, failed, timed out) does not count as agreeing. ``tools`` is the request's OpenAI
+    """Choose one of ``candidates`` (the same arguments as `quorum_reached`, less ``margin``,
+    plus ``confidence``). ``asked`` is the number of voters the request went to (default: as
+    many as there are candidates): agreement is counted against it, so an answer that was never
+    collected (cancelled once a quorum agreed, failed, timed out) does not count as agreeing.
+    ``prompt`` (optional) is the request's user text; the ``quality`` strategy reads the
+    requested function names from it. ``tools`` is the request's OpenAI
     ``tools`` array (or a `Toolbox` made from it): calls written as text are recovered and
     calls that fail their tool's schema are dropped before the vote (`tools.prepare`).
     ``confidence`` names the measure of the voters' own certainty (`certainty`) that breaks ties
@@ -161,31 +163,34 @@ def settled(sizes: Sequence[int], remaining: int, margin: int | None = DEFAULT_M
 
 
 def quorum_reached(
-    candidates_so_far: Sequence[Candidate],
-    total_voters: int,
-    threshold: float = DEFAULT_THRESHOLD,
+    candidates: Sequence[Candidate],
     strategy: Strategy = "similarity",
+    threshold: float = DEFAULT_THRESHOLD,
     *,
+    asked: int,
     prompt: str | None = None,
     tools: Toolbox | Sequence[Any] | None = None,
     margin: int | None = DEFAULT_MARGIN,
 ) -> bool:
-    """True once the answers so far settle the vote (`settled`): the leading cluster is ahead of
+    """Whether ``candidates``, the answers so far of the ``asked`` voters that can still vote
+    (those that failed do not count), already decide the vote: the arguments are `vote`'s.
+
+    True once the answers so far settle the vote (`settled`): the leading cluster is ahead of
     the runner-up by more than the answers still out could close, or by ``margin`` answers
     (first-to-ahead-by-k); the proxy then votes on what it has and cancels the rest. With
     ``fastest`` the first non-empty answer is a quorum. Answers that ``quality`` would drop do
     not count (cut-off ones included), nor do answers with an invalid tool call when ``tools``
     is given (then calls written as text count as the calls they write); they are not
     outstanding either."""
-    if not candidates_so_far:
+    if not candidates:
         return False
-    if total_voters == 1:
+    if asked == 1:
         return True
-    work, dropped, _ = _prepared(candidates_so_far, tools)
+    work, dropped, _ = _prepared(candidates, tools)
     gone = {d.index for d in dropped}
     if strategy == "fastest":
         return any(c.kind != "none" for i, c in enumerate(work) if i not in gone)
-    remaining = max(0, total_voters - len(work))
+    remaining = max(0, asked - len(work))
     keys: dict[int, list[str]] = {}
     if strategy == "quality":
         more, keys = analyse(work, prompt, others_finished=True)

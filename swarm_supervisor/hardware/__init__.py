@@ -9,8 +9,9 @@ Thin I/O at the edge (``detect``, the ``probe_*`` functions), pure parsers insid
 
 from __future__ import annotations
 
+from ..vocabulary import GpuVendor
 from .detect import detect
-from .profile import GPU, GpuVendor, HardwareProfile, OsName
+from .profile import GPU, HardwareProfile, OsName
 from .whatif import profile_from_overrides
 
 __all__ = ["GPU", "GpuVendor", "HardwareProfile", "OsName", "detect", "profile_from_overrides"]

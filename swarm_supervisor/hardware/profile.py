@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-GpuVendor = Literal["nvidia", "amd", "apple"]
+from ..vocabulary import GpuVendor
+
 OsName = Literal["linux", "darwin", "windows"]
 
 

@@ -33,7 +33,6 @@ from ..hardware.profile import HardwareProfile
 from ..units import MiB, format_bytes
 from .types import Device
 
-KV_BYTES_PER_ELEMENT = 2  # f16 K and V (llama-server's default cache type)
 #: bytes per block of elements of each KV-cache type (ggml: q8_0 = 32 int8 + an f16 scale, q4_0 = 32
 #: nibbles + an f16 scale)
 KV_TYPE_BLOCKS: dict[str, tuple[int, int]] = {"f16": (2, 1), "q8_0": (34, 32), "q4_0": (18, 32)}

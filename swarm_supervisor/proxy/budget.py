@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..vocabulary import Endpoint
 from .errors import ApiError
 
 #: bytes of text per token that no tokenizer exceeds on average (typical: 3-4 for code and English)
@@ -42,9 +43,9 @@ def _text_bytes(value: Any) -> int:
     return 0
 
 
-def estimate_prompt_tokens(kind: str, body: dict[str, Any]) -> int:
+def estimate_prompt_tokens(endpoint: Endpoint, body: dict[str, Any]) -> int:
     """A lower bound of the tokens the prompt of ``body`` takes (see the module docstring)."""
-    if kind == "completion":
+    if endpoint == "completion":
         return _prompt_tokens(body.get("prompt"))
     raw = body.get("messages")
     messages: list[Any] = raw if isinstance(raw, list) else []
@@ -73,10 +74,10 @@ def _prompt_tokens(prompt: Any) -> int:
     return 0
 
 
-def check_budget(kind: str, body: dict[str, Any], *, context: int, max_messages: int) -> None:
+def check_budget(endpoint: Endpoint, body: dict[str, Any], *, context: int, max_messages: int) -> None:
     """Raise a 400 :class:`ApiError` when ``body`` is more than the swarm takes (see above)."""
     messages = body.get("messages")
-    if kind == "chat" and isinstance(messages, list) and len(messages) > max_messages:
+    if endpoint == "chat" and isinstance(messages, list) and len(messages) > max_messages:
         raise ApiError(
             400,
             f"the request has {len(messages)} messages, more than the {max_messages} the swarm takes "
@@ -86,13 +87,13 @@ def check_budget(kind: str, body: dict[str, Any], *, context: int, max_messages:
         )
     if context <= 0:
         return
-    tokens = estimate_prompt_tokens(kind, body)
+    tokens = estimate_prompt_tokens(endpoint, body)
     if tokens > context:
         raise ApiError(
             400,
             f"the prompt takes at least {tokens} tokens (estimated from its size), more than the "
             f"{context} tokens of context each voter has; shorten it (a coding agent: compact the "
             "session), or start the swarm with a larger `--context`",
-            param="prompt" if kind == "completion" else "messages",
+            param="prompt" if endpoint == "completion" else "messages",
             code="context_length_exceeded",
         )

@@ -21,22 +21,13 @@ from typing import Any
 import aiohttp
 from aiohttp.http_exceptions import HttpProcessingError
 
+from .failures import UpstreamBadStream, UpstreamHttpError, UpstreamUnreachable
 from .upstreams import UpstreamPool
 
 #: seconds an idle upstream connection is kept: under cpp-httplib's keep-alive timeout (5 s)
 KEEPALIVE_S = 4.0
 #: extra attempts for a request whose connection the server closed before answering
 STALE_RETRIES = 1
-
-
-class UpstreamFailure(Exception):
-    """One upstream call that produced no usable answer. ``kind`` feeds metrics and the swarm extension."""
-
-    def __init__(self, kind: str, message: str, *, status: int | None = None, body: Any = None) -> None:
-        super().__init__(message)
-        self.kind = kind  # "status", "invalid_json", "connection", "timeout"
-        self.status = status
-        self.body = body
 
 
 def new_session() -> aiohttp.ClientSession:
@@ -80,7 +71,7 @@ class UpstreamClient:
                     parsed: Any = json.loads(raw)
                 except (json.JSONDecodeError, UnicodeDecodeError):
                     parsed = None
-                raise UpstreamFailure("status", f"HTTP {resp.status}", status=resp.status, body=parsed)
+                raise UpstreamHttpError(f"HTTP {resp.status}", status=resp.status, body=parsed)
             yield _data_lines(resp)
         finally:
             if not resp.content.at_eof():
@@ -97,9 +88,9 @@ class UpstreamClient:
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
                 # ClientConnectorError (nothing listens: the instance is down) is final
                 if isinstance(exc, aiohttp.ClientConnectorError) or attempt == STALE_RETRIES:
-                    raise UpstreamFailure("connection", _describe(exc)) from None
+                    raise UpstreamUnreachable(_describe(exc)) from None
             except aiohttp.ClientError as exc:
-                raise UpstreamFailure("connection", _describe(exc)) from None
+                raise UpstreamUnreachable(_describe(exc)) from None
         raise AssertionError("unreachable")
 
     async def get_text(self, url: str, timeout_s: float) -> str | None:
@@ -122,9 +113,9 @@ async def _data_lines(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
             if line.startswith(b"data:"):
                 yield line[5:].strip()
     except aiohttp.ClientError as exc:
-        raise UpstreamFailure("connection", f"the stream broke off: {type(exc).__name__}") from None
+        raise UpstreamUnreachable(f"the stream broke off: {type(exc).__name__}") from None
     except (HttpProcessingError, ValueError) as exc:  # a line longer than aiohttp reads (LineTooLong)
-        raise UpstreamFailure("invalid_json", f"a stream event is too long ({type(exc).__name__})") from None
+        raise UpstreamBadStream(f"a stream event is too long ({type(exc).__name__})") from None
 
 
 def _describe(exc: BaseException) -> str:

@@ -16,11 +16,10 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from .client import UpstreamFailure
-
-Kind = Literal["chat", "completion"]
+from ..vocabulary import Endpoint
+from .failures import UpstreamBadStream, UpstreamHttpError, UpstreamUnreachable
 
 
 @dataclass
@@ -33,9 +32,9 @@ class _Choice:
     tokens: int = 0  # delta chunks that carried something: llama-server sends one per token
     handed: bool = False
 
-    def body(self, kind: Kind, head: dict[str, Any]) -> dict[str, Any]:
+    def body(self, endpoint: Endpoint, head: dict[str, Any]) -> dict[str, Any]:
         choice_out: dict[str, Any] = {"index": 0, "finish_reason": self.finish or "stop"}
-        if kind == "completion":
+        if endpoint == "completion":
             choice_out["text"] = "".join(self.content)
         else:
             message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content) or None}
@@ -48,7 +47,7 @@ class _Choice:
             choice_out["logprobs"] = {"content": list(self.logprobs)}
         body: dict[str, Any] = {
             "id": head.get("id"),
-            "object": "chat.completion" if kind == "chat" else "text_completion",
+            "object": "chat.completion" if endpoint == "chat" else "text_completion",
             "created": head.get("created"),
             "model": head.get("model"),
             "choices": [choice_out],
@@ -67,11 +66,11 @@ class Collected:
 
 async def assemble_choices(
     payloads: AsyncIterator[bytes],
-    kind: Kind,
+    endpoint: Endpoint,
     on_choice: Callable[[int, dict[str, Any]], None],
 ) -> Collected:
     """Read SSE ``payloads`` of one request; call ``on_choice(index, body)`` with the OpenAI
-    non-streamed body of each choice as soon as it finishes. Raises :class:`UpstreamFailure`
+    non-streamed body of each choice as soon as it finishes. Raises an :class:`~.failures.UpstreamFailure`
     when the stream is broken, carries an error, or ends before any choice finished.
 
     With ``n > 1`` llama-server streams a usage chunk (``choices: []``, with ``timings``) right
@@ -87,7 +86,7 @@ async def assemble_choices(
 
     def hand_over(extra: dict[str, Any] | None = None) -> None:
         for index in pending:
-            body = choices[index].body(kind, head)
+            body = choices[index].body(endpoint, head)
             if extra:
                 body.update(extra)
             elif choices[index].tokens:
@@ -104,11 +103,11 @@ async def assemble_choices(
         try:
             chunk = json.loads(payload)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UpstreamFailure("invalid_json", "a stream event is not valid JSON") from None
+            raise UpstreamBadStream("a stream event is not valid JSON") from None
         if not isinstance(chunk, dict):
-            raise UpstreamFailure("invalid_json", "a stream event is not a JSON object")
+            raise UpstreamBadStream("a stream event is not a JSON object")
         if "error" in chunk:
-            raise UpstreamFailure("status", f"the stream carried an error: {chunk['error']}", body=chunk)
+            raise UpstreamHttpError(f"the stream carried an error: {chunk['error']}", body=chunk)
         for key in ("id", "created", "model", "system_fingerprint"):
             if key in chunk and key not in head:
                 head[key] = chunk[key]
@@ -131,16 +130,16 @@ async def assemble_choices(
             c = choices.setdefault(index, _Choice())
             if c.handed or index in pending:
                 continue
-            _merge(c, raw, kind)
+            _merge(c, raw, endpoint)
             if c.finish is not None:
                 pending.append(index)
     hand_over()
     finished = [i for i, c in choices.items() if c.handed]
     if not finished:
         if not done:
-            raise UpstreamFailure("connection", "the stream ended before the answer was complete")
+            raise UpstreamUnreachable("the stream ended before the answer was complete")
         if not choices:
-            raise UpstreamFailure("invalid_json", "the answer has no choices")
+            raise UpstreamBadStream("the answer has no choices")
         # [DONE] without a finish_reason: take what came as finished ("stop")
         for index in sorted(choices):
             choices[index].finish = "stop"
@@ -150,20 +149,20 @@ async def assemble_choices(
     return Collected(choices=len(finished))
 
 
-async def assemble(payloads: AsyncIterator[bytes], kind: Kind) -> dict[str, Any]:
+async def assemble(payloads: AsyncIterator[bytes], endpoint: Endpoint) -> dict[str, Any]:
     """The OpenAI non-streamed body equivalent to the SSE ``payloads`` of one choice (the first)."""
     bodies: dict[int, dict[str, Any]] = {}
-    await assemble_choices(payloads, kind, bodies.__setitem__)
+    await assemble_choices(payloads, endpoint, bodies.__setitem__)
     return bodies[min(bodies)]
 
 
-def _merge(c: _Choice, choice: dict[str, Any], kind: Kind) -> None:
+def _merge(c: _Choice, choice: dict[str, Any], endpoint: Endpoint) -> None:
     if choice.get("finish_reason"):
         c.finish = str(choice["finish_reason"])
     logprobs = choice.get("logprobs")
     if isinstance(logprobs, dict) and isinstance(logprobs.get("content"), list):
         c.logprobs.extend(logprobs["content"])
-    if kind == "completion":
+    if endpoint == "completion":
         text = choice.get("text")
         if text:
             c.content.append(str(text))

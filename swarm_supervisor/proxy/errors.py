@@ -3,10 +3,13 @@
 ApiError                      status + {"error": {"message", "type", "param", "code"}}
 ├── 400 invalid_request_error bad JSON, a body that is not an object, wrong types
 ├── 401 authentication_error  the proxy has an API key and the request lacks it
+├── 408 invalid_request_error the body did not arrive within ``body_timeout_s``
 ├── 413 invalid_request_error the body is larger than ``max_body_bytes``
 ├── 502 upstream_error        every voter failed (500s, invalid JSON, dropped connections)
 ├── 503 unavailable           no instance is ready (with Retry-After)
 └── 504 timeout               the deadline passed before any voter answered
+
+Which failures of the voters (failures.py, one class each) give which of these: ``failures.no_answer``.
 """
 
 from __future__ import annotations

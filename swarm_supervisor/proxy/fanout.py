@@ -14,24 +14,20 @@ Voters that fail or time out do not vote.
 from __future__ import annotations
 
 import asyncio
-import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Strategy
-from ..consensus import Candidate, Verdict
-from .client import UpstreamClient, UpstreamFailure
+from ..consensus import Candidate, Verdict, quorum_reached, vote
+from ..vocabulary import Endpoint, Strategy
+from .client import UpstreamClient
 from .collect import Collected, assemble_choices
-from .errors import ApiError, UpstreamStatusError
-from .sampling import Group, voter_groups
+from .failures import UpstreamCancelled, UpstreamFailure, UpstreamTimeout, no_answer
+from .sampling import SEED_SPAN, Group, seeds, voter_groups
 from .stragglers import GAVE_UP, StragglerPolicy
 from .upstreams import Upstream
-from .voting import Kind, VoterOutcome, candidate_of, decide, enough, vote_request
-
-_SEED_SPAN = 2**31 - 1
+from .voting import VoterOutcome, candidate_of, vote_request
 
 
 @dataclass
@@ -53,18 +49,6 @@ class _Request:
     group: Group
     seed: int
     voters: list[VoterOutcome]
-
-
-#: llama.cpp's "pick a random seed" (``LLAMA_DEFAULT_SEED``, 0xFFFFFFFF, as a signed int)
-RANDOM_SEED = -1
-
-
-def seeds(count: int, seed: int | None) -> list[int]:
-    """One seed per voter: the request's seed, then its successors. Without a seed, or with
-    llama.cpp's ``-1`` ("random"), a fresh random base on every request: voters with the same
-    seeds on every request would repeat the same answers and the same errors."""
-    base = random.randrange(_SEED_SPAN) if seed is None or seed == RANDOM_SEED else seed
-    return [(base + i) % _SEED_SPAN for i in range(count)]
 
 
 def _requests(
@@ -94,7 +78,7 @@ async def _run(
     req: _Request,
     path: str,
     body: dict[str, Any],
-    kind: Kind,
+    endpoint: Endpoint,
     inbox: asyncio.Queue[tuple[_Request, int, dict[str, Any]]],
 ) -> Collected:
     """Send one request; put each finished choice in ``inbox``; return what the stream held."""
@@ -114,7 +98,7 @@ async def _run(
             inbox.put_nowait((req, index, answer))
 
     async with client.stream(req.upstream.url + path, upstream_body) as payloads:
-        return await assemble_choices(payloads, kind, arrived)
+        return await assemble_choices(payloads, endpoint, arrived)
 
 
 def _prompt_share(req: _Request) -> None:
@@ -129,7 +113,7 @@ async def fan_out(
     path: str,
     body: dict[str, Any],
     *,
-    kind: Kind,
+    endpoint: Endpoint,
     strategy: Strategy,
     threshold: float,
     quorum: bool,
@@ -145,14 +129,14 @@ async def fan_out(
     running: set[asyncio.Task[Collected]] = set()
 
     def launch(req: _Request) -> None:
-        task = asyncio.ensure_future(_run(client, req, path, body, kind, inbox))
+        task = asyncio.ensure_future(_run(client, req, path, body, endpoint, inbox))
         tasks[task] = req
         running.add(task)
 
     for req in requests:
         launch(req)
 
-    prompt = vote_request(kind, body, len(outcomes))  # what the vote reads: user text, tools, voters asked
+    ask = vote_request(endpoint, body, len(outcomes))  # what the vote reads: text, tools, voters
     candidates: list[Candidate] = []
     failures: list[UpstreamFailure] = []
     finished: set[asyncio.Task[Collected]] = set()
@@ -163,26 +147,31 @@ async def fan_out(
     settled = False
     try:
         while True:
-            _absorb(inbox, candidates, kind)
+            _absorb(inbox, candidates, endpoint)
             for task in finished:
                 failure = _finish(task, tasks[task], client.ignores_n, launch)
                 if failure is not None:
                     failures.append(failure)
             finished = set()
-            waiting = any(not o.ok and o.error is None for o in outcomes)
+            waiting = any(o.outstanding for o in outcomes)
             if (
                 quorum
                 and candidates
                 and waiting
                 # a voter that failed is not outstanding: it can no longer change the vote
-                and enough(
-                    candidates, sum(o.ok or o.error is None for o in outcomes), strategy, threshold, prompt
+                and quorum_reached(
+                    candidates,
+                    strategy,
+                    threshold,
+                    asked=sum(o.ok or o.outstanding for o in outcomes),
+                    prompt=ask.prompt,
+                    tools=ask.tools,
                 )
             ):
                 settled = True
                 break
             answered = [o.latency_s for o in outcomes if o.ok]
-            failed = sum(1 for o in outcomes if not o.ok and o.error is not None)
+            failed = sum(1 for o in outcomes if o.failure is not None)
             cutoff = min(deadline, policy.cutoff(start, answered, failed, len(outcomes)))
             left = cutoff - time.monotonic()
             if not running or left <= 0:
@@ -204,10 +193,10 @@ async def fan_out(
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
-        _absorb(inbox, candidates, kind)  # answers that arrived while the loop was leaving still vote
+        _absorb(inbox, candidates, endpoint)  # answers that arrived while the loop was leaving still vote
         for o in outcomes:
-            if not o.ok and o.error is None:
-                o.error = reason
+            if o.outstanding:
+                o.failure = reason
         for req in tasks.values():
             _prompt_share(req)
         if on_done is not None:
@@ -215,8 +204,8 @@ async def fan_out(
                 on_done(outcome)
 
     if not candidates:
-        raise no_answer(failures, timed_out=any(o.error == "timed out" for o in outcomes))
-    verdict = decide(candidates, strategy, threshold, prompt)
+        raise no_answer(failures, timed_out=any(isinstance(o.failure, UpstreamTimeout) for o in outcomes))
+    verdict = vote(candidates, strategy, threshold, asked=ask.voters, prompt=ask.prompt, tools=ask.tools)
     by_id = {o.id: o for o in outcomes}
     winner = by_id[candidates[verdict.winner].voter]
     return Ballot(
@@ -224,17 +213,19 @@ async def fan_out(
     )
 
 
-def _why_left(settled: bool, now: float, deadline: float, cutoff: float) -> str:
-    """What a voter still out when the loop ended is told (its ``error``)."""
+def _why_left(settled: bool, now: float, deadline: float, cutoff: float) -> UpstreamFailure:
+    """Why a voter still out when the loop ended gave no answer (its ``failure``)."""
     if settled:
-        return "cancelled"
+        return UpstreamCancelled("cancelled")
     if now >= deadline:
-        return "timed out"
-    return GAVE_UP if now >= cutoff else "cancelled"
+        return UpstreamTimeout("timed out")
+    return UpstreamTimeout(GAVE_UP) if now >= cutoff else UpstreamCancelled("cancelled")
 
 
 def _absorb(
-    inbox: asyncio.Queue[tuple[_Request, int, dict[str, Any]]], candidates: list[Candidate], kind: Kind
+    inbox: asyncio.Queue[tuple[_Request, int, dict[str, Any]]],
+    candidates: list[Candidate],
+    endpoint: Endpoint,
 ) -> None:
     """Move the answers that arrived into ``candidates`` (each voter once)."""
     while not inbox.empty():
@@ -242,8 +233,8 @@ def _absorb(
         outcome = req.voters[index]
         if outcome.ok:
             continue
-        outcome.body, outcome.ok, outcome.error = answer, True, None
-        candidates.append(candidate_of(outcome, kind))
+        outcome.body, outcome.ok, outcome.failure = answer, True, None
+        candidates.append(candidate_of(outcome, endpoint))
 
 
 def _finish(
@@ -255,73 +246,19 @@ def _finish(
     """A request ended: mark its unanswered voters failed, or (a server that answered fewer
     choices than ``n`` asked for ignores ``n``) ask them again one request each."""
     exc = task.exception()
-    missing = [o for o in req.voters if not o.ok and o.error is None]
+    missing = [o for o in req.voters if o.outstanding]
     if exc is None:
         if missing:
             single.add(req.upstream.url)
             for outcome in missing:
                 index = req.voters.index(outcome)
-                seed = (req.seed + index) % _SEED_SPAN
+                seed = (req.seed + index) % SEED_SPAN
                 launch(_Request(req.upstream, Group(1, req.group.overrides), seed, [outcome]))
         return None
-    for o in missing:
-        o.error = str(exc) if isinstance(exc, UpstreamFailure) else f"{type(exc).__name__}: {exc}"
-    return exc if isinstance(exc, UpstreamFailure) else None
-
-
-#: how llama-server words a 500 that is about the request (its input parsing), not about itself
-_REJECTION = re.compile(r"^Failed to parse|not supported|^Invalid |^Unsupported |must be ", re.IGNORECASE)
-
-
-def no_answer(failures: list[UpstreamFailure], *, timed_out: bool) -> ApiError:
-    """The error for a fan-out in which no voter answered."""
-    statuses = {f.status for f in failures}
-    if failures and len(statuses) == 1:
-        status = next(iter(statuses))
-        if status in (401, 403):  # the instances refuse the swarm's own key: never the client's fault
-            return ApiError(
-                502,
-                "the instances refused the swarm's internal key (its key file changed since they "
-                "started); restart the swarm: `swarm down`, then `swarm up`",
-                type="upstream_error",
-                code="internal_key_rejected",
-            )
-        if status is not None and 400 <= status < 500 and isinstance(failures[0].body, dict):
-            return UpstreamStatusError(status, failures[0].body)
-        rejected = _unanimous_rejection(failures) if status == 500 else None
-        if rejected is not None:
-            return ApiError(
-                400, f"the instances rejected the request: {rejected}", code="rejected_by_instances"
-            )
-    if timed_out:
-        return ApiError(
-            504,
-            "no instance answered before the deadline (proxy.request_timeout_s); "
-            "ask for fewer tokens or raise the timeout",
-            type="timeout",
-            code="upstream_timeout",
-        )
-    detail = "; ".join(sorted({str(f) for f in failures})) or "no answer"
-    return ApiError(
-        502,
-        f"every instance failed to answer ({detail}); `swarm logs` shows why",
-        type="upstream_error",
-        code="upstream_failed",
-    )
-
-
-def _unanimous_rejection(failures: list[UpstreamFailure]) -> str | None:
-    """llama-server answers 500 to some requests it cannot take (``Failed to parse messages: ...``,
-    ``image input is not supported``). When every voter gave the same message of that kind, the
-    request is at fault, not an instance: the message, else None (then it is a 502)."""
-    messages = set()
-    for f in failures:
-        err = f.body.get("error") if isinstance(f.body, dict) else None
-        message = err.get("message") if isinstance(err, dict) else None
-        if not isinstance(message, str) or not message:
-            return None
-        messages.add(message)
-    if len(messages) != 1:
+    if not isinstance(exc, UpstreamFailure):  # not one of the client's: a bug, shown as it is
+        for o in missing:
+            o.failure = UpstreamFailure(f"{type(exc).__name__}: {exc}")
         return None
-    message = messages.pop()
-    return message if _REJECTION.search(message) else None
+    for o in missing:
+        o.failure = exc
+    return exc

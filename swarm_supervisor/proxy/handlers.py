@@ -3,33 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_args
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ..config import Strategy, StreamMode
+from ..vocabulary import Endpoint, Strategy, StreamMode
 from .admission import Admission
+from .answers import answer, billed, events, swarm_headers
 from .budget import check_budget
 from .client import UpstreamClient
 from .errors import ApiError, bad_request, unavailable
+from .failures import UpstreamCancelled, UpstreamTimeout
 from .fanout import Ballot, fan_out
 from .metrics import ProxyMetrics
 from .relay import OpenStream, first_stream, relay
 from .schemas import ChatRequest, CompletionRequest, forwardable, parse_json, validate
 from .settings import ProxySettings
-from .sse import KEEPALIVE, chat_events, completion_events, error_event
+from .sse import KEEPALIVE, event
 from .stragglers import StragglerPolicy
 from .upstreams import UpstreamPool
-from .voting import Kind, VoterOutcome, as_answered, first_choice
+from .voting import VoterOutcome, as_answered
 
 T = TypeVar("T")
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-PATHS: dict[Kind, str] = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
+PATHS: dict[Endpoint, str] = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
 
 
 class ClientGone(Exception):
@@ -117,11 +117,11 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
         await asyncio.gather(job, watch, return_exceptions=True)
 
 
-async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
+async def handle(ctx: Context, request: Request, endpoint: Endpoint) -> Response:
     s = ctx.settings
     raw = await read_body(request, s.max_body_bytes, s.body_timeout_s)
     data = parse_json(raw)
-    req = validate(ChatRequest if kind == "chat" else CompletionRequest, data)
+    req = validate(ChatRequest if endpoint == "chat" else CompletionRequest, data)
     strategy: Strategy = (
         req.swarm_strategy
         or _choice(request.headers.get("x-swarm-strategy"), get_args(Strategy), "swarm_strategy")  # type: ignore[assignment]
@@ -130,7 +130,7 @@ async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
     upstreams = ctx.pool.ready()
     if not upstreams:
         raise unavailable(ctx.settings.retry_after_s)
-    check_budget(kind, data, context=ctx.pool.context, max_messages=s.max_messages)  # before any fan-out
+    check_budget(endpoint, data, context=ctx.pool.context, max_messages=s.max_messages)  # before any fan-out
     ctx.pool.client_requests += 1
     body = forwardable(data)
     body.pop("model", None)  # each instance serves one model; the client's name is only a label
@@ -142,31 +142,36 @@ async def handle(ctx: Context, request: Request, kind: Kind) -> Response:
             or _choice(request.headers.get("x-swarm-stream-mode"), get_args(StreamMode), "swarm_stream_mode")  # type: ignore[assignment]
             or ctx.settings.stream_mode_for(ctx.pool.voters)
         )
-        ctx.metrics.observe_request(PATHS[kind], mode, tools)
+        ctx.metrics.observe_request(PATHS[endpoint], mode, tools)
         if mode == "fastest":
-            opened = first_stream(client, upstreams, PATHS[kind], body, ctx.settings.request_timeout_s)
-            return await _stream_fastest(ctx, opened)
-        work = _vote(ctx, client, upstreams, kind, body, strategy)
-        return await _stream_consensus(ctx, request, work, kind, req.include_usage, req.wants_logprobs)
-    ctx.metrics.observe_request(PATHS[kind], None, tools)
+            opened = first_stream(client, upstreams, PATHS[endpoint], body, ctx.settings.request_timeout_s)
+            return await _stream(ctx, opened, lambda w: relay(w, ctx.pool.model_id), _fastest_headers)
+        usage, logprobs = req.include_usage, req.wants_logprobs
+        return await _stream(
+            ctx,
+            _vote(ctx, client, upstreams, endpoint, body, strategy),
+            lambda b: _iterate(events(b, endpoint, ctx.pool.model_id, usage, logprobs)),
+            swarm_headers,
+        )
+    ctx.metrics.observe_request(PATHS[endpoint], None, tools)
     try:
-        ballot = await until_disconnect(request, _vote(ctx, client, upstreams, kind, body, strategy))
+        ballot = await until_disconnect(request, _vote(ctx, client, upstreams, endpoint, body, strategy))
     except ClientGone:
         return Response(status_code=499)
-    return JSONResponse(answer(ctx, ballot, kind, req.wants_logprobs), headers=swarm_headers(ballot))
+    return JSONResponse(answer(ballot, ctx.pool.model_id, req.wants_logprobs), headers=swarm_headers(ballot))
 
 
 async def _vote(
     ctx: Context,
     client: UpstreamClient,
     upstreams: list[Any],
-    kind: Kind,
+    endpoint: Endpoint,
     body: dict[str, Any],
     strategy: Strategy,
 ) -> Ballot:
     assert ctx.admission is not None
     async with ctx.admission.turn():
-        ballot = await _fan_out(ctx, client, upstreams, kind, body, strategy)
+        ballot = await _fan_out(ctx, client, upstreams, endpoint, body, strategy)
     ballot.winner.body = as_answered(ballot.winner.body, ballot.verdict)  # a call written as text
     ctx.metrics.agreement.labels(strategy).observe(ballot.verdict.agreement)
     for outcome in ballot.outcomes:
@@ -179,7 +184,7 @@ async def _fan_out(
     ctx: Context,
     client: UpstreamClient,
     upstreams: list[Any],
-    kind: Kind,
+    endpoint: Endpoint,
     body: dict[str, Any],
     strategy: Strategy,
 ) -> Ballot:
@@ -190,9 +195,9 @@ async def _fan_out(
         return await fan_out(
             client,
             upstreams,
-            PATHS[kind],
+            PATHS[endpoint],
             body,
-            kind=kind,
+            endpoint=endpoint,
             strategy=strategy,
             threshold=s.threshold,
             quorum=s.quorum,
@@ -204,24 +209,15 @@ async def _fan_out(
         _record_voters(ctx, finished)
 
 
-def billed(outcome: VoterOutcome) -> dict[str, Any]:
-    """A voter's usage as it adds up across voters: the prompt counted once per evaluation."""
-    usage = dict((outcome.body or {}).get("usage") or {})
-    if not outcome.prompt_share:
-        usage.pop("prompt_tokens", None)
-        usage.pop("total_tokens", None)
-    return usage
-
-
 def _record_voters(ctx: Context, outcomes: list[VoterOutcome]) -> None:
     """Metrics per voter; for `swarm ps`, one request per instance that took part (its voters'
     answers are one client request, not several), ok when any of its voters answered."""
     per_instance: dict[str, list[VoterOutcome]] = {}
     for o in outcomes:
-        if o.error and o.error.startswith("cancelled"):
+        if isinstance(o.failure, UpstreamCancelled):
             ctx.metrics.voters.labels(o.instance, "cancelled").inc()
             continue
-        outcome = "ok" if o.ok else ("timeout" if (o.error or "").startswith("timed out") else "error")
+        outcome = "ok" if o.ok else ("timeout" if isinstance(o.failure, UpstreamTimeout) else "error")
         ctx.metrics.voters.labels(o.instance, outcome).inc()
         if o.ok:
             ctx.metrics.voter_latency.labels(o.instance).observe(o.latency_s)
@@ -231,101 +227,18 @@ def _record_voters(ctx: Context, outcomes: list[VoterOutcome]) -> None:
         ctx.pool.record(instance, max(answered or [o.latency_s for o in mine]), bool(answered))
 
 
-# --------------------------------------------------------------------------- answers
-
-
-def extension(ballot: Ballot) -> dict[str, Any]:
-    """The ``swarm`` object: how the vote went, and who voted."""
-    ids = [c.voter for c in ballot.candidates]
-    answered = {c.voter: c.kind for c in ballot.candidates}
-    verdict = ballot.verdict
-    total: dict[str, int] = {}
-    for o in ballot.outcomes:
-        for key, value in billed(o).items():
-            if isinstance(value, int):
-                total[key] = total.get(key, 0) + value
-    if "prompt_tokens" in total:
-        total["total_tokens"] = total["prompt_tokens"] + total.get("completion_tokens", 0)
-    return {
-        "votes": len(ids),
-        "asked": len(ballot.outcomes),
-        "winner": ids[verdict.winner],
-        "clusters": [[ids[i] for i in cluster] for cluster in verdict.clusters],
-        "agreement": round(verdict.agreement, 4),
-        "strategy": verdict.strategy,
-        "kind": verdict.kind,
-        "mean_similarity": round(verdict.mean_similarity, 4),
-        "dropped": [{"voter": ids[d.index], "reason": d.reason} for d in verdict.dropped],
-        "recovered": {ids[i]: form for i, form in verdict.recovered.items()},
-        "usage_total": total,
-        "requests": ballot.requests,
-        "voters": [
-            {
-                "id": o.id,
-                "instance": o.instance,
-                "latency_ms": round(o.latency_s * 1000, 1),
-                "ok": o.ok,
-                "error": o.error,
-                # what it answered, as it wrote it: text, tool_calls or none (null: no answer)
-                "answer": answered.get(o.id),
-            }
-            for o in ballot.outcomes
-        ],
-    }
-
-
-def swarm_headers(ballot: Ballot) -> dict[str, str]:
-    return {
-        "X-Swarm-Agreement": f"{ballot.verdict.agreement:.3f}",
-        "X-Swarm-Strategy": ballot.verdict.strategy,
-        "X-Swarm-Votes": str(len(ballot.candidates)),
-        "X-Swarm-Winner": ballot.winner.id,
-    }
-
-
-def answer(ctx: Context, ballot: Ballot, kind: Kind, logprobs: bool = False) -> dict[str, Any]:
-    """The winner's body as the client sees it: one choice, the swarm's model id, the extension.
-    ``usage`` is the winner's own; ``swarm.usage_total`` sums every voter's."""
-    body = dict(ballot.winner.body or {})
-    body["model"] = ctx.pool.model_id
-    choice = {**first_choice(body), "index": 0}
-    if not logprobs:
-        choice.pop("logprobs", None)  # asked of the voters for the vote's own use only
-    body["choices"] = [choice]
-    body["swarm"] = extension(ballot)
-    return body
-
-
-def _events(ctx: Context, ballot: Ballot, kind: Kind, include_usage: bool, logprobs: bool) -> Iterator[bytes]:
-    body = ballot.winner.body or {}
-    choice = first_choice(body)
-    common: dict[str, Any] = {
-        "logprobs": choice.get("logprobs") if logprobs else None,
-        "id": str(body.get("id") or f"chatcmpl-{uuid.uuid4().hex}"),
-        "created": int(body.get("created") or time.time()),
-        "model": ctx.pool.model_id,
-        "usage": body.get("usage"),
-        "include_usage": include_usage,
-        "extension": extension(ballot),
-        "finish_reason": choice.get("finish_reason"),
-    }
-    if kind == "chat":
-        return chat_events(message=choice.get("message") or {}, **common)
-    return completion_events(text=str(choice.get("text") or ""), **common)
-
-
 # --------------------------------------------------------------------------- streaming
 
 
-async def _stream_consensus(
+async def _stream(
     ctx: Context,
-    request: Request,
-    work: Awaitable[Ballot],
-    kind: Kind,
-    include_usage: bool,
-    logprobs: bool = False,
+    work: Awaitable[T],
+    events: Callable[[T], AsyncIterator[bytes]],
+    headers: Callable[[T], dict[str, str]],
 ) -> Response:
-    """Vote first, then stream the winner. Errors before the first keep-alive get a real status."""
+    """Stream the ``events`` of what ``work`` gives (a ballot, the fastest stream). Done within
+    one keep-alive interval: a real status (an `ApiError` is answered as such) and ``headers``;
+    later, a 200 with keep-alive comments meanwhile, and an error as an error event."""
     job = asyncio.ensure_future(work)
     try:
         await asyncio.wait({job}, timeout=ctx.settings.keepalive_s)
@@ -333,11 +246,9 @@ async def _stream_consensus(
         job.cancel()
         raise
     if job.done():
-        ballot = job.result()  # raises ApiError: answered with its status
+        result = job.result()  # raises ApiError: answered with its status
         return StreamingResponse(
-            _iterate(_events(ctx, ballot, kind, include_usage, logprobs)),
-            media_type="text/event-stream",
-            headers={**SSE_HEADERS, **swarm_headers(ballot)},
+            events(result), media_type="text/event-stream", headers={**SSE_HEADERS, **headers(result)}
         )
 
     async def stream() -> AsyncIterator[bytes]:
@@ -347,11 +258,11 @@ async def _stream_consensus(
                 if not job.done():
                     yield KEEPALIVE
             try:
-                ballot = job.result()
+                result = job.result()
             except ApiError as exc:
-                yield error_event(exc.body())
+                yield event(exc.body())
                 return
-            for ev in _events(ctx, ballot, kind, include_usage, logprobs):
+            async for ev in events(result):
                 yield ev
         finally:
             if not job.done():
@@ -366,36 +277,5 @@ async def _iterate(events: Iterator[bytes]) -> AsyncIterator[bytes]:
         yield ev
 
 
-async def _stream_fastest(ctx: Context, opened: Awaitable[OpenStream]) -> Response:
-    job = asyncio.ensure_future(opened)
-    try:
-        await asyncio.wait({job}, timeout=ctx.settings.keepalive_s)
-    except asyncio.CancelledError:
-        job.cancel()
-        raise
-    if job.done():
-        winner = job.result()  # raises ApiError: answered with its status
-        headers = {**SSE_HEADERS, "X-Swarm-Strategy": "fastest", "X-Swarm-Winner": winner.instance}
-        return StreamingResponse(
-            relay(winner, ctx.pool.model_id), media_type="text/event-stream", headers=headers
-        )
-
-    async def stream() -> AsyncIterator[bytes]:
-        try:
-            while not job.done():
-                await asyncio.wait({job}, timeout=ctx.settings.keepalive_s)
-                if not job.done():
-                    yield KEEPALIVE
-            try:
-                winner = job.result()
-            except ApiError as exc:
-                yield error_event(exc.body())
-                return
-            async for ev in relay(winner, ctx.pool.model_id):
-                yield ev
-        finally:
-            if not job.done():
-                job.cancel()
-                await asyncio.gather(job, return_exceptions=True)
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=SSE_HEADERS)
+def _fastest_headers(winner: OpenStream) -> dict[str, str]:
+    return {"X-Swarm-Strategy": "fastest", "X-Swarm-Winner": winner.instance}

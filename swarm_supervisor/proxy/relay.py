@@ -15,10 +15,11 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import UpstreamClient, UpstreamFailure
+from .client import UpstreamClient
 from .errors import ApiError
-from .fanout import no_answer, seeds
-from .sse import DONE
+from .failures import UpstreamFailure, UpstreamHttpError, UpstreamUnreachable, no_answer
+from .sampling import seeds
+from .sse import DONE, event
 from .upstreams import Upstream
 
 
@@ -46,7 +47,7 @@ def _is_token(payload: bytes) -> bool:
     if not isinstance(chunk, dict):
         return False
     if "error" in chunk:
-        raise UpstreamFailure("status", f"the stream carried an error: {chunk['error']}")
+        raise UpstreamHttpError(f"the stream carried an error: {chunk['error']}")
     choices = chunk.get("choices")
     if not choices:
         return "usage" in chunk
@@ -71,7 +72,7 @@ async def _open(client: UpstreamClient, upstream: Upstream, url: str, body: dict
             head.append(payload)
             if _is_token(payload):
                 return OpenStream(upstream.id, stack, lines, head, time.perf_counter() - start)
-        raise UpstreamFailure("connection", "the stream ended before any token")
+        raise UpstreamUnreachable("the stream ended before any token")
     except BaseException:
         await stack.aclose()
         raise
@@ -125,7 +126,7 @@ async def relay(stream: OpenStream, model: str) -> AsyncIterator[bytes]:
             yield b"data: " + _relabel(payload, model) + b"\n\n"
     except UpstreamFailure as exc:
         err = ApiError(502, f"the instance's stream broke off: {exc}", type="upstream_error")
-        yield b"data: " + json.dumps(err.body()).encode() + b"\n\n"
+        yield event(err.body())
     finally:
         await stream.close()
 

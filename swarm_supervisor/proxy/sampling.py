@@ -1,6 +1,6 @@
 """What each process is asked for in a voted request: how many answers (``n``) at which
 sampling settings. Pure: the fan-out sends, per process, one request per `Group` with
-``body | group.overrides`` and ``n = group.n`` (and gives each its seeds).
+``body | group.overrides`` and ``n = group.n``, and seeds from :func:`seeds`.
 
 The temperature policy (measured offline over a pool of SmolLM2 answers: chosen on 30 micro2-dev
 tasks, checked on 24 micro-dev tasks,
@@ -31,11 +31,12 @@ are always streamed), so tool-calling requests vote without confidence.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Strategy
+from ..vocabulary import Strategy
 
 #: the temperatures the sampled voters take turns at when the client sends none
 SAMPLE_TEMPERATURES: tuple[float, ...] = (0.5, 0.8)
@@ -46,6 +47,20 @@ ANCHOR_WITH_CLIENT_TEMPERATURE = False
 TOP_LOGPROBS = 1
 #: strategies whose vote reads the voters' log-probabilities
 CONFIDENT: frozenset[str] = frozenset({"quality"})
+
+
+#: llama.cpp's "pick a random seed" (``LLAMA_DEFAULT_SEED``, 0xFFFFFFFF, as a signed int)
+RANDOM_SEED = -1
+#: seeds wrap around below this (llama.cpp reads them as 32-bit)
+SEED_SPAN = 2**31 - 1
+
+
+def seeds(count: int, seed: int | None) -> list[int]:
+    """One seed per voter: the request's seed, then its successors. Without a seed, or with
+    llama.cpp's ``-1`` ("random"), a fresh random base on every request: voters with the same
+    seeds on every request would repeat the same answers and the same errors."""
+    base = random.randrange(SEED_SPAN) if seed is None or seed == RANDOM_SEED else seed
+    return [(base + i) % SEED_SPAN for i in range(count)]
 
 
 @dataclass(frozen=True)

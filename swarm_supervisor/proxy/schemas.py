@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..config import Strategy, StreamMode
+from ..vocabulary import Strategy, StreamMode
 from .errors import ApiError, bad_request
 
 

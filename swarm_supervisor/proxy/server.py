@@ -7,8 +7,8 @@ The supervisor runs the proxy and its health loop in one process and one loop::
     ...
     await server.stop()
 
-``swarm proxy``-style standalone use: ``serve(app, host, port)`` runs until cancelled, and
-:func:`run` starts a uvloop loop for it.
+Standalone (``bench/overhead.py`` serves the proxy alone): :func:`run` blocks in a uvloop loop
+until Ctrl-C.
 """
 
 from __future__ import annotations

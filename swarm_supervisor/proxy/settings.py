@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import ProxyConfig, Strategy, StreamMode
+from ..config import ProxyConfig
+from ..vocabulary import Strategy, StreamMode
 
 
 @dataclass(frozen=True)

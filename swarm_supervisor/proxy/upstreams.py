@@ -106,7 +106,7 @@ class UpstreamPool:
 
     @classmethod
     def from_urls(cls, urls: list[str], model_id: str = "swarm", context: int = 4096) -> UpstreamPool:
-        """A pool of already-running servers, all ready (tests, benchmarks, `swarm proxy`)."""
+        """A pool of already-running servers, all ready (tests, benchmarks)."""
         pool = cls(model_id=model_id, context=context)
         for i, url in enumerate(urls):
             pool.set_ready(Upstream(str(i), url.rstrip("/")), True)

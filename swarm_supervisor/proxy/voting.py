@@ -1,4 +1,5 @@
-"""The proxy's side of the vote: upstream answers become consensus candidates, a verdict a winner.
+"""The proxy's side of the vote: upstream answers become consensus candidates, a request the
+`Ask` the vote reads, a verdict the winner's body.
 
 The consensus package is pure; everything that knows the OpenAI body shapes lives here.
 """
@@ -7,13 +8,12 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from ..config import Strategy
-from ..consensus import Candidate, Toolbox, Verdict, quorum_reached, vote
+from ..consensus import Candidate, Toolbox, Verdict
+from ..vocabulary import Endpoint
 from .confidence import logprob_fields
-
-Kind = Literal["chat", "completion"]
+from .failures import UpstreamFailure
 
 
 @dataclass
@@ -24,18 +24,29 @@ class VoterOutcome:
     instance: str
     latency_s: float = 0.0
     ok: bool = False
-    error: str | None = None
+    #: why it gave no answer (None: it answered, or is still out)
+    failure: UpstreamFailure | None = None
     body: dict[str, Any] | None = None  # the upstream's answer (ok voters only)
     #: this voter's request evaluated the prompt: its ``usage.prompt_tokens`` counts once in totals
     #: (False for the other choices of an ``n = k`` request, which share that evaluation)
     prompt_share: bool = True
 
+    @property
+    def outstanding(self) -> bool:
+        """Neither answered nor failed yet: it can still change the vote."""
+        return not self.ok and self.failure is None
 
-def candidate_of(outcome: VoterOutcome, kind: Kind) -> Candidate:
+    @property
+    def error(self) -> str | None:
+        """What the swarm extension says went wrong (``cancelled``, ``timed out``, ``HTTP 500``...)."""
+        return None if self.failure is None else str(self.failure)
+
+
+def candidate_of(outcome: VoterOutcome, endpoint: Endpoint) -> Candidate:
     """A consensus candidate from an upstream answer (first choice)."""
     body = outcome.body or {}
     choice = first_choice(body)
-    if kind == "chat":
+    if endpoint == "chat":
         message = choice.get("message") or {}
         content = message.get("content") or ""
         tool_calls = message.get("tool_calls") or None
@@ -60,11 +71,6 @@ def first_choice(body: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def usable(body: dict[str, Any]) -> bool:
-    """An answer the vote can use: it has a first choice."""
-    return bool(first_choice(body))
-
-
 @dataclass(frozen=True)
 class Ask:
     """What the vote reads of a request: its last user text, the tools it declared (None when
@@ -76,32 +82,11 @@ class Ask:
     voters: int | None = None
 
 
-def vote_request(kind: Kind, body: dict[str, Any], voters: int) -> Ask:
+def vote_request(endpoint: Endpoint, body: dict[str, Any], voters: int) -> Ask:
     """The `Ask` of a request sent to ``voters`` voters."""
-    tools = body.get("tools") if kind == "chat" and body.get("tool_choice") != "none" else None
+    tools = body.get("tools") if endpoint == "chat" and body.get("tool_choice") != "none" else None
     box = Toolbox.from_openai(tools) if isinstance(tools, list) else None
-    return Ask(prompt_text(kind, body), box if box is not None and box.names else None, voters)
-
-
-def _ask(prompt: str | Ask | None) -> Ask:
-    return prompt if isinstance(prompt, Ask) else Ask(prompt)
-
-
-def enough(
-    candidates: list[Candidate], voters: int, strategy: Strategy, threshold: float, prompt: str | Ask | None
-) -> bool:
-    """True once the answers so far settle the vote (quorum), so the rest may be cancelled."""
-    ask = _ask(prompt)
-    return quorum_reached(candidates, voters, threshold, strategy, prompt=ask.prompt, tools=ask.tools)
-
-
-def decide(
-    candidates: list[Candidate], strategy: Strategy, threshold: float, prompt: str | Ask | None
-) -> Verdict:
-    """The vote over the answers collected; ``prompt`` as an `Ask` also brings the declared
-    tools and the number of voters asked."""
-    ask = _ask(prompt)
-    return vote(candidates, strategy, threshold, prompt=ask.prompt, asked=ask.voters, tools=ask.tools)
+    return Ask(prompt_text(endpoint, body), box if box is not None and box.names else None, voters)
 
 
 def as_answered(body: dict[str, Any] | None, verdict: Verdict) -> dict[str, Any] | None:
@@ -120,9 +105,9 @@ def as_answered(body: dict[str, Any] | None, verdict: Verdict) -> dict[str, Any]
     return {**body, "choices": choices}
 
 
-def prompt_text(kind: Kind, body: dict[str, Any]) -> str | None:
+def prompt_text(endpoint: Endpoint, body: dict[str, Any]) -> str | None:
     """The request's last user text (the ``quality`` strategy reads requested function names)."""
-    if kind == "completion":
+    if endpoint == "completion":
         prompt = body.get("prompt")
         return prompt if isinstance(prompt, str) else None
     for message in reversed(body.get("messages") or []):
