@@ -112,7 +112,9 @@ def spawn_fakes(count: int = 3, *, content: str = "def add(a, b):\n    return a 
 
 def spawn_proxy(urls: list[str], **settings: Any) -> Child:
     """The proxy (create_app + ProxyServer on uvloop) over ``urls``, in a child process.
-    ``settings`` are ProxySettings fields; ``internal_key`` sets the pool's key for the instances."""
+    ``settings`` are ProxySettings fields; ``internal_key`` sets the pool's key for the instances,
+    ``slots`` the requests each upstream takes at once (the proxy's admission gate lets that many
+    votes run together: a fake answers any number, one real llama-server its ``--parallel``)."""
     return _spawn(_python("_proxy", json.dumps({"urls": urls, **settings})))
 
 
@@ -159,7 +161,7 @@ def _serve_proxy(spec: dict[str, Any]) -> None:
     urls = spec.pop("urls")
     key = spec.pop("internal_key", None)
     host = spec.pop("host", "127.0.0.1")
-    pool = UpstreamPool.from_urls(urls, model_id="bench")
+    pool = UpstreamPool.from_urls(urls, model_id="bench", slots=int(spec.pop("slots", 1)))
     pool.api_key = key
 
     async def main() -> None:
@@ -382,11 +384,16 @@ def check(result: dict[str, Any], rss_tolerance_pct: float = 5.0, fd_slack: int 
     return problems
 
 
+#: what a fake upstream declares it serves at once (it has no limit; above any --clients used)
+FAKE_SLOTS = 4096
+
+
 @contextlib.contextmanager
 def fake_swarm(upstreams: int, piece_delay_s: float) -> Iterator[Child]:
     fakes = spawn_fakes(upstreams, pieces=8, piece_delay_s=piece_delay_s)
     try:
-        proxy = spawn_proxy(fakes.urls, stream_mode="consensus", request_timeout_s=120.0)
+        # a fake serves any number of requests at once: declare it, or the gate queues every vote
+        proxy = spawn_proxy(fakes.urls, stream_mode="consensus", request_timeout_s=120.0, slots=FAKE_SLOTS)
         try:
             yield proxy
         finally:

@@ -105,9 +105,12 @@ class UpstreamPool:
         return sum(u.per_request for u in self.ready())
 
     @classmethod
-    def from_urls(cls, urls: list[str], model_id: str = "swarm", context: int = 4096) -> UpstreamPool:
-        """A pool of already-running servers, all ready (tests, benchmarks)."""
+    def from_urls(
+        cls, urls: list[str], model_id: str = "swarm", context: int = 4096, slots: int = 1
+    ) -> UpstreamPool:
+        """A pool of already-running servers, all ready, each taking ``slots`` requests at once,
+        one voter per request (tests, benchmarks)."""
         pool = cls(model_id=model_id, context=context)
         for i, url in enumerate(urls):
-            pool.set_ready(Upstream(str(i), url.rstrip("/")), True)
+            pool.set_ready(Upstream(str(i), url.rstrip("/"), slots=slots, voters=1), True)
         return pool
