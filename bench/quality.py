@@ -78,7 +78,6 @@ def ask(
     client: httpx.Client, url: str, task: dict[str, Any], setting: str, max_tokens: int, key: str | None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "model": "bench",
         "messages": [{"role": "user", "content": user_message(task)}],
         "max_tokens": max_tokens,
     }

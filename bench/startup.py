@@ -58,7 +58,6 @@ def first_token(url: str, key: str | None, max_tokens: int, timeout_s: float = 3
     import httpx
 
     body = {
-        "model": "any",
         "messages": [{"role": "user", "content": PROMPT}],
         "max_tokens": max_tokens,
         "stream": True,

@@ -170,6 +170,13 @@ class Catalogue(_Strict):
 # --------------------------------------------------------------------------- user config
 
 
+def _alias(name: str) -> str:
+    """A model name clients may send: 1-256 visible characters, no surrounding spaces."""
+    if not name or len(name) > 256 or name != name.strip() or not name.isprintable():
+        raise ValueError(f"{name!r} is not a model name (1-256 printable characters, no surrounding spaces)")
+    return name
+
+
 class ProxyConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8000
@@ -188,6 +195,18 @@ class ProxyConfig(_Strict):
     body_timeout_s: Annotated[float, Field(gt=0)] = 60.0
     straggler_min_s: Annotated[float, Field(ge=0)] = 10.0
     straggler_factor: Annotated[float, Field(ge=0)] = 3.0  # 0: wait for every voter until the deadline
+    #: more names clients may send as ``model`` for the swarm's model (docs/api.md, "Model names")
+    aliases: list[Annotated[str, AfterValidator(_alias)]] = []
+    #: True: answer whatever ``model`` a request names (clients that send a fixed name);
+    #: False: a name the swarm does not serve gets 404 ``model_not_found``
+    accept_any_model: bool = False
+
+    @model_validator(mode="after")
+    def _unique_aliases(self) -> ProxyConfig:
+        dup = sorted({a for a in self.aliases if self.aliases.count(a) > 1})
+        if dup:
+            raise ValueError(f"aliases: {', '.join(map(repr, dup))} listed twice")
+        return self
 
 
 class HardwareConfig(_Strict):

@@ -54,6 +54,7 @@ def build_spec(
     backend: Backend = "llama.cpp",
     gpu_vendor: GpuVendor | None = None,
     extra_args: tuple[str, ...] = (),
+    fallback: dict[str, str] | None = None,
 ) -> SwarmSpec:
     """The spec of the swarm ``rf.name`` with a new internal key. Nothing is written: the key file
     and the launch spec are written only once the run file is claimed (:func:`start_detached`),
@@ -88,6 +89,7 @@ def build_spec(
             "concurrency": plan.concurrency,
             "kv_type": plan.kv_type,
         },
+        fallback=fallback,
     )
 
 
@@ -99,6 +101,7 @@ def _initial(rf: RunFile, spec: SwarmSpec, pid: int) -> dict[str, Any]:
         "reason": None,
         "base_url": None,
         "model": spec.model_id,
+        "fallback": spec.fallback,
         "supervisor": {"pid": pid, "create_time": psutil.Process(pid).create_time()},
         "supervisor_pid": pid,
         "proxy": {"host": spec.proxy_host, "port": spec.proxy_port},

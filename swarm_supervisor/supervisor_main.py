@@ -39,7 +39,9 @@ async def run_swarm(
     on_up: Callable[[Supervisor], None] | None = None,
 ) -> int:
     """Serve until a signal; returns the exit code (0 after a clean stop, 1 after a failed start)."""
-    pool = UpstreamPool(model_id=spec.model_id, context=spec.context, api_key=spec.api_key)
+    pool = UpstreamPool(
+        model_id=spec.model_id, context=spec.context, api_key=spec.api_key, fallback=spec.fallback
+    )
     sup = Supervisor(spec, pool, runfile=runfile)
     loop = asyncio.get_running_loop()
     if sys.platform != "win32":

@@ -54,6 +54,7 @@ def build_record(sup: Supervisor) -> dict[str, Any]:
         "reason": sup.degraded if degraded else sup.reason,
         "base_url": sup.base_url,
         "model": sup.spec.model_id,
+        "fallback": sup.spec.fallback,  # {"planned", "running", "why", "fix"} or None (docs/api.md)
         "model_path": sup.spec.model_path,
         "device": sup.spec.device,
         "context": sup.spec.context,
@@ -68,6 +69,9 @@ def build_record(sup: Supervisor) -> dict[str, Any]:
             "port": sup.proxy_port,
             # whether clients must send proxy.api_key (the key itself is never recorded)
             "requires_api_key": bool(sup.spec.config.proxy.api_key),
+            # the names requests may send as `model` besides the model id (`swarm opencode` checks)
+            "aliases": list(sup.spec.config.proxy.aliases),
+            "accept_any_model": sup.spec.config.proxy.accept_any_model,
         },
         "internal_key": sup.spec.api_key,
         "started_at": sup.started_at,

@@ -42,6 +42,9 @@ class SwarmSpec:
     config: Config = field(default_factory=Config)
     log_dir: str = ""
     plan_summary: dict[str, Any] = field(default_factory=dict)  # shown by ps / kept for the record
+    #: set when model_id is the embedded stand-in for the planned model: {"planned", "running",
+    #: "why", "fix"} (docs/api.md); the proxy and the run file carry it as it is
+    fallback: dict[str, str] | None = None
 
     @property
     def voters(self) -> int:

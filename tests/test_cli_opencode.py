@@ -291,7 +291,7 @@ TOOL = {"type": "function", "function": {"name": "bash", "parameters": {"type": 
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_proxy_counts_streamed_requests_with_tools(anyio_backend: str) -> None:
-    chat: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    chat: dict[str, Any] = {"model": "swarm", "messages": [{"role": "user", "content": "hi"}]}
     with fake_upstreams(Behaviour("same"), Behaviour("same")) as fakes:
         pool = UpstreamPool.from_urls([f.url for f in fakes])
         async with asgi_client(create_app(pool)) as client:

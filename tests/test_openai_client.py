@@ -63,7 +63,7 @@ async def test_models(client: openai.AsyncOpenAI) -> None:
 
 
 async def test_chat(client: openai.AsyncOpenAI) -> None:
-    raw = await client.chat.completions.with_raw_response.create(model="anything", messages=MESSAGES)
+    raw = await client.chat.completions.with_raw_response.create(model="swarm-coder", messages=MESSAGES)
     resp = raw.parse()
     assert resp.choices[0].message.content == GOOD
     assert resp.model == "swarm-coder"
@@ -74,13 +74,13 @@ async def test_chat(client: openai.AsyncOpenAI) -> None:
 
 
 async def test_completions(client: openai.AsyncOpenAI) -> None:
-    resp = await client.completions.create(model="anything", prompt="def add(a, b):")
+    resp = await client.completions.create(model="swarm-coder", prompt="def add(a, b):")
     assert resp.choices[0].text == GOOD
 
 
 async def test_streaming_chat_with_usage(client: openai.AsyncOpenAI) -> None:
     stream = await client.chat.completions.create(
-        model="anything", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        model="swarm-coder", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
     )
     text, finish, usage = "", None, None
     async for chunk in stream:
@@ -98,7 +98,8 @@ async def test_streamed_tool_calls_accumulate(fakes: list[FakeUpstream]) -> None
     for f in fakes:
         f.behaviour.tool_calls = [READ]
     async for client in _client(fakes, stream_mode="consensus"):
-        async with client.chat.completions.stream(model="anything", messages=MESSAGES, tools=TOOLS) as stream:
+        opened = client.chat.completions.stream(model="swarm-coder", messages=MESSAGES, tools=TOOLS)
+        async with opened as stream:
             final = await stream.get_final_completion()
     message = final.choices[0].message
     assert final.choices[0].finish_reason == "tool_calls"
@@ -111,7 +112,7 @@ async def test_streamed_tool_calls_accumulate(fakes: list[FakeUpstream]) -> None
 
 async def test_fastest_stream(fakes: list[FakeUpstream]) -> None:
     async for client in _client(fakes, stream_mode="fastest"):
-        stream = await client.chat.completions.create(model="x", messages=MESSAGES, stream=True)
+        stream = await client.chat.completions.create(model="swarm-coder", messages=MESSAGES, stream=True)
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text in (GOOD, "something else")
 
@@ -119,27 +120,27 @@ async def test_fastest_stream(fakes: list[FakeUpstream]) -> None:
 async def test_errors(fakes: list[FakeUpstream]) -> None:
     async for client in _client(fakes, api_key="proxy-key"):
         with pytest.raises(openai.BadRequestError) as bad:
-            await client.chat.completions.create(model="x", messages=[])
+            await client.chat.completions.create(model="swarm-coder", messages=[])
         assert bad.value.status_code == 400 and bad.value.param == "messages"
         wrong = client.with_options(api_key="wrong")
         with pytest.raises(openai.AuthenticationError):
-            await wrong.chat.completions.create(model="x", messages=MESSAGES)
+            await wrong.chat.completions.create(model="swarm-coder", messages=MESSAGES)
         for f in fakes:
             f.behaviour.fault = "500"
         with pytest.raises(openai.APIStatusError) as failed:
-            await client.chat.completions.create(model="x", messages=MESSAGES)
+            await client.chat.completions.create(model="swarm-coder", messages=MESSAGES)
         assert failed.value.status_code == 502
 
 
 async def test_no_instance_is_503() -> None:
-    pool = UpstreamPool(model_id="m", context=1)
+    pool = UpstreamPool(model_id="swarm-coder", context=1)
     pool.add(Upstream("0", "http://127.0.0.1:9"))
     async with (
         ProxyServer(create_app(pool)) as server,
         openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0) as client,
     ):
         with pytest.raises(openai.InternalServerError) as err:
-            await client.chat.completions.create(model="x", messages=MESSAGES)
+            await client.chat.completions.create(model="swarm-coder", messages=MESSAGES)
     assert err.value.status_code == 503
 
 
@@ -147,7 +148,22 @@ async def test_error_mid_stream_raises_in_the_client(fakes: list[FakeUpstream]) 
     for f in fakes:
         f.behaviour.fault, f.behaviour.latency_s = "500", 0.5
     async for client in _client(fakes, stream_mode="consensus", keepalive_s=0.1):
-        stream = await client.chat.completions.create(model="x", messages=MESSAGES, stream=True)
+        stream = await client.chat.completions.create(model="swarm-coder", messages=MESSAGES, stream=True)
         with pytest.raises(openai.APIError):
             async for _ in stream:
                 pass
+
+
+async def test_an_unknown_model_is_not_found_and_the_message_lists_the_served_names(
+    fakes: list[FakeUpstream],
+) -> None:
+    async for client in _client(fakes, aliases=("gpt-4o",)):
+        with pytest.raises(openai.NotFoundError) as err:
+            await client.chat.completions.create(model="gpt-4.1", messages=MESSAGES)
+        assert err.value.code == "model_not_found" and err.value.param == "model"
+        assert "'swarm-coder', 'gpt-4o'" in err.value.message
+        assert not [b for f in fakes for b in f.record.bodies]  # refused before any fan-out
+        models = await client.models.list()
+        assert [m.id for m in models.data] == ["swarm-coder", "gpt-4o"]
+        answer = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        assert answer.model == "swarm-coder"

@@ -14,7 +14,7 @@ from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
 
 pytestmark = pytest.mark.anyio
 
-CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+CHAT = {"model": "swarm", "messages": [{"role": "user", "content": "hi"}]}
 #: an agent's turn: declared tools, so one request per process carries all its voters (no anchor)
 AGENT = {**CHAT, "tools": [{"type": "function", "function": {"name": "read", "parameters": {}}}]}
 
@@ -49,7 +49,7 @@ async def test_waiters_are_served_in_arrival_order_and_a_leaver_gives_its_place_
 
 
 async def test_capacity_follows_the_pool() -> None:
-    pool = UpstreamPool(model_id="m", context=4096)
+    pool = UpstreamPool(model_id="swarm", context=4096)
     pool.set_ready(Upstream("0", "http://127.0.0.1:9", slots=6, voters=3), True)
     pool.set_ready(Upstream("1", "http://127.0.0.1:9", slots=4, voters=2), True)
     assert pool.concurrency == 2 and pool.voters == 5
@@ -62,7 +62,7 @@ async def test_a_second_session_runs_beside_the_first_only_where_slots_allow(
     slots: int, overlapped: bool
 ) -> None:
     with fake_upstreams(Behaviour("x = 1", latency_s=0.6)) as fakes:
-        pool = UpstreamPool(model_id="m", context=4096)
+        pool = UpstreamPool(model_id="swarm", context=4096)
         pool.set_ready(Upstream("0", fakes[0].url, slots=slots, voters=2), True)
         async with asgi_client(create_app(pool, ProxySettings(quorum=False))) as client:
             loop = asyncio.get_running_loop()

@@ -17,7 +17,7 @@ from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
 
 pytestmark = pytest.mark.anyio
 
-CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+CHAT: dict[str, Any] = {"model": "swarm", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ async def test_metrics() -> None:
 
 
 async def test_each_app_has_its_own_registry() -> None:
-    pool = UpstreamPool(model_id="m", context=1)
+    pool = UpstreamPool(model_id="swarm", context=1)
     a, b = create_app(pool), create_app(pool)  # the global registry would refuse the second
     assert a.state.ctx.metrics.registry is not b.state.ctx.metrics.registry
 
@@ -108,7 +108,7 @@ async def test_proxy_server_runs_in_the_current_loop_on_a_free_port() -> None:
 
 
 async def test_port_in_use_is_an_oserror() -> None:
-    pool = UpstreamPool(model_id="m", context=1)
+    pool = UpstreamPool(model_id="swarm", context=1)
     async with ProxyServer(create_app(pool), port=0) as first:
         with pytest.raises(OSError):
             await ProxyServer(create_app(pool), port=first.port).start()

@@ -15,7 +15,7 @@ from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
 
 pytestmark = pytest.mark.anyio
 
-CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+CHAT: dict[str, Any] = {"model": "swarm", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def one_fake() -> Any:
         (b"[1, 2]", None),
         (b'{"messages": "hi"}', "messages"),
         (b'{"messages": []}', "messages"),
-        (b'{"model": "m"}', "messages"),
+        (b'{"model": "swarm"}', "messages"),
         (b'{"messages": [{"content": "no role"}]}', "messages.0.role"),
         (b'{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}', "temperature"),
         (b'{"messages": [{"role": "user", "content": "x"}], "stream": "yes please"}', "stream"),
@@ -101,7 +101,7 @@ async def test_oversized_body_is_413_by_length_and_by_count(one_fake: Any) -> No
 
 
 async def test_no_ready_instance_is_503_with_retry_after() -> None:
-    pool = UpstreamPool(model_id="m", context=4096)
+    pool = UpstreamPool(model_id="swarm", context=4096)
     pool.add(Upstream("0", "http://127.0.0.1:9"), state="starting")
     async with asgi_client(create_app(pool)) as client:
         r = await client.post("/v1/chat/completions", json=CHAT)

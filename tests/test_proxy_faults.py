@@ -15,7 +15,7 @@ from tests.fakes.upstream import Behaviour, fake_upstreams, served_client
 pytestmark = pytest.mark.anyio
 
 GOOD = "def add(a, b):\n    return a + b\n"
-CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "add"}]}
+CHAT: dict[str, Any] = {"model": "swarm", "messages": [{"role": "user", "content": "add"}]}
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from tests.fakes.upstream import Behaviour, fake_upstreams, served_client
 pytestmark = pytest.mark.anyio
 
 GOOD = "def add(a, b):\n    return a + b\n"
-CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "add"}]}
+CHAT: dict[str, Any] = {"model": "swarm", "messages": [{"role": "user", "content": "add"}]}
 
 
 @pytest.fixture
@@ -237,7 +237,7 @@ async def test_answers_nested_too_deep_to_parse_are_voted_on_not_a_500(strategy:
 
 async def test_ps_counts_client_requests_not_voter_answers() -> None:
     with fake_upstreams(Behaviour(GOOD), Behaviour(GOOD)) as fakes:
-        pool = UpstreamPool(model_id="m", context=4096)
+        pool = UpstreamPool(model_id="swarm", context=4096)
         for i, f in enumerate(fakes):
             pool.set_ready(Upstream(str(i), f.url, slots=3), True)
         async with served_client(create_app(pool, ProxySettings(quorum=False))) as client:

@@ -96,7 +96,7 @@ async def test_chat_is_answered_and_voted_on(llama_urls: list[str]) -> None:
     async with served_client(app) as client:
         r = await client.post(
             "/v1/chat/completions",
-            json={"model": "whatever", "messages": PROMPT, "max_tokens": 48, "temperature": 0.7},
+            json={"model": "smollm2:135m:q4_1", "messages": PROMPT, "max_tokens": 48, "temperature": 0.7},
             timeout=120,
         )
         assert r.status_code == 200, r.text

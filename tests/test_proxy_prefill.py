@@ -19,7 +19,7 @@ GOOD = "def add(a, b):\n    return a + b\n"
 BAD = "I cannot help with that."
 #: an agent's turn (declared tools): no greedy anchor, so each process gets one request (sampling.py)
 CHAT = {
-    "model": "m",
+    "model": "swarm",
     "messages": [{"role": "user", "content": "Write add(a, b) in Python."}],
     "tools": [{"type": "function", "function": {"name": "read", "parameters": {"type": "object"}}}],
 }
@@ -31,7 +31,7 @@ def anyio_backend() -> str:
 
 
 def _pool(fakes: list, slots: int, voters: int = 0) -> UpstreamPool:
-    pool = UpstreamPool(model_id="m", context=4096)
+    pool = UpstreamPool(model_id="swarm", context=4096)
     for i, f in enumerate(fakes):
         pool.set_ready(Upstream(str(i), f.url, slots=slots, voters=voters), True)
     return pool

@@ -17,7 +17,7 @@ from tests.fakes.upstream import Behaviour, fake_upstreams, served_client
 pytestmark = pytest.mark.anyio
 
 TEXT = "Here is the function:\n\n```python\ndef add(a, b):\n    return a + b\n```\nIt adds two numbers."
-CHAT: dict[str, Any] = {"model": "whatever", "stream": True, "messages": [{"role": "user", "content": "add"}]}
+CHAT: dict[str, Any] = {"stream": True, "messages": [{"role": "user", "content": "add"}]}
 
 
 @pytest.fixture

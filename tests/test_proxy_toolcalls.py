@@ -61,7 +61,7 @@ async def test_a_call_written_as_text_reaches_the_client_as_a_tool_call(stream: 
                 chunks = [
                     c
                     async for c in await client.chat.completions.create(
-                        model="m", messages=MESSAGES, tools=TOOLS, stream=True
+                        model="swarm-coder", messages=MESSAGES, tools=TOOLS, stream=True
                     )
                 ]
                 deltas = [c.choices[0].delta for c in chunks if c.choices]
@@ -73,7 +73,7 @@ async def test_a_call_written_as_text_reaches_the_client_as_a_tool_call(stream: 
                 call_id = pieces[0].id
                 swarm = (chunks[-1].model_extra or {}).get("swarm")
             else:
-                r = await client.chat.completions.create(model="m", messages=MESSAGES, tools=TOOLS)
+                r = await client.chat.completions.create(model="swarm-coder", messages=MESSAGES, tools=TOOLS)
                 message = r.choices[0].message
                 assert message.tool_calls is not None and len(message.tool_calls) == 1
                 only = message.tool_calls[0]

@@ -13,7 +13,7 @@ from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
 pytestmark = pytest.mark.anyio
 
 GOOD = "def add(a, b):\n    return a + b\n"
-CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Write add(a, b) in Python."}]}
+CHAT = {"messages": [{"role": "user", "content": "Write add(a, b) in Python."}]}
 
 
 @pytest.fixture
@@ -24,12 +24,13 @@ def anyio_backend() -> str:
 async def test_majority_wins_with_agreement_two_thirds() -> None:
     with fake_upstreams(Behaviour(GOOD), Behaviour("I cannot help with that."), Behaviour(GOOD)) as fakes:
         pool = UpstreamPool.from_urls([f.url for f in fakes], model_id="smollm2:135m:q4_1")
-        async with asgi_client(create_app(pool, ProxySettings(quorum=False))) as client:
-            r = await client.post("/v1/chat/completions", json=CHAT)
+        settings = ProxySettings(quorum=False, aliases=("gpt-4o",))
+        async with asgi_client(create_app(pool, settings)) as client:
+            r = await client.post("/v1/chat/completions", json={**CHAT, "model": "gpt-4o"})
     assert r.status_code == 200
     body = r.json()
     assert body["choices"][0]["message"]["content"] == GOOD
-    assert body["model"] == "smollm2:135m:q4_1"  # any model name in, the swarm's id out
+    assert body["model"] == "smollm2:135m:q4_1"  # an alias in, the swarm's id out
     swarm = body["swarm"]
     assert swarm["votes"] == 3
     assert swarm["agreement"] == pytest.approx(2 / 3, abs=1e-3)
@@ -44,7 +45,7 @@ async def test_majority_wins_with_agreement_two_thirds() -> None:
 
 async def test_each_voter_gets_its_own_seed_and_the_internal_key() -> None:
     with fake_upstreams(Behaviour(GOOD), Behaviour(GOOD)) as fakes:
-        pool = UpstreamPool(model_id="m", context=4096, api_key="internal-secret")
+        pool = UpstreamPool(model_id="swarm", context=4096, api_key="internal-secret")
         for i, f in enumerate(fakes):
             pool.set_ready(Upstream(str(i), f.url, slots=2), True)
         async with asgi_client(create_app(pool, ProxySettings(quorum=False))) as client:
@@ -117,7 +118,7 @@ async def test_completions_endpoint_votes_too() -> None:
     with fake_upstreams(Behaviour("x = 1"), Behaviour("x = 1"), Behaviour("zzz")) as fakes:
         pool = UpstreamPool.from_urls([f.url for f in fakes])
         async with asgi_client(create_app(pool, ProxySettings(quorum=False))) as client:
-            r = await client.post("/v1/completions", json={"model": "m", "prompt": "x ="})
+            r = await client.post("/v1/completions", json={"model": "swarm", "prompt": "x ="})
     assert r.status_code == 200
     assert r.json()["choices"][0]["text"] == "x = 1"
     assert r.json()["swarm"]["votes"] == 3

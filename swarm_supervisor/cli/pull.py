@@ -85,6 +85,7 @@ def pull_json(binary: Any, model: LocalModel) -> dict[str, Any]:
             "context": f.context,
             "chat": model.chat,
             "fallback_from": model.fallback_from,
+            "fallback": model.fallback.as_dict() if model.fallback else None,
             "warning": model.warning,
         },
         "llama_server": None,

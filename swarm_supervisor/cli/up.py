@@ -145,6 +145,7 @@ def command(
         backend=binary.server,
         gpu_vendor=gpu_vendor,
         extra_args=extra_args_for(plan, ctx.catalogue, config),
+        fallback=model.fallback.as_dict() if model.fallback else None,
     )
     ctx.console.print(_plan_table(plan))
     ctx.console.print()

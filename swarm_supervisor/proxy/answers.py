@@ -24,8 +24,9 @@ def billed(outcome: VoterOutcome) -> dict[str, Any]:
     return usage
 
 
-def extension(ballot: Ballot) -> dict[str, Any]:
-    """The ``swarm`` object: how the vote went, and who voted."""
+def extension(ballot: Ballot, fallback: dict[str, str] | None = None) -> dict[str, Any]:
+    """The ``swarm`` object: how the vote went, who voted, and the stand-in model's ``fallback``
+    facts (``pool.fallback``: None unless the embedded stand-in runs; docs/api.md)."""
     ids = [c.voter for c in ballot.candidates]
     answered = {c.voter: c.kind for c in ballot.candidates}
     verdict = ballot.verdict
@@ -61,6 +62,7 @@ def extension(ballot: Ballot) -> dict[str, Any]:
             }
             for o in ballot.outcomes
         ],
+        "fallback": fallback,
     }
 
 
@@ -73,7 +75,9 @@ def swarm_headers(ballot: Ballot) -> dict[str, str]:
     }
 
 
-def answer(ballot: Ballot, model: str, logprobs: bool = False) -> dict[str, Any]:
+def answer(
+    ballot: Ballot, model: str, logprobs: bool = False, fallback: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The winner's body as the client sees it: one choice, the swarm's ``model`` id, the
     extension. ``usage`` is the winner's own; ``swarm.usage_total`` sums every voter's."""
     body = dict(ballot.winner.body or {})
@@ -82,12 +86,17 @@ def answer(ballot: Ballot, model: str, logprobs: bool = False) -> dict[str, Any]
     if not logprobs:
         choice.pop("logprobs", None)  # asked of the voters for the vote's own use only
     body["choices"] = [choice]
-    body["swarm"] = extension(ballot)
+    body["swarm"] = extension(ballot, fallback)
     return body
 
 
 def events(
-    ballot: Ballot, endpoint: Endpoint, model: str, include_usage: bool, logprobs: bool = False
+    ballot: Ballot,
+    endpoint: Endpoint,
+    model: str,
+    include_usage: bool,
+    logprobs: bool = False,
+    fallback: dict[str, str] | None = None,
 ) -> Iterator[bytes]:
     """The winner as SSE events (sse.py), with the swarm's ``model`` id and the extension."""
     body = ballot.winner.body or {}
@@ -101,5 +110,5 @@ def events(
         model=model,
         usage=body.get("usage"),
         include_usage=include_usage,
-        extension=extension(ballot),
+        extension=extension(ballot, fallback),
     )

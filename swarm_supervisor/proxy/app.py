@@ -1,7 +1,7 @@
 """The proxy app: ``create_app(pool, settings)`` builds a Starlette app whose lifespan owns the one
 shared upstream HTTP client.
 
-    GET  /v1/models             the swarm's model id and its per-slot context
+    GET  /v1/models             the swarm's model id and its aliases, per-slot context, fallback
     POST /v1/chat/completions   fan-out, vote, answer (or stream the winner)
     POST /v1/completions        the same for plain completions
     GET  /health                200 while at least one instance is ready, else 503 (no key needed)
@@ -33,6 +33,7 @@ from .errors import ApiError, error_body
 from .handlers import Context, handle
 from .metrics import CONTENT_TYPE, ProxyMetrics
 from .openapi import openapi_document
+from .served import FALLBACK_HEADER, fallback_headers, model_entries
 from .settings import ProxySettings
 from .upstreams import UpstreamPool
 
@@ -121,21 +122,17 @@ def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Sta
             await session.close()
 
     async def chat(request: Request) -> Response:
-        return await handle(ctx, request, "chat")
+        response = await handle(ctx, request, "chat")
+        response.headers.update(fallback_headers(pool))
+        return response
 
     async def completions(request: Request) -> Response:
-        return await handle(ctx, request, "completion")
+        response = await handle(ctx, request, "completion")
+        response.headers.update(fallback_headers(pool))
+        return response
 
     async def models(request: Request) -> Response:
-        entry = {
-            "id": pool.model_id,
-            "object": "model",
-            "created": started,
-            "owned_by": "local-swarm",
-            "context_length": pool.context,
-            "meta": {"n_ctx": pool.context, "voters": pool.voters},
-        }
-        return JSONResponse({"object": "list", "data": [entry]})
+        return JSONResponse({"object": "list", "data": model_entries(pool, settings, started)})
 
     async def health(request: Request) -> Response:
         ready = pool.ready()
@@ -145,6 +142,7 @@ def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Sta
             "ready": len(ready),
             "voters": pool.voters,
             "instances": dict(sorted(pool.states.items())),
+            "fallback": pool.fallback,
         }
         headers = {} if ready else {"Retry-After": str(settings.retry_after_s)}
         return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
@@ -169,7 +167,13 @@ def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Sta
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=["*"],
-                expose_headers=["X-Swarm-Agreement", "X-Swarm-Strategy", "X-Swarm-Votes", "X-Swarm-Winner"],
+                expose_headers=[
+                    "X-Swarm-Agreement",
+                    "X-Swarm-Strategy",
+                    "X-Swarm-Votes",
+                    "X-Swarm-Winner",
+                    FALLBACK_HEADER,
+                ],
             )
         )
     middleware.append(Middleware(_Observe, metrics=ctx.metrics))
@@ -217,6 +221,7 @@ def minimal_status(pool: UpstreamPool) -> dict[str, Any]:
         "context": pool.context,
         "voters": pool.voters,
         "requests": pool.client_requests,
+        "fallback": pool.fallback,
         "instances": instances,
     }
 

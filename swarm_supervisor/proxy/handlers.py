@@ -21,6 +21,7 @@ from .fanout import Ballot, fan_out
 from .metrics import ProxyMetrics
 from .relay import OpenStream, first_stream, relay
 from .schemas import ChatRequest, CompletionRequest, forwardable, parse_json, validate
+from .served import check_model
 from .settings import ProxySettings
 from .sse import KEEPALIVE, event
 from .stragglers import StragglerPolicy
@@ -122,6 +123,7 @@ async def handle(ctx: Context, request: Request, endpoint: Endpoint) -> Response
     raw = await read_body(request, s.max_body_bytes, s.body_timeout_s)
     data = parse_json(raw)
     req = validate(ChatRequest if endpoint == "chat" else CompletionRequest, data)
+    check_model(req.model, ctx.pool, s)  # 404 for a name the swarm does not serve
     strategy: Strategy = (
         req.swarm_strategy
         or _choice(request.headers.get("x-swarm-strategy"), get_args(Strategy), "swarm_strategy")  # type: ignore[assignment]
@@ -133,7 +135,7 @@ async def handle(ctx: Context, request: Request, endpoint: Endpoint) -> Response
     check_budget(endpoint, data, context=ctx.pool.context, max_messages=s.max_messages)  # before any fan-out
     ctx.pool.client_requests += 1
     body = forwardable(data)
-    body.pop("model", None)  # each instance serves one model; the client's name is only a label
+    body.pop("model", None)  # checked above; each instance serves the one model under its own name
     client = ctx.upstream_client()
     tools = isinstance(req, ChatRequest) and bool(req.tools)
     if req.stream:
@@ -150,7 +152,7 @@ async def handle(ctx: Context, request: Request, endpoint: Endpoint) -> Response
         return await _stream(
             ctx,
             _vote(ctx, client, upstreams, endpoint, body, strategy),
-            lambda b: _iterate(events(b, endpoint, ctx.pool.model_id, usage, logprobs)),
+            lambda b: _iterate(events(b, endpoint, ctx.pool.model_id, usage, logprobs, ctx.pool.fallback)),
             swarm_headers,
         )
     ctx.metrics.observe_request(PATHS[endpoint], None, tools)
@@ -158,7 +160,8 @@ async def handle(ctx: Context, request: Request, endpoint: Endpoint) -> Response
         ballot = await until_disconnect(request, _vote(ctx, client, upstreams, endpoint, body, strategy))
     except ClientGone:
         return Response(status_code=499)
-    return JSONResponse(answer(ballot, ctx.pool.model_id, req.wants_logprobs), headers=swarm_headers(ballot))
+    reply = answer(ballot, ctx.pool.model_id, req.wants_logprobs, ctx.pool.fallback)
+    return JSONResponse(reply, headers=swarm_headers(ballot))
 
 
 async def _vote(

@@ -50,6 +50,15 @@ class SwarmVoter(_Doc):
     answer: str | None = None  # text, tool_calls or none as the voter wrote it; null: no answer
 
 
+class Fallback(_Doc):
+    """Set when the swarm runs the embedded stand-in instead of the model its plan chose."""
+
+    planned: str = Field(description="the model the plan chose, e.g. qwen2.5-coder:1.5b:q4_k_m")
+    running: str = Field(description="the stand-in that answers instead, e.g. smollm2:135m:q4_1")
+    why: str = Field(description="why the planned model is not running")
+    fix: str = Field(description="what to do to run the planned model")
+
+
 class SwarmExtension(_Doc):
     """How the vote went: added by the proxy to every non-streamed answer (and the last chunk)."""
 
@@ -65,6 +74,7 @@ class SwarmExtension(_Doc):
     recovered: dict[str, str]  # voter -> the form of the tool call it wrote as text
     usage_total: dict[str, int]
     voters: list[SwarmVoter]
+    fallback: Fallback | None = None
 
 
 class Usage(_Doc):
@@ -120,11 +130,13 @@ class Completion(_Doc):
 
 
 class ModelEntry(_Doc):
-    id: str
+    id: str = Field(description="a name requests may send as `model`")
     object: Literal["model"] = "model"
     created: int
     owned_by: str
+    alias_of: str | None = Field(None, description="for an alias (`proxy.aliases`): the model id it names")
     context_length: int
+    fallback: Fallback | None = None
 
 
 class ModelList(BaseModel):
@@ -138,6 +150,7 @@ class Health(_Doc):
     ready: int = Field(description="instances ready now")
     voters: int = Field(description="slots of the ready instances: answers per vote")
     instances: dict[str, str] = Field(description="instance id -> state")
+    fallback: Fallback | None = None
 
 
 class SwarmStatus(_Doc):
@@ -161,6 +174,8 @@ _ERRORS: dict[str, str] = {
     "400": "The body is not JSON, not an object, or a field has the wrong type or value.",
     "401": "The proxy has an API key and the request did not send it as `Authorization: Bearer`.",
     "404": "No such path.",
+    "404model": "The request names a `model` the swarm does not serve (code `model_not_found`; the "
+    "message lists the served names). `proxy.accept_any_model` turns this off.",
     "405": "The path exists but not with this method.",
     "413": "The body is larger than `proxy.max_body_bytes`.",
     "502": "Every instance that voted failed (an error, invalid JSON, a dropped connection).",
@@ -202,6 +217,7 @@ def _generate(summary: str, request: type[BaseModel], answer: type[BaseModel]) -
                             ("X-Swarm-Strategy", "the voting strategy used"),
                             ("X-Swarm-Votes", "answers that took part in the vote"),
                             ("X-Swarm-Winner", "the voter whose answer won"),
+                            ("X-Swarm-Fallback", "only while a stand-in runs: RUNNING; planned=PLANNED"),
                         )
                     },
                     "content": {
@@ -210,6 +226,7 @@ def _generate(summary: str, request: type[BaseModel], answer: type[BaseModel]) -
                     },
                 },
                 **_errors("400", "401", "413", "502", "503", "504"),
+                "404": _json(ErrorResponse, _ERRORS["404model"]),
             },
         }
     }
@@ -230,7 +247,11 @@ def openapi_document(settings: ProxySettings | None = None) -> dict[str, Any]:
             "Chat completion answered by a vote of the swarm", ChatRequest, ChatCompletion
         ),
         "/v1/completions": _generate("Text completion answered by a vote", CompletionRequest, Completion),
-        "/v1/models": _get("The swarm's model", _json(ModelList, "one model: the swarm's"), "401"),
+        "/v1/models": _get(
+            "The swarm's model",
+            _json(ModelList, "the swarm's model id, then one entry per alias (`alias_of`)"),
+            "401",
+        ),
         "/health": {
             "get": {
                 "summary": "200 while at least one instance is ready (never needs a key)",

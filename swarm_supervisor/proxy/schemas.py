@@ -52,7 +52,7 @@ class StreamOptions(_Open):
 
 
 class _Common(_Open):
-    model: str | None = None  # any name is accepted; the swarm answers with its own model id
+    model: str | None = None  # a served name or none (served.check_model); answers carry the model id
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: Annotated[int, Field(ge=1)] | None = None

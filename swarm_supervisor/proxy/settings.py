@@ -38,6 +38,9 @@ class ProxySettings:
     body_timeout_s: float = 60.0
     straggler_min_s: float = 10.0
     straggler_factor: float = 3.0
+    #: more names the swarm's model answers to; ``accept_any_model``: any name (docs/api.md)
+    aliases: tuple[str, ...] = ()
+    accept_any_model: bool = False
 
     @classmethod
     def from_config(
@@ -62,6 +65,8 @@ class ProxySettings:
             body_timeout_s=cfg.body_timeout_s,
             straggler_min_s=cfg.straggler_min_s,
             straggler_factor=cfg.straggler_factor,
+            aliases=tuple(cfg.aliases),
+            accept_any_model=cfg.accept_any_model,
         )
         if not overrides:
             return base

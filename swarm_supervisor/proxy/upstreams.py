@@ -63,6 +63,8 @@ class UpstreamPool:
     restarts: dict[str, int] = field(default_factory=dict)
     #: completion requests the proxy sent to the instances (each counts once, however many voters)
     client_requests: int = 0
+    #: set when the model is a stand-in for the planned one: {"planned", "running", "why", "fix"}
+    fallback: dict[str, str] | None = None
 
     def add(self, upstream: Upstream, state: str = "starting") -> None:
         self.upstreams[upstream.id] = upstream

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .gguf_check import GGUFInfo, check_gguf, check_gguf_cached, gguf_problem, split_parts
     from .hub import HubFiles, cached_files, fetch_from_hub, hub_endpoint, hub_offline
     from .resolve import (
+        Fallback,
         LocalModel,
         ModelChoice,
         choice_from_ref,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 #: name -> the submodule that defines it; imported on first use, so that reading one file's
 #: metadata (``gguf_check``) does not load the hub client and the PyPI installer
 _WHERE = {
+    "Fallback": "resolve",
     "GGUFInfo": "gguf_check",
     "HubFiles": "hub",
     "LocalModel": "resolve",
@@ -66,6 +68,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Fallback",
     "GGUFInfo",
     "HubFiles",
     "LocalModel",

@@ -39,6 +39,22 @@ Source = Literal["local", "cache", "hub", "embedded"]
 
 
 @dataclass(frozen=True)
+class Fallback:
+    """The embedded stand-in runs instead of the planned model: what, why and how to get the real one.
+
+    ``as_dict()`` is what the run file, ``/v1/models`` and each answer's ``swarm`` object carry
+    (docs/api.md, "Fallback")."""
+
+    planned: str  # "qwen2.5-coder:1.5b:q4_k_m"
+    running: str  # "smollm2:135m:q4_1"
+    why: str  # "the hub is unreachable"
+    fix: str  # "run `swarm pull --model qwen2.5-coder:1.5b` where ..."
+
+    def as_dict(self) -> dict[str, str]:
+        return {"planned": self.planned, "running": self.running, "why": self.why, "fix": self.fix}
+
+
+@dataclass(frozen=True)
 class LocalModel:
     """A verified model file and what it says about itself."""
 
@@ -52,6 +68,7 @@ class LocalModel:
     plan: Plan | None = None  # the plan that goes with this file (the embedded plan after a fallback)
     warning: str | None = None  # set when a fallback replaced the planned model
     fallback_from: str | None = None  # the model id that could not be fetched
+    fallback: Fallback | None = None  # the same, with why and how to get it, for the API and `ps`
 
 
 @dataclass(frozen=True)
@@ -165,11 +182,16 @@ def resolve_choice(
     return _model(info, got.source, choice.model_id, parts, plan)
 
 
-def fallback_warning(choice: ModelChoice, size_bytes: int, reason: str) -> str:
+def fallback_fix(choice: ModelChoice) -> str:
+    """How to get the planned model: what a fallback's warning and the API's ``fix`` say."""
     return (
-        f"would have run {choice.model_id} ({format_bytes(size_bytes)}); {reason}; run "
-        f"`swarm pull --model {choice.name}:{choice.size}` where it is reachable, or pass --model PATH.gguf"
+        f"run `swarm pull --model {choice.name}:{choice.size}` where the hub is reachable, then "
+        "`swarm down` and `swarm up` again; or pass --model PATH.gguf"
     )
+
+
+def fallback_warning(choice: ModelChoice, size_bytes: int, reason: str) -> str:
+    return f"would have run {choice.model_id} ({format_bytes(size_bytes)}); {reason}; {fallback_fix(choice)}"
 
 
 def _embedded_choice(catalogue: Catalogue, fallback_plan: Plan | None) -> ModelChoice:
@@ -229,4 +251,6 @@ def resolve_model(
             f"{choice.model_id} cannot be fetched ({reason}) and the embedded {fb.model_id} could not be "
             f"installed either: {exc}"
         ) from None
-    return replace(model, plan=fb_plan, warning=warning, fallback_from=choice.model_id)
+    running = fb_plan.model_id if fb_plan is not None else fb.model_id
+    info = Fallback(planned=choice.model_id, running=running, why=reason, fix=fallback_fix(choice))
+    return replace(model, plan=fb_plan, warning=warning, fallback_from=choice.model_id, fallback=info)
