@@ -47,6 +47,9 @@ class Endpoint:
     context: int  # tokens of context per slot (per voter)
     voters: int
     requires_api_key: bool
+    aliases: tuple[str, ...] = ()  # more names the proxy serves the model under
+    #: whether the proxy answers any model name; None: a run file from before this was recorded
+    accept_any_model: bool | None = None
 
     @property
     def output(self) -> int:
@@ -83,6 +86,8 @@ def endpoint_from_record(rec: Record, *, requires_key_default: bool) -> Endpoint
         )
     proxy = rec.get("proxy") or {}
     keyed = proxy.get("requires_api_key")
+    aliases = proxy.get("aliases")
+    any_model = proxy.get("accept_any_model")
     return Endpoint(
         name=name,
         base_url=v1_url(base_url),
@@ -90,6 +95,8 @@ def endpoint_from_record(rec: Record, *, requires_key_default: bool) -> Endpoint
         context=context,
         voters=int(rec.get("voters") or 0),
         requires_api_key=keyed if isinstance(keyed, bool) else requires_key_default,
+        aliases=tuple(str(a) for a in aliases) if isinstance(aliases, list) else (),
+        accept_any_model=any_model if isinstance(any_model, bool) else None,
     )
 
 
@@ -108,9 +115,24 @@ def endpoint(rf: RunFile, *, requires_key_default: bool) -> Endpoint:
     return endpoint_from_record({"name": rf.name, **rec}, requires_key_default=requires_key_default)
 
 
+def check_served(ep: Endpoint, model_id: str) -> None:
+    """:class:`ConfigError` when the proxy would answer ``model_id`` with 404 model_not_found."""
+    if ep.accept_any_model is None or ep.accept_any_model or model_id in (ep.model_id, *ep.aliases):
+        return
+    names = ", ".join(repr(n) for n in (ep.model_id, *ep.aliases))
+    how = "" if ep.name == "default" else f" --name {ep.name}"
+    raise ConfigError(
+        f"--model-id {model_id!r}: swarm {ep.name!r} does not serve that name (it serves {names}), so "
+        f"opencode's requests would get 404 model_not_found; add it to `aliases` in the config's [proxy] "
+        f"table and restart the swarm (`swarm down{how}`, `swarm up{how}`), or leave out --model-id"
+    )
+
+
 def provider_config(ep: Endpoint, model_id: str | None = None) -> dict[str, Any]:
-    """The opencode config (``$schema``, ``provider.swarm``, ``model``) for ``ep``."""
+    """The opencode config (``$schema``, ``provider.swarm``, ``model``) for ``ep``; ``model_id``
+    must be a name the swarm serves (:func:`check_served`)."""
     mid = model_id or ep.model_id
+    check_served(ep, mid)
     options: dict[str, Any] = {"baseURL": ep.base_url}
     if ep.requires_api_key:
         options["apiKey"] = "{env:" + API_KEY_ENV + "}"

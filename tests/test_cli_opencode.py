@@ -124,6 +124,28 @@ def test_api_key_model_id_and_named_swarm(swarm_home: Path) -> None:
     assert cfg["model"] == "swarm/coder"
 
 
+@pytest.mark.parametrize(
+    ("served", "ok"),
+    [
+        ({"aliases": [], "accept_any_model": False}, False),
+        ({"aliases": ["gpt-4o"], "accept_any_model": False}, False),
+        ({"aliases": ["coder"], "accept_any_model": False}, True),
+        ({"aliases": [], "accept_any_model": True}, True),
+    ],
+)
+def test_model_id_must_be_a_name_the_swarm_serves(swarm_home: Path, served: dict[str, Any], ok: bool) -> None:
+    write_run_file(record(proxy={"host": "127.0.0.1", "port": 8123, "requires_api_key": False, **served}))
+    r = cli(["opencode", "--model-id", "coder"])
+    if ok:
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["model"] == "swarm/coder"
+        return
+    assert r.exit_code != 0 and r.stdout == ""
+    assert "--model-id 'coder': swarm 'default' does not serve that name" in r.stderr
+    assert f"(it serves '{MODEL}'" in r.stderr and "aliases" in r.stderr
+    assert cli(["opencode", "--model-id", MODEL]).exit_code == 0  # the model id itself is always served
+
+
 def test_api_key_from_the_config_for_an_older_run_file(swarm_home: Path) -> None:
     (swarm_home / "config").mkdir(parents=True)
     (swarm_home / "config" / "config.toml").write_text('[proxy]\napi_key = "sk-proxy"\n')

@@ -16,7 +16,8 @@ from .app import Ctx, pass_ctx
 @click.option("--name", default="default", show_default=True, help="Which swarm.")
 @click.option(
     "--model-id",
-    help="The model's name in opencode (models.ID, model = swarm/ID). Default: the swarm's model.",
+    help="The model's name in opencode (models.ID, model = swarm/ID): the swarm's model id or one of "
+    "its proxy.aliases. Default: the swarm's model id.",
 )
 @click.option("--write", is_flag=True, help="Merge it into ./opencode.json instead of printing it.")
 @click.option(
