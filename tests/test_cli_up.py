@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,9 +22,11 @@ import httpx
 import psutil
 import pytest
 
+from swarm_supervisor.config import load_catalogue
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.process import port_is_free
 from swarm_supervisor.runfile import RunFile, list_names, teardown
+from swarm_supervisor.store import embedded_path
 
 FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
 
@@ -194,3 +197,39 @@ def test_named_swarms_run_beside_each_other(home: Path, smollm2_gguf: Path) -> N
     down = swarm("down", "--all")
     assert down.returncode == 0
     assert list_names(dirs()) == []
+
+
+@pytest.mark.llama
+def test_a_fallback_swarm_says_so_and_refuses_the_planned_name(
+    home: Path, smollm2_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no route to the hub, and the embedded SmolLM2 cached as `swarm pull --model smollm2:135m` leaves it
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    closed.close()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    seeded = embedded_path(load_catalogue().find("smollm2", "135m"), "q4_1", dirs().models)
+    seeded.parent.mkdir(parents=True)
+    seeded.symlink_to(smollm2_gguf)
+
+    r = swarm("up", "--instances", "1", "--llama-server", str(FAKE), "--port", "0")
+    assert r.returncode == 0, r.stdout + r.stderr
+    status = ps_json()
+    fb = status["fallback"]
+    assert fb["running"] == status["model"] == "smollm2:135m:q4_1"
+    assert fb["planned"].startswith("qwen2.5-coder:")  # what `swarm plan` picks for this machine
+    assert fb["why"] == "the hub is unreachable"
+    assert f"swarm pull --model {fb['planned'].rsplit(':', 1)[0]}" in fb["fix"]
+    base_url = status["base_url"]
+    models = httpx.get(f"{base_url}/models").json()["data"]
+    assert [m["fallback"] for m in models] == [fb]
+    asked = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    refused = httpx.post(f"{base_url}/chat/completions", json={**asked, "model": fb["planned"]})
+    assert refused.status_code == 404
+    assert f"is an embedded stand-in for {fb['planned']}" in refused.json()["error"]["message"]
+    answered = httpx.post(f"{base_url}/chat/completions", json={**asked, "model": fb["running"]})
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["swarm"]["fallback"] == fb
+    assert answered.headers["x-swarm-fallback"] == f"{fb['running']}; planned={fb['planned']}"
+    assert swarm("down").returncode == 0
