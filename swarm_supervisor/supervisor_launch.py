@@ -102,6 +102,8 @@ def _initial(rf: RunFile, spec: SwarmSpec, pid: int) -> dict[str, Any]:
         "base_url": None,
         "model": spec.model_id,
         "fallback": spec.fallback,
+        "model_path": spec.model_path,
+        "binary": str(spec.instances[0].binary) if spec.instances else None,
         "supervisor": {"pid": pid, "create_time": psutil.Process(pid).create_time()},
         "supervisor_pid": pid,
         "proxy": {"host": spec.proxy_host, "port": spec.proxy_port},

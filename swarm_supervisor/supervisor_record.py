@@ -56,6 +56,8 @@ def build_record(sup: Supervisor) -> dict[str, Any]:
         "model": sup.spec.model_id,
         "fallback": sup.spec.fallback,  # {"planned", "running", "why", "fix"} or None (docs/api.md)
         "model_path": sup.spec.model_path,
+        # the llama-server the instances run (`swarm models` will not remove it while this runs)
+        "binary": str(sup.spec.instances[0].binary) if sup.spec.instances else None,
         "device": sup.spec.device,
         "context": sup.spec.context,
         "voters": sup.spec.voters,

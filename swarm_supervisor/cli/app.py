@@ -35,6 +35,7 @@ COMMANDS = {
     "down": "down",
     "logs": "logs",
     "opencode": "opencode",
+    "models": "models",
 }
 
 
@@ -166,6 +167,7 @@ def main(ctx: click.Context, config_path: Path | None, catalogue_path: Path | No
     swarm logs       an instance's log (-f follows it)
     swarm down       stop everything
     swarm opencode   the opencode provider config for the swarm (--write: into opencode.json)
+    swarm models     the cached weights and binaries (--rm NAME removes one)
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
