@@ -87,7 +87,7 @@ KINDS = ("plain", "stream", "tools")
 def body_for(i: int, max_tokens: int) -> tuple[str, dict[str, Any]]:
     """Request ``i`` of the mix: plain, streamed, tool-calling (streamed and plain in turn)."""
     kind = KINDS[i % len(KINDS)]
-    body: dict[str, Any] = {"model": "swarm", "max_tokens": max_tokens, "temperature": 0.7}
+    body: dict[str, Any] = {"max_tokens": max_tokens, "temperature": 0.7}  # no model: the one it serves
     if kind == "tools":
         body["messages"] = [{"role": "user", "content": "What is the weather in Paris? Use the tool."}]
         body["tools"] = TOOLS

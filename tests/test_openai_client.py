@@ -165,5 +165,8 @@ async def test_an_unknown_model_is_not_found_and_the_message_lists_the_served_na
         assert not [b for f in fakes for b in f.record.bodies]  # refused before any fan-out
         models = await client.models.list()
         assert [m.id for m in models.data] == ["swarm-coder", "gpt-4o"]
+        assert (await client.models.retrieve("gpt-4o")).id == "gpt-4o"
+        with pytest.raises(openai.NotFoundError):
+            await client.models.retrieve("gpt-4.1")
         answer = await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
         assert answer.model == "swarm-coder"

@@ -34,7 +34,7 @@ async def test_served_and_describes_every_endpoint() -> None:
     assert r.status_code == 200
     doc = r.json()
     assert doc["openapi"].startswith("3.1")
-    routes = {route.path for route in app.routes}  # type: ignore[attr-defined]
+    routes = {route.path.replace(":path}", "}") for route in app.routes}  # type: ignore[attr-defined]
     assert routes == set(doc["paths"])
     assert set(doc["paths"]["/v1/chat/completions"]) == {"post"}
     assert set(doc["paths"]["/v1/models"]) == {"get"}

@@ -182,3 +182,14 @@ async def test_no_stand_in_no_header(fakes: list[FakeUpstream]) -> None:
         r = await client.post("/v1/chat/completions", json={"messages": MESSAGES})
     assert r.status_code == 200
     assert "x-swarm-fallback" not in r.headers and r.json()["swarm"]["fallback"] is None
+
+
+async def test_one_model_by_name(fakes: list[FakeUpstream]) -> None:
+    pool = _pool(fakes, fallback=FALLBACK)
+    async with asgi_client(create_app(pool, ProxySettings(aliases=("team/coder",)))) as client:
+        own = await client.get(f"/v1/models/{MODEL}")
+        alias = await client.get("/v1/models/team/coder")  # a name may hold a slash
+        missing = await client.get("/v1/models/gpt-4o")
+    assert own.status_code == 200 and own.json()["id"] == MODEL and own.json()["fallback"] == FALLBACK
+    assert alias.status_code == 200 and alias.json()["alias_of"] == MODEL
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"

@@ -2,6 +2,7 @@
 shared upstream HTTP client.
 
     GET  /v1/models             the swarm's model id and its aliases, per-slot context, fallback
+    GET  /v1/models/{model}     one of those entries, or 404 model_not_found
     POST /v1/chat/completions   fan-out, vote, answer (or stream the winner)
     POST /v1/completions        the same for plain completions
     GET  /health                200 while at least one instance is ready, else 503 (no key needed)
@@ -33,12 +34,13 @@ from .errors import ApiError, error_body
 from .handlers import Context, handle
 from .metrics import CONTENT_TYPE, ProxyMetrics
 from .openapi import openapi_document
-from .served import FALLBACK_HEADER, fallback_headers, model_entries
+from .served import FALLBACK_HEADER, fallback_headers, model_entries, not_found
 from .settings import ProxySettings
 from .upstreams import UpstreamPool
 
 log = logging.getLogger(__name__)
 
+MODEL_PATH = "/v1/models/{model}"
 #: paths anyone may read even when the proxy has an API key (load balancers, `swarm ps`)
 OPEN_PATHS = frozenset({"/health"})
 _ENDPOINTS = frozenset(
@@ -88,7 +90,8 @@ class _Observe:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        endpoint = scope["path"] if scope["path"] in _ENDPOINTS else "other"
+        path = scope["path"]
+        endpoint = path if path in _ENDPOINTS else MODEL_PATH if path.startswith("/v1/models/") else "other"
         start = time.perf_counter()
         status = 500
 
@@ -133,6 +136,13 @@ def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Sta
 
     async def models(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": model_entries(pool, settings, started)})
+
+    async def model(request: Request) -> Response:
+        name = request.path_params["model"]
+        for entry in model_entries(pool, settings, started):
+            if entry["id"] == name:
+                return JSONResponse(entry)
+        raise not_found(name, pool, settings)
 
     async def health(request: Request) -> Response:
         ready = pool.ready()
@@ -185,6 +195,7 @@ def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Sta
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/v1/completions", completions, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/models/{model:path}", model, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/swarm/status", status, methods=["GET"]),

@@ -160,6 +160,7 @@ class SwarmStatus(_Doc):
 
 
 _MODELS: tuple[type[BaseModel], ...] = (
+    ModelEntry,
     ChatRequest,
     CompletionRequest,
     ErrorResponse,
@@ -252,6 +253,19 @@ def openapi_document(settings: ProxySettings | None = None) -> dict[str, Any]:
             _json(ModelList, "the swarm's model id, then one entry per alias (`alias_of`)"),
             "401",
         ),
+        "/v1/models/{model}": {
+            "get": {
+                "summary": "One model entry: the model id or an alias",
+                "parameters": [
+                    {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json(ModelEntry, "the entry of that name"),
+                    "404": _json(ErrorResponse, _ERRORS["404model"]),
+                    **_errors("401"),
+                },
+            }
+        },
         "/health": {
             "get": {
                 "summary": "200 while at least one instance is ready (never needs a key)",
