@@ -1,15 +1,15 @@
 """``swarm models``: the cached model weights and llama-server binaries, and removing one.
 
 The store (:mod:`swarm_supervisor.store.inventory`) and ``bin_fetch`` (:mod:`bin_fetch.inventory`)
-list what their caches hold; this module adds which running swarm uses each (from the run files:
-``model_path`` and ``binary``, and the launch spec for a run file that lacks them) and refuses to
-remove anything one uses.
+list what their caches hold, :mod:`swarm_supervisor.in_use` which running swarm uses what; this
+module joins them and refuses to remove anything a running swarm uses.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,6 @@ from typing import Any
 import click
 
 from ..errors import SwarmStateError
-from ..paths import Dirs
 from ..units import format_bytes
 from .app import Ctx, pass_ctx
 
@@ -36,66 +35,13 @@ class Row:
     paths: tuple[Path, ...]  # what removing it deletes
     used_by: list[str] = field(default_factory=list)  # running swarms that use it
     version: str | None = None
-    remove: Any = None  # () -> None: deletes it
-
-
-def _swarm_files(rec: dict[str, Any], launch: Path) -> list[Path]:
-    paths = [rec.get("model_path"), rec.get("binary")]
-    try:
-        spec = json.loads(launch.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        spec = {}
-    if isinstance(spec, dict):
-        paths.append(spec.get("model_path"))
-        for inst in spec.get("instances") or []:
-            if isinstance(inst, dict):
-                paths += [inst.get("binary"), inst.get("model_path")]
-    return [Path(p) for p in paths if isinstance(p, str) and p]
-
-
-def files_in_use(where: Dirs) -> dict[str, list[Path]]:
-    """Running swarm name -> the model and binary files it uses. A damaged run file counts as a
-    swarm that may use anything in the caches (nothing is removed while it is there)."""
-    from ..runfile import RunFile, is_stale, list_names
-
-    out: dict[str, list[Path]] = {}
-    for name in list_names(where):
-        rf = RunFile(name, where)
-        rec = rf.peek()
-        if rec is None:
-            if rf.path.exists():  # damaged, or being written: assume the worst
-                out[name] = [where.cache]
-            continue
-        if not is_stale(rec):
-            out[name] = _swarm_files(rec, rf.launch_path)
-    return out
-
-
-def _forms(path: Path) -> set[Path]:
-    forms = {path.absolute()}
-    with contextlib.suppress(OSError):
-        forms.add(path.resolve())
-    return forms
-
-
-def used_by(paths: tuple[Path, ...], in_use: dict[str, list[Path]]) -> list[str]:
-    """The swarms that use a file among ``paths`` or inside one of them (links followed or not)."""
-    mine = set().union(*(_forms(p) for p in paths)) if paths else set()
-    names = []
-    for name, used in in_use.items():
-        if any(
-            u == m or u.is_relative_to(m) or m.is_relative_to(u)
-            for f in used
-            for u in _forms(f)
-            for m in mine
-        ):
-            names.append(name)
-    return names
+    remove: Callable[[], None] | None = None  # deletes it
 
 
 def inventory(ctx: Ctx) -> list[Row]:
     from bin_fetch.inventory import list_binaries, remove_binary
 
+    from ..in_use import files_in_use, used_by
     from ..store.inventory import list_models, paths_of, remove_model
 
     in_use = files_in_use(ctx.dirs)
@@ -111,7 +57,7 @@ def inventory(ctx: Ctx) -> list[Row]:
                 m.source,
                 paths,
                 used_by(paths, in_use),
-                remove=lambda m=m: remove_model(m),
+                remove=functools.partial(remove_model, m),
             )
         )
     bin_dir = ctx.dirs.bin
@@ -126,7 +72,7 @@ def inventory(ctx: Ctx) -> list[Row]:
                 (b.path,),
                 used_by((b.path,), in_use),
                 version=b.version,
-                remove=lambda b=b: remove_binary(bin_dir, b),
+                remove=functools.partial(remove_binary, bin_dir, b),
             )
         )
     return rows
@@ -143,6 +89,7 @@ def _remove(ctx: Ctx, rows: list[Row], name: str) -> None:
         raise SwarmStateError(f"{name} is in use by the running swarm {swarms}; stop it first ({how})")
     from bin_fetch.errors import FetchBinaryError
 
+    assert row.remove is not None
     try:
         row.remove()
     except FetchBinaryError as exc:  # bin_fetch's own tree: shown the same way as the store's
