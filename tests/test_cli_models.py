@@ -183,3 +183,27 @@ def test_models_loads_no_proxy_and_no_downloads(swarm_home: Path) -> None:
     assert "swarm_supervisor.store.inventory" in names and "bin_fetch.inventory" in names  # it ran
     top = {n.split(".")[0] for n in names}
     assert not (HEAVY & top), sorted(HEAVY & top)
+
+
+def test_a_damaged_run_file_keeps_everything(cache: dict[str, Path]) -> None:
+    rf = RunFile("odd", dirs())
+    rf.ensure_dirs()
+    rf.path.write_text("{not json")  # whoever wrote it may be a live swarm: assume it uses anything
+    r = cli("models", "--rm", SMOL)
+    assert r.exit_code == 1 and "in use by the running swarm 'odd'" in r.stderr
+    assert cache["smol"].is_file()
+
+
+def test_an_older_run_file_names_its_binary_in_the_launch_spec(cache: dict[str, Path]) -> None:
+    run_swarm("default", cache["qwen"], cache["binary"])
+    rf = RunFile("default", dirs())
+    with rf.lock():
+        rec = rf.read()
+        assert rec is not None
+        del rec["binary"], rec["model_path"]
+        rf.write(rec)
+    rf.launch_path.write_text(
+        json.dumps({"model_path": str(cache["qwen"]), "instances": [{"binary": str(cache["binary"])}]})
+    )
+    got = listing()
+    assert got[QWEN]["used_by"] == ["default"] and got["release-b10760-cpu"]["used_by"] == ["default"]
