@@ -138,7 +138,7 @@ def command(ctx: Ctx, as_json: bool, remove: str | None) -> None:
     \b
     swarm models                          what the caches hold
     swarm models --rm qwen2.5-coder:7b:q4_k_m
-    swarm models --rm partial:Qwen/Qwen2.5-Coder-7B-Instruct-GGUF/3f2a...   an unfinished download
+    swarm models --rm partial:Qwen/Qwen2.5-Coder-7B-Instruct-GGUF/3f2a9c01b7de   a stale download
     """
     rows = inventory(ctx)
     if remove is not None:
