@@ -43,9 +43,9 @@ ANSWER: dict[str, Any] = {
     "timings": {"prompt_n": 31, "prompt_ms": 1.0, "predicted_n": 29, "predicted_ms": 1.0},
 }
 
-#: what the load client sends: a small chat request, as a coding client would
+#: what the load client sends: a small chat request, as a coding client would (no `model`: the
+#: proxy answers with the one it serves, whatever it is called)
 REQUEST: dict[str, Any] = {
-    "model": "swarm",
     "messages": [
         {"role": "system", "content": "You are a helpful coding assistant."},
         {"role": "user", "content": "Write a Python function add(a, b) that returns the sum."},
