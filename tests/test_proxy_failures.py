@@ -24,7 +24,7 @@ from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
 
 pytestmark = pytest.mark.anyio
 
-CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+CHAT: dict[str, Any] = {"model": "swarm", "messages": [{"role": "user", "content": "hi"}]}
 NOTHING_LISTENS = "nothing"  # a loopback port with no server: the instance is down
 
 
