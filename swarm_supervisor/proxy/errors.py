@@ -3,6 +3,7 @@
 ApiError                      status + {"error": {"message", "type", "param", "code"}}
 ├── 400 invalid_request_error bad JSON, a body that is not an object, wrong types
 ├── 401 authentication_error  the proxy has an API key and the request lacks it
+├── 404 invalid_request_error ``model`` names nothing the swarm serves (served.py: model_not_found)
 ├── 408 invalid_request_error the body did not arrive within ``body_timeout_s``
 ├── 413 invalid_request_error the body is larger than ``max_body_bytes``
 ├── 502 upstream_error        every voter failed (500s, invalid JSON, dropped connections)
