@@ -47,6 +47,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-ctk", "--cache-type-k", choices=["f16", "q8_0", "q4_0"], default="f16")
     p.add_argument("-ctv", "--cache-type-v", choices=["f16", "q8_0", "q4_0"], default="f16")
     p.add_argument("-fa", "--flash-attn", choices=["on", "off", "auto"], default="auto")
+    p.add_argument("-kvu", "--kv-unified", action="store_true")  # several slots share one KV pool
     p.add_argument("--fake-ignore-sigterm", action="store_true")
     p.add_argument("--fake-never-ready", action="store_true")
     p.add_argument("--fake-load-s", type=float, default=0.2)
