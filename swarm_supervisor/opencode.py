@@ -25,7 +25,7 @@ from typing import Any
 from .errors import ConfigError, SwarmStateError
 from .paths import replace_file
 from .plan.shape import MIN_USEFUL_CONTEXT
-from .runfile import Record, RunFile, is_stale
+from .swarm.runfile import Record, RunFile, is_stale
 
 SCHEMA = "https://opencode.ai/config.json"
 PROVIDER_ID = "swarm"

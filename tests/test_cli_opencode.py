@@ -34,7 +34,7 @@ from swarm_supervisor.opencode import output_limit, v1_url, write_atomic
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.proxy.app import create_app
 from swarm_supervisor.proxy.upstreams import UpstreamPool
-from swarm_supervisor.runfile import RunFile, list_names, teardown
+from swarm_supervisor.swarm.runfile import RunFile, list_names, teardown
 from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
 
 OPENCODE_VERSION = "1.18.33"

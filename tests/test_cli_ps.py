@@ -14,7 +14,7 @@ from rich.console import Console
 from swarm_supervisor.cli import main
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.render import format_duration, render_status, rows_from_status
-from swarm_supervisor.runfile import RunFile
+from swarm_supervisor.swarm.runfile import RunFile
 
 NOW = 1_800_000_000.0
 

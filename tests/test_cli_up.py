@@ -22,8 +22,8 @@ import psutil
 import pytest
 
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.process import port_is_free
-from swarm_supervisor.runfile import RunFile, list_names, teardown
+from swarm_supervisor.swarm.runfile import RunFile, list_names, teardown
+from swarm_supervisor.swarm.system import port_is_free
 
 FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
+import dataclasses
 import os
 import socket
 import sys
@@ -16,17 +15,12 @@ import psutil
 import pytest
 
 from swarm_supervisor.errors import NotReadyError, ProcessError
-from swarm_supervisor.process import (
-    TRANSITIONS,
-    Instance,
-    InstanceConfig,
-    State,
-    TransitionError,
+from swarm_supervisor.swarm.argv import instance_env, llama_server_argv, mlx_server_argv
+from swarm_supervisor.swarm.instance import TRANSITIONS, Instance, State, TransitionError
+from swarm_supervisor.swarm.spec import InstanceConfig
+from swarm_supervisor.swarm.system import (
     free_port,
-    instance_env,
-    llama_server_argv,
     log_tail,
-    mlx_server_argv,
     port_is_free,
     rotate_log,
     rotate_running_log,

@@ -16,8 +16,8 @@ import pytest
 
 from swarm_supervisor.errors import SwarmStateError
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.process import Instance, InstanceConfig, free_port, port_is_free
-from swarm_supervisor.runfile import (
+from swarm_supervisor.swarm.instance import Instance
+from swarm_supervisor.swarm.runfile import (
     RunFile,
     check_name,
     claim,
@@ -27,6 +27,8 @@ from swarm_supervisor.runfile import (
     teardown,
     write_private,
 )
+from swarm_supervisor.swarm.spec import InstanceConfig
+from swarm_supervisor.swarm.system import free_port, port_is_free
 
 FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
 

@@ -17,11 +17,12 @@ import pytest
 from swarm_supervisor.config import Config, SupervisorConfig
 from swarm_supervisor.errors import ProcessError
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.process import InstanceConfig, State, port_is_free
 from swarm_supervisor.proxy.upstreams import UpstreamPool
-from swarm_supervisor.runfile import RunFile
-from swarm_supervisor.supervisor import Supervisor
-from swarm_supervisor.supervisor_spec import SwarmSpec
+from swarm_supervisor.swarm.instance import State
+from swarm_supervisor.swarm.runfile import RunFile
+from swarm_supervisor.swarm.spec import InstanceConfig, SwarmSpec
+from swarm_supervisor.swarm.supervisor import Supervisor
+from swarm_supervisor.swarm.system import port_is_free
 
 FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from test_supervisor import fake_model, make_spec, run_with, until
 
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.process import State
-from swarm_supervisor.runfile import RunFile
-from swarm_supervisor.supervisor import DEGRADED_AFTER, Supervisor
+from swarm_supervisor.swarm.instance import State
+from swarm_supervisor.swarm.runfile import RunFile
+from swarm_supervisor.swarm.supervisor import DEGRADED_AFTER, Supervisor
 
 FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
 

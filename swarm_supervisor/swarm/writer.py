@@ -23,7 +23,7 @@ import contextlib
 import logging
 from typing import Any
 
-from .errors import SwarmStateError
+from ..errors import SwarmStateError
 from .runfile import RunFile
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The supervisor's record: what the run file holds, and what ``swarm ps`` reads back.
 
-One plain dict (JSON), written by :class:`~swarm_supervisor.supervisor.Supervisor` through its
-:class:`~swarm_supervisor.runfile_writer.RunFileWriter`; ``status`` is ``degraded`` (with the
+One plain dict (JSON), written by :class:`~swarm_supervisor.swarm.supervisor.Supervisor` through its
+:class:`~swarm_supervisor.swarm.writer.RunFileWriter`; ``status`` is ``degraded`` (with the
 reason) while the health loop keeps failing.
 """
 

@@ -32,9 +32,9 @@ from typing import Any
 import psutil
 from filelock import FileLock, Timeout
 
-from .errors import RunFileDamaged, SwarmStateError
-from .paths import Dirs, dirs, ensure_private_dir, replace_file
-from .process import port_is_free, same_process, terminate_group
+from ..errors import RunFileDamaged, SwarmStateError
+from ..paths import Dirs, dirs, ensure_private_dir, replace_file
+from .system import port_is_free, same_process, terminate_group
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,9 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: what a name may not end with: the other files of a swarm beside its run file
 _RESERVED_SUFFIXES = (".launch",)
 Record = dict[str, Any]
+#: the module a supervisor process runs (``python -m``): today's, and its name before the swarm/ package
+#: (a swarm started before an upgrade is still found)
+DAEMON_MODULES = ("swarm_supervisor.swarm.daemon", "swarm_supervisor.supervisor_main")
 
 
 def check_name(name: str) -> str:
@@ -240,7 +243,7 @@ def swarm_processes(rf: RunFile) -> list[psutil.Process]:
         if key in cmd:
             instances.append(p)
         elif (
-            "swarm_supervisor.supervisor_main" in cmd
+            any(m in cmd for m in DAEMON_MODULES)
             and cmd[-1:] == [rf.name]
             and p.info.get("cwd") == str(rf.log_dir)
         ):

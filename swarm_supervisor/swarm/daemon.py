@@ -1,6 +1,6 @@
 """The supervisor process: the proxy and the health loop in one event loop.
 
-``swarm up`` starts it detached (``python -m swarm_supervisor.supervisor_main NAME``), with
+``swarm up`` starts it detached (``python -m swarm_supervisor.swarm.daemon NAME``), with
 stdout/stderr going to ``<state>/logs/NAME/supervisor.log``; it reads the spec ``swarm up``
 left in ``<state>/runs/NAME.launch.json``. ``swarm up --foreground`` calls :func:`run_swarm`
 in its own process instead. SIGTERM, SIGINT and SIGHUP stop everything cleanly; the run file is
@@ -17,17 +17,17 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .bind import describe_bind_error
-from .errors import ProcessError, SwarmError
-from .process import State
-from .proxy.app import create_app
-from .proxy.guard import raise_open_file_limit
-from .proxy.server import ProxyServer
-from .proxy.settings import ProxySettings
-from .proxy.upstreams import UpstreamPool
+from ..bind import describe_bind_error
+from ..errors import ProcessError, SwarmError
+from ..proxy.app import create_app
+from ..proxy.guard import raise_open_file_limit
+from ..proxy.server import ProxyServer
+from ..proxy.settings import ProxySettings
+from ..proxy.upstreams import UpstreamPool
+from .instance import State
 from .runfile import RunFile
+from .spec import SwarmSpec
 from .supervisor import Supervisor
-from .supervisor_spec import SwarmSpec
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def run_until_done(coro: Coroutine[Any, Any, int]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m swarm_supervisor.supervisor_main NAME", file=sys.stderr)
+        print("usage: python -m swarm_supervisor.swarm.daemon NAME", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.INFO,

@@ -15,13 +15,49 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .plan import Plan
-from .process import InstanceConfig
-from .vocabulary import Backend, GpuVendor
+from ..config import Config
+from ..plan import Plan
+from ..vocabulary import Backend, GpuVendor
 
 #: seeds of the instances: SEED_BASE + instance index, so no two instances sample alike
 SEED_BASE = 1000
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """Everything needed to start one instance; the port is chosen at spawn time."""
+
+    id: str
+    binary: Path
+    model_path: Path
+    model_id: str  # --alias: the name the proxy serves
+    context: int  # tokens per slot; llama-server's -c is the total, so context * slots is passed
+    slots: int = 1
+    threads: int = 1
+    gpu_layers: int = 0
+    log_path: Path = Path("instance.log")
+    #: voters this process answers for in one request (sent as ``n``); 0: all its slots.
+    #: slots = voters x concurrent requests (the plan's ``concurrency``)
+    voters: int = 0
+    backend: Backend = "llama.cpp"
+    gpu: int | None = None
+    gpus: tuple[int, ...] = ()
+    gpu_vendor: GpuVendor | None = None
+    api_key_file: Path | None = None  # the key is read from a 0600 file, never put in argv
+    seed: int | None = None
+    extra_args: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    max_tokens: int = 8192  # mlx_lm.server only: its default of 512 cuts answers
+    #: KV-cache type (``-ctk``/``-ctv``); a quantized one also gets ``-fa on``: llama.cpp refuses a
+    #: quantized V cache without flash attention ("quantized V cache was requested, but this
+    #: requires Flash Attention", src/llama-context.cpp), and ``auto`` may resolve to off
+    kv_type: str = "f16"
+
+    @property
+    def visible_gpus(self) -> tuple[int, ...]:
+        if self.gpus:
+            return self.gpus
+        return () if self.gpu is None else (self.gpu,)
 
 
 def new_api_key() -> str:

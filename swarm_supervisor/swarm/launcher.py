@@ -5,7 +5,7 @@
     rec = wait_until_up(rf, pid, timeout_s)                          # the run file says "up"
 
 or, in the foreground, ``claim_foreground(rf, spec)`` and then
-:func:`swarm_supervisor.supervisor_main.run_swarm`.
+:func:`swarm_supervisor.swarm.daemon.run_swarm`.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from typing import Any
 
 import psutil
 
-from .bind import bind_problem
-from .config import Catalogue, Config
-from .errors import ConfigError, ProcessError, SwarmStateError
-from .plan import Plan
-from .process import log_tail
+from ..bind import bind_problem
+from ..config import Catalogue, Config
+from ..errors import ConfigError, ProcessError, SwarmStateError
+from ..plan import Plan
+from ..vocabulary import Backend, GpuVendor
 from .runfile import RunFile, claim, is_stale, write_private
-from .supervisor_spec import SwarmSpec, instance_configs, new_api_key
-from .vocabulary import Backend, GpuVendor
+from .spec import SwarmSpec, instance_configs, new_api_key
+from .system import log_tail
 
 
 def extra_args_for(plan: Plan, catalogue: Catalogue, config: Config) -> tuple[str, ...]:
@@ -147,7 +147,7 @@ def claim_foreground(rf: RunFile, spec: SwarmSpec) -> None:
 
 
 def start_detached(rf: RunFile, spec: SwarmSpec) -> subprocess.Popen[bytes]:
-    """Claim the run file and start ``python -P -m swarm_supervisor.supervisor_main NAME`` detached.
+    """Claim the run file and start ``python -P -m swarm_supervisor.swarm.daemon NAME`` detached.
 
     ``-P`` and the swarm's log dir as working directory: a file in the user's working directory
     named like a module (``inspect.py``) is never imported instead of the standard one."""
@@ -157,7 +157,7 @@ def start_detached(rf: RunFile, spec: SwarmSpec) -> subprocess.Popen[bytes]:
         log_path = supervisor_log(rf)
         with log_path.open("ab") as logf:
             proc = subprocess.Popen(
-                [sys.executable, "-P", "-m", "swarm_supervisor.supervisor_main", rf.name],
+                [sys.executable, "-P", "-m", "swarm_supervisor.swarm.daemon", rf.name],
                 cwd=rf.log_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=logf,

@@ -30,15 +30,16 @@ from typing import Any
 
 import httpx
 
-from .errors import ProcessError
+from ..errors import ProcessError
+from ..proxy.upstreams import Upstream, UpstreamPool
+from ..units import format_bytes
 from .health import CrashTracker, VramReader, available_memory, rss_bytes
-from .process import Instance, State, free_port, port_is_free, rotate_running_log
-from .proxy.upstreams import Upstream, UpstreamPool
+from .instance import Instance, State
 from .runfile import RunFile
-from .runfile_writer import RunFileWriter
-from .supervisor_record import build_record
-from .supervisor_spec import SwarmSpec
-from .units import format_bytes
+from .spec import SwarmSpec
+from .status import build_record
+from .system import free_port, port_is_free, rotate_running_log
+from .writer import RunFileWriter
 
 log = logging.getLogger(__name__)
 
