@@ -1,8 +1,11 @@
-"""The supervisor's record: what the run file holds, and what ``swarm ps`` reads back.
+"""What the supervisor reports: the record the run file holds, and the live status.
 
-One plain dict (JSON), written by :class:`~swarm_supervisor.swarm.supervisor.Supervisor` through its
+The record is written by :class:`~swarm_supervisor.swarm.supervisor.Supervisor` through its
 :class:`~swarm_supervisor.swarm.writer.RunFileWriter`; ``status`` is ``degraded`` (with the
-reason) while the health loop keeps failing.
+reason) while the health loop keeps failing. The request counts in it are the proxy's, read
+through the supervisor's ``traffic`` callable. The live status (:func:`live_snapshot`) is the
+record without the internal key, plus each live instance's memory: what ``swarm ps --json`` and
+/swarm/status show.
 """
 
 from __future__ import annotations
@@ -11,15 +14,18 @@ import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
+from .health import rss_bytes
+
 if TYPE_CHECKING:
     from .supervisor import Supervisor
 
 
 def build_record(sup: Supervisor) -> dict[str, Any]:
     """What the run file holds (no live measurements)."""
+    traffic = sup.traffic()
     instances = []
     for inst in sup.instances.values():
-        st = sup.pool.stats.get(inst.id)
+        st = traffic.instances.get(inst.id)
         instances.append(
             {
                 "id": inst.id,
@@ -38,7 +44,7 @@ def build_record(sup: Supervisor) -> dict[str, Any]:
                 "ready_at": inst.ready_at,
                 "requests": st.requests if st else 0,
                 "errors": st.errors if st else 0,
-                "avg_latency_ms": None if st is None or st.avg_latency_s is None else st.avg_latency_s * 1e3,
+                "avg_latency_ms": st.avg_latency_ms if st else None,
             }
         )
     sup_ctime = None
@@ -58,9 +64,13 @@ def build_record(sup: Supervisor) -> dict[str, Any]:
         "device": sup.spec.device,
         "context": sup.spec.context,
         "voters": sup.spec.voters,
-        "ready_voters": sup.pool.voters,
+        "ready_voters": sum(
+            max(1, min(i.cfg.voters or i.cfg.slots, i.cfg.slots))
+            for i in sup.instances.values()
+            if i.id in sup.routable
+        ),
         "concurrency": int(sup.spec.plan_summary.get("concurrency") or 1),
-        "requests": sup.pool.client_requests,  # client requests (an instance's: its share)
+        "requests": traffic.client_requests,  # client requests (an instance's: its share)
         "supervisor": {"pid": os.getpid(), "create_time": sup_ctime},
         "supervisor_pid": os.getpid(),
         "proxy": {
@@ -75,3 +85,19 @@ def build_record(sup: Supervisor) -> dict[str, Any]:
         "log_dir": sup.spec.log_dir,
         "instances": instances,
     }
+
+
+_LIVE = ("starting", "ready", "unhealthy")
+
+
+def live_snapshot(rec: dict[str, Any], vram: dict[int, int] | None) -> dict[str, Any]:
+    """``rec`` without the internal key, each live instance with its RSS and VRAM now (new dicts:
+    ``rec`` itself may be on its way to disk)."""
+    out = {k: v for k, v in rec.items() if k != "internal_key"}
+    instances = []
+    for inst in rec["instances"]:
+        pid = inst["pid"] if inst["state"] in _LIVE else None
+        vram_bytes = None if vram is None or pid is None else vram.get(pid, 0)
+        instances.append({**inst, "rss_bytes": rss_bytes(pid), "vram_bytes": vram_bytes})
+    out["instances"] = instances
+    return out
