@@ -23,7 +23,8 @@ from fakes.hub_server import tiny_gguf
 
 from swarm_supervisor.errors import SwarmStateError
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.swarm.runfile import RunFile, check_name, list_names, teardown
+from swarm_supervisor.swarm.runfile import RunFile, check_name, list_names
+from swarm_supervisor.swarm.teardown import teardown
 
 FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
 REPO = Path(__file__).resolve().parent.parent

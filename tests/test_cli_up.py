@@ -22,8 +22,9 @@ import psutil
 import pytest
 
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.swarm.runfile import RunFile, list_names, teardown
+from swarm_supervisor.swarm.runfile import RunFile, list_names
 from swarm_supervisor.swarm.system import port_is_free
+from swarm_supervisor.swarm.teardown import teardown
 
 FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
 

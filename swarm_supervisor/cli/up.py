@@ -25,7 +25,8 @@ from ..swarm.launcher import (
     start_detached,
     wait_until_up,
 )
-from ..swarm.runfile import RunFile, ensure_not_running, live_status, teardown
+from ..swarm.runfile import RunFile, ensure_not_running, live_status
+from ..swarm.teardown import teardown
 from .app import Ctx, pass_ctx
 from .options import PlanChoices, plan_options
 from .plan import plan_rows
@@ -162,8 +163,8 @@ def command(
         code = run_until_done(run_swarm(spec, rf, on_up=on_up))
         with rf.lock():
             rec = rf.peek()
-            if rec is not None and rec.get("status") == "failed":
-                ctx.err.print(f"[bold red]error:[/] {rec.get('reason')}", highlight=False)
+            if rec is not None and rec.status == "failed":
+                ctx.err.print(f"[bold red]error:[/] {rec.reason}", highlight=False)
             rf.remove()
         sys.exit(code)
 

@@ -37,6 +37,7 @@ from ..units import format_bytes
 from .events import InstanceEvent, Listener, RouteState, StatusEvent, Traffic, no_traffic
 from .health import CrashTracker, VramReader, available_memory
 from .instance import Instance, State
+from .record import RunRecord
 from .runfile import RunFile
 from .spec import SwarmSpec
 from .status import build_record, live_snapshot
@@ -101,7 +102,7 @@ class Supervisor:
         self._guard_at = -1e9
         self._guard_warned = False
         self._http: httpx.AsyncClient | None = None
-        self._saved: dict[str, Any] | None = None
+        self._saved: RunRecord | None = None
         self.writer = RunFileWriter(runfile) if runfile is not None else None
         #: rounds of the health loop in a row that raised, and why the swarm is degraded (or None)
         self.failed_rounds = 0
@@ -379,7 +380,7 @@ class Supervisor:
         host = f"[{host}]" if ":" in host and not host.startswith("[") else host  # IPv6: http://[::1]:N
         return f"http://{host}:{self.proxy_port}/v1"
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> RunRecord:
         """What the run file holds (no live measurements): status.py."""
         return build_record(self)
 
