@@ -118,6 +118,22 @@ def _instance_from_dict(d: dict[str, Any]) -> InstanceConfig:
     return InstanceConfig(**d)
 
 
+def start_groups(spec: SwarmSpec) -> list[list[InstanceConfig]]:
+    """The order of start: instances that share GPUs start one after another (llama-server sizes
+    itself to the VRAM it sees free), the groups side by side; on CPU each is a group of its own.
+
+    >>> on = [InstanceConfig(str(i), Path("s"), Path("m"), "m", 512, gpu=g) for i, g in enumerate((0, 0, 1))]
+    >>> [[i.id for i in g] for g in start_groups(SwarmSpec("x", "m", "m", 512, "gpu", tuple(on), "k"))]
+    [['0', '1'], ['2']]
+    """
+    groups: dict[str, list[InstanceConfig]] = {}
+    for cfg in spec.instances:
+        gpus = cfg.visible_gpus
+        key = f"gpu{','.join(map(str, gpus))}" if gpus and spec.device == "gpu" else f"cpu{cfg.id}"
+        groups.setdefault(key, []).append(cfg)
+    return list(groups.values())
+
+
 def instance_configs(
     plan: Plan,
     *,

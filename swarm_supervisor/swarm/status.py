@@ -85,6 +85,18 @@ def build_record(sup: Supervisor) -> RunRecord:
 _LIVE = ("starting", "ready", "unhealthy")
 
 
+def base_url(host: str, port: int | None) -> str | None:
+    """The OpenAI base URL of a proxy on ``host:port`` (None before it listens).
+
+    >>> base_url("::1", 8000)
+    'http://[::1]:8000/v1'
+    """
+    if not port:
+        return None
+    host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{host}:{port}/v1"
+
+
 def live_snapshot(rec: RunRecord, vram: dict[int, int] | None) -> dict[str, Any]:
     """What ``swarm ps --json`` and /swarm/status show: ``rec`` without the internal key, each
     live instance with its RSS and VRAM now."""

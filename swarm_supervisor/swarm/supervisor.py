@@ -39,8 +39,8 @@ from .health import CrashTracker, VramReader, available_memory
 from .instance import Instance, State
 from .record import RunRecord
 from .runfile import RunFile
-from .spec import SwarmSpec
-from .status import build_record, live_snapshot
+from .spec import SwarmSpec, start_groups
+from .status import base_url, build_record, live_snapshot
 from .system import free_port, port_is_free, rotate_running_log
 from .writer import RunFileWriter
 
@@ -146,14 +146,10 @@ class Supervisor:
 
         A stop requested meanwhile aborts the start (no error: the caller then shuts down).
         """
-        groups: dict[str, list[Instance]] = {}
-        for inst in self.instances.values():
-            gpus = inst.cfg.visible_gpus
-            key = f"gpu{','.join(map(str, gpus))}" if gpus and self.spec.device == "gpu" else f"cpu{inst.id}"
-            groups.setdefault(key, []).append(inst)
+        groups = [[self.instances[c.id] for c in group] for group in start_groups(self.spec)]
         self._save()
         starting: asyncio.Future[Any] = asyncio.ensure_future(
-            asyncio.gather(*(self._start_group(g) for g in groups.values()), return_exceptions=True)
+            asyncio.gather(*(self._start_group(g) for g in groups), return_exceptions=True)
         )
         stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -374,11 +370,7 @@ class Supervisor:
 
     @property
     def base_url(self) -> str | None:
-        if not self.proxy_port:
-            return None
-        host = self.spec.proxy_host
-        host = f"[{host}]" if ":" in host and not host.startswith("[") else host  # IPv6: http://[::1]:N
-        return f"http://{host}:{self.proxy_port}/v1"
+        return base_url(self.spec.proxy_host, self.proxy_port)
 
     def record(self) -> RunRecord:
         """What the run file holds (no live measurements): status.py."""
