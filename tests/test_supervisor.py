@@ -19,6 +19,7 @@ from swarm_supervisor.errors import ProcessError
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.proxy.upstreams import UpstreamPool
 from swarm_supervisor.swarm.daemon import wire
+from swarm_supervisor.swarm.events import Event, InstanceEvent, StatusEvent
 from swarm_supervisor.swarm.instance import State
 from swarm_supervisor.swarm.runfile import RunFile
 from swarm_supervisor.swarm.spec import InstanceConfig, SwarmSpec
@@ -232,3 +233,27 @@ def test_memory_guard_stops_the_newest_but_never_the_last(tmp_path: Path) -> Non
 
     sup = run_with(spec, body, free_memory=lambda: free["bytes"], guard_cooldown_s=0.5)
     assert_all_gone(sup, [])
+
+
+def test_the_supervisor_reports_each_change_as_an_event(tmp_path: Path) -> None:
+    """What the daemon builds the proxy's pool from: one InstanceEvent per change, in order, and
+    the status (no internal key) as StatusEvents; the supervisor itself holds no proxy object."""
+    spec = make_spec(tmp_path, FAKE, fake_model(tmp_path), 1)
+    events: list[Event] = []
+    sup = Supervisor(spec, on_event=events.append)
+
+    async def main() -> None:
+        async with sup:
+            await sup.start()
+            await sup.tick()
+            sup.request_stop("test over")
+            await sup.run()
+
+    asyncio.run(main())
+    changes = [e for e in events if isinstance(e, InstanceEvent)]
+    assert [e.state for e in changes] == ["starting", "ready", "stopping", "removed"]
+    assert changes[1].ready and changes[1].url.startswith("http://127.0.0.1:") and changes[1].slots == 1
+    statuses = [e.status for e in events if isinstance(e, StatusEvent)]
+    assert [s["status"] for s in statuses][-1] == "stopped"
+    assert any(s["instances"][0]["state"] == "ready" for s in statuses)
+    assert all("internal_key" not in s for s in statuses)
