@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from bench.topology import find_binary, find_model
-from swarm_supervisor.process import free_port
+from swarm_supervisor.swarm.system import free_port
 
 SESSIONS = Path(__file__).resolve().parents[1] / "data" / "agent"
 
