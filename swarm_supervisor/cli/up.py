@@ -146,6 +146,7 @@ def command(
         backend=binary.server,
         gpu_vendor=gpu_vendor,
         extra_args=extra_args_for(plan, ctx.catalogue, config),
+        shared_kv=binary.shares_kv,
     )
     ctx.console.print(_plan_table(plan))
     ctx.console.print()

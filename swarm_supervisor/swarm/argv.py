@@ -41,10 +41,11 @@ def llama_server_argv(cfg: InstanceConfig, port: int) -> list[str]:
         argv += ["--seed", str(cfg.seed)]
     if cfg.kv_type != "f16":
         argv += ["-ctk", cfg.kv_type, "-ctv", cfg.kv_type, "-fa", "on"]
-    if cfg.slots > 1:
-        # one KV pool for all slots: the n answers of one request share the prompt's cells
-        # instead of copying them (llama-server's own default when it picks the slots itself)
-        argv.append("--kv-unified")
+    if cfg.shared_kv:
+        # one KV pool for all slots, so the n answers of one request share the prompt's cells
+        # instead of copying them; each slot keeps the plan's context as its limit, so one long
+        # answer cannot take the cells that the other slots' requests are using
+        argv += ["--kv-unified", "--kv-unified-per-slot", str(cfg.context)]
     return argv + list(cfg.extra_args)
 
 

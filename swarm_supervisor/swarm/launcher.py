@@ -55,6 +55,7 @@ def build_spec(
     backend: Backend = "llama.cpp",
     gpu_vendor: GpuVendor | None = None,
     extra_args: tuple[str, ...] = (),
+    shared_kv: bool = False,
 ) -> SwarmSpec:
     """The spec of the swarm ``rf.name`` with a new internal key. Nothing is written: the key file
     and the launch spec are written only once the run file is claimed (:func:`start_detached`),
@@ -76,6 +77,7 @@ def build_spec(
             backend=backend,
             gpu_vendor=gpu_vendor,
             extra_args=extra_args,
+            shared_kv=shared_kv,
         ),
         api_key=key,
         proxy_host=host,

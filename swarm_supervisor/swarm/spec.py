@@ -52,6 +52,10 @@ class InstanceConfig:
     #: quantized V cache without flash attention ("quantized V cache was requested, but this
     #: requires Flash Attention", src/llama-context.cpp), and ``auto`` may resolve to off
     kv_type: str = "f16"
+    #: one KV pool for the process's slots, each slot still capped at ``context`` (llama-server's
+    #: ``--kv-unified --kv-unified-per-slot``): the n answers of one voted request share the
+    #: prompt's cells instead of each copying them. Only where the binary has both flags.
+    shared_kv: bool = False
 
     @property
     def visible_gpus(self) -> tuple[int, ...]:
@@ -144,6 +148,7 @@ def instance_configs(
     backend: Backend = "llama.cpp",
     gpu_vendor: GpuVendor | None = None,
     extra_args: tuple[str, ...] = (),
+    shared_kv: bool = False,
 ) -> tuple[InstanceConfig, ...]:
     """One :class:`InstanceConfig` per placement of ``plan`` (pure): ``slots`` = the process's
     voters x the plan's concurrency (``--parallel``), ``voters`` = what one voted request asks of
@@ -170,6 +175,7 @@ def instance_configs(
                 api_key_file=api_key_file if backend == "llama.cpp" else None,
                 seed=SEED_BASE + p.instance,
                 extra_args=extra_args,
+                shared_kv=shared_kv and plan.slots > 1,
             )
         )
     return tuple(out)
