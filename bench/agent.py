@@ -285,7 +285,7 @@ def command(
 ) -> None:
     """Replay opencode sessions through the swarm and one llama-server alone, interleaved."""
     from bench.topology import find_binary, find_model
-    from swarm_supervisor.process import free_port
+    from swarm_supervisor.swarm.system import free_port
 
     concurrency = _ints(conc_s)
     sessions = load_sessions(pattern)

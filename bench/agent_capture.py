@@ -99,13 +99,13 @@ SCRIPTS: list[Script] = [
         "swarm ps sometimes shows a swarm that is gone. Find where the run file is judged stale.",
         [
             [_grep("is_stale")],
-            [_read("swarm_supervisor/runfile.py")],
+            [_read("swarm_supervisor/swarm/runfile.py")],
             [_read("tests/test_runfile.py")],
             [
                 (
                     "edit",
                     {
-                        "filePath": "swarm_supervisor/runfile.py",
+                        "filePath": "swarm_supervisor/swarm/runfile.py",
                         "oldString": "def is_stale(",
                         "newString": "def is_stale(  # judged by the supervisor's pid and start time\n",
                     },
@@ -188,12 +188,12 @@ SCRIPTS: list[Script] = [
         [
             [("bash", {"command": "git log --oneline -5", "description": "Show recent commits"})],
             [_grep("crash", "*.py")],
-            [_read("swarm_supervisor/supervisor.py")],
-            [_read("swarm_supervisor/process.py")],
-            [_read("swarm_supervisor/health.py")],
-            [_read("swarm_supervisor/supervisor_launch.py")],
-            [_read("swarm_supervisor/supervisor_spec.py"), _read("swarm_supervisor/supervisor_main.py")],
-            [_read("swarm_supervisor/runfile.py")],
+            [_read("swarm_supervisor/swarm/supervisor.py")],
+            [_read("swarm_supervisor/swarm/instance.py")],
+            [_read("swarm_supervisor/swarm/health.py")],
+            [_read("swarm_supervisor/swarm/launcher.py")],
+            [_read("swarm_supervisor/swarm/spec.py"), _read("swarm_supervisor/swarm/daemon.py")],
+            [_read("swarm_supervisor/swarm/runfile.py")],
             [_read("tests/test_supervisor.py")],
             [_grep("backoff")],
             [_read("tests/test_process.py", limit=150)],

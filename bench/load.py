@@ -181,7 +181,7 @@ def _serve_llama(
 ) -> None:
     import httpx
 
-    from swarm_supervisor.process import free_port
+    from swarm_supervisor.swarm.system import free_port
 
     port = free_port()
     argv = [binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "-c", str(context * slots)]

@@ -128,7 +128,7 @@ def by_hand(
     first token from the first one; stop them all (TERM, then KILL, by process group)."""
     import httpx
 
-    from swarm_supervisor.process import free_port
+    from swarm_supervisor.swarm.system import free_port
 
     ports = [free_port() for _ in argvs]
     procs: list[subprocess.Popen[bytes]] = []
@@ -181,7 +181,7 @@ def through_swarm(
     went comes from the run file's clocks: the CLI before it launched the supervisor, the
     supervisor before it spawned the first instance, the instances' spawn to the last ready, and
     the last ready to the command's return."""
-    from swarm_supervisor.process import free_port
+    from swarm_supervisor.swarm.system import free_port
 
     wall0 = time.time()
     up_s = home.up(*up_args, "--port", str(free_port()))

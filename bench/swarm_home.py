@@ -128,7 +128,7 @@ class SwarmHome:
         with contextlib.suppress(Exception):
             self.down()
         if self.run_path.is_file():
-            from swarm_supervisor.runfile import RunFile, teardown
+            from swarm_supervisor.swarm.runfile import RunFile, teardown
 
             with contextlib.suppress(Exception):
                 teardown(RunFile(self.name, self.dirs), grace_s=5.0)
@@ -149,7 +149,7 @@ def instance_argvs(record: dict[str, Any]) -> list[list[str]]:
 
 
 def same_process(pid: int | None, create_time: float | None) -> bool:
-    from swarm_supervisor.process import same_process as same
+    from swarm_supervisor.swarm.system import same_process as same
 
     return isinstance(pid, int) and bool(same(pid, create_time))
 

@@ -206,7 +206,7 @@ def one_instance(
     extra: list[str],
 ) -> list[dict[str, Any]]:
     from bench.topology import servers
-    from swarm_supervisor.process import free_port
+    from swarm_supervisor.swarm.system import free_port
 
     argv = [str(binary), "-m", str(model), "--host", "127.0.0.1", "--port", str(free_port()),
             "-c", str(ctx), "--parallel", "1", "--threads", "1", "--alias", "bench", *extra]  # fmt: skip
@@ -217,7 +217,7 @@ def one_instance(
 def through_swarm(
     home: SwarmHome, up_args: list[str], turns: list[Turn], repeats: int, max_tokens: int
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from swarm_supervisor.process import free_port
+    from swarm_supervisor.swarm.system import free_port
 
     home.up(*up_args, "--port", str(free_port()), timeout_s=600)
     try:

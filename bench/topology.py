@@ -1,7 +1,7 @@
 """``python -m bench topology``: on this machine, N llama-server processes with the cores split
 between them, against one llama-server with ``--parallel N``, for N voters generating at once.
 
-Both topologies use the argv the project builds (``swarm_supervisor.process.llama_server_argv``
+Both topologies use the argv the project builds (``swarm_supervisor.swarm.argv.llama_server_argv``
 from the plan's ``instance_configs``) with the embedded SmolLM2 model. Both sets of processes are
 started first; then rounds alternate between them (so both see the same drift of a shared
 machine): N concurrent chat requests of ``--max-tokens`` tokens with ``ignore_eos``, total
@@ -146,8 +146,9 @@ def plan_for(n: int, topology: str | None, model: Path, context: int) -> Any:
 
 
 def argvs_for(plan: Any, binary: Path, model: Path, logdir: Path) -> list[list[str]]:
-    from swarm_supervisor.process import free_port, llama_server_argv
-    from swarm_supervisor.supervisor_spec import instance_configs
+    from swarm_supervisor.swarm.argv import llama_server_argv
+    from swarm_supervisor.swarm.spec import instance_configs
+    from swarm_supervisor.swarm.system import free_port
 
     cfgs = instance_configs(plan, binary=binary, model_path=model, log_dir=logdir, api_key_file=None)
     return [llama_server_argv(cfg, free_port()) for cfg in cfgs]

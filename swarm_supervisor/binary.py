@@ -19,11 +19,16 @@ the one in this environment or on PATH.
 A binary is trusted once its ``--version`` ran; the answer (and the backend a foreign binary was
 built for) is remembered in ``<cache>/bin/known.json`` while the file stays the same (path, size,
 times, inode, and its folder), so ``swarm up`` does not run ``llama-server --version`` each time.
+What its ``--help`` says it takes is remembered the same way: a process of several slots shares
+one KV pool only where the binary has both :data:`SHARED_KV_FLAGS` (older builds lack the
+per-slot cap, and a pool without it lets one long answer take the cells of every other slot).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +40,9 @@ from .paths import Dirs, ensure_private_dir
 from .vocabulary import Backend
 
 ENV_VAR = "SWARM_LLAMA_SERVER"
+#: one KV pool for a process's slots, each slot capped at its share (llama.cpp builds of mid-2026 on)
+SHARED_KV_FLAGS = ("--kv-unified", "--kv-unified-per-slot")
+HELP_TIMEOUT_S = 60.0
 #: what each binary's --version and backend said, while it stays the same file (bin_fetch.known)
 KNOWN_FILE = "known.json"
 
@@ -48,6 +56,33 @@ class ServerBinary:
     version: str
     backend: str  # llama.cpp's build: cpu, cuda, metal, vulkan, rocm ("metal" for mlx)
     source: str  # explicit, path, cache, release, build
+    shares_kv: bool = False  # has SHARED_KV_FLAGS: its slots can share one KV pool
+
+
+def server_flags(path: Path, known_file: Path | None = None) -> frozenset[str]:
+    """The long flags ``path --help`` lists (remembered in ``known_file`` while the binary stays
+    the same file); empty when it does not answer, which costs only the shared KV pool."""
+    from bin_fetch.known import Known
+
+    known = Known(known_file)
+    remembered = known.get(path, "flags")
+    if remembered is not None:
+        return frozenset(remembered.split())
+    try:
+        proc = subprocess.run(
+            [str(path), "--help"],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=HELP_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    flags = frozenset(re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", proc.stdout + proc.stderr))
+    if proc.returncode == 0:
+        known.put(path, "flags", " ".join(sorted(flags)))
+    return flags
 
 
 def explicit_binary(flag: Path | None, config: Config, env: Mapping[str, str] | None = None) -> Path | None:
@@ -92,4 +127,6 @@ def find_binary(
         found = bin_fetch.find_or_fetch(req, bin_fetch.make_progress())
     except bin_fetch.FetchBinaryError as exc:
         raise FetchError(str(exc)) from None
-    return ServerBinary(found.path, "llama.cpp", found.version, found.backend, found.source)
+    flags = server_flags(found.path, dirs.bin / KNOWN_FILE)
+    shares_kv = all(f in flags for f in SHARED_KV_FLAGS)
+    return ServerBinary(found.path, "llama.cpp", found.version, found.backend, found.source, shares_kv)

@@ -3,7 +3,7 @@
     in_use = files_in_use(dirs())              # {"default": [model_path, binary, ...]}
     used_by((folder_or_file,), in_use)         # ["default"]: a swarm uses it or something inside it
 
-A run file names ``model_path`` and ``binary``; the launch spec beside it (older run files lack
+A run record names ``model_path`` and ``binary``; the launch spec beside it (older run files lack
 ``binary``) names each instance's. A run file whose supervisor and instances are gone counts for
 nothing; a damaged one for the whole cache (nothing is removed while it is there).
 """
@@ -11,26 +11,19 @@ nothing; a damaged one for the whole cache (nothing is removed while it is there
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
-from typing import Any
 
 from .paths import Dirs
-from .runfile import RunFile, is_stale, list_names
+from .swarm.record import RunRecord
+from .swarm.runfile import RunFile, is_stale, list_names
+from .swarm.spec import files_named
 
 
-def _swarm_files(rec: dict[str, Any], launch: Path) -> list[Path]:
-    paths = [rec.get("model_path"), rec.get("binary")]
-    try:
-        spec = json.loads(launch.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        spec = {}
-    if isinstance(spec, dict):
-        paths.append(spec.get("model_path"))
-        for inst in spec.get("instances") or []:
-            if isinstance(inst, dict):
-                paths += [inst.get("binary"), inst.get("model_path")]
-    return [Path(p) for p in paths if isinstance(p, str) and p]
+def _swarm_files(rec: RunRecord, launch: Path) -> list[Path]:
+    paths = [p for p in (rec.model_path, rec.binary) if p]
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        paths += files_named(launch.read_text(encoding="utf-8"))
+    return [Path(p) for p in paths]
 
 
 def files_in_use(where: Dirs) -> dict[str, list[Path]]:

@@ -25,7 +25,8 @@ from typing import Any
 from .errors import ConfigError, SwarmStateError
 from .paths import replace_file
 from .plan.shape import MIN_USEFUL_CONTEXT
-from .runfile import Record, RunFile, is_stale
+from .swarm.record import RunRecord
+from .swarm.runfile import RunFile, is_stale
 
 SCHEMA = "https://opencode.ai/config.json"
 PROVIDER_ID = "swarm"
@@ -73,30 +74,27 @@ def v1_url(base_url: str) -> str:
     return url if url.endswith("/v1") else url + "/v1"
 
 
-def endpoint_from_record(rec: Record, *, requires_key_default: bool) -> Endpoint:
+def endpoint_from_record(rec: RunRecord, *, requires_key_default: bool) -> Endpoint:
     """The endpoint a run file describes. ``requires_key_default`` is used for run files written
     before ``proxy.requires_api_key`` was recorded (from the config ``swarm`` reads now)."""
-    name = str(rec.get("name") or "default")
-    base_url, context = rec.get("base_url"), rec.get("context")
-    if rec.get("status") != "up" or not isinstance(base_url, str) or not isinstance(context, int):
+    name = rec.name
+    base_url, context = rec.base_url, rec.context
+    if rec.status != "up" or base_url is None or context is None:
         how = "" if name == "default" else f" --name {name}"
         raise SwarmStateError(
-            f"swarm {name!r} is not serving yet (status: {rec.get('status') or 'unknown'}); "
+            f"swarm {name!r} is not serving yet (status: {rec.status}); "
             f"wait for `swarm up{how}` to return, or see `swarm ps{how}`"
         )
-    proxy = rec.get("proxy") or {}
-    keyed = proxy.get("requires_api_key")
-    aliases = proxy.get("aliases")
-    any_model = proxy.get("accept_any_model")
+    keyed = rec.proxy.requires_api_key
     return Endpoint(
         name=name,
         base_url=v1_url(base_url),
-        model_id=str(rec.get("model") or "swarm"),
+        model_id=rec.model or "swarm",
         context=context,
-        voters=int(rec.get("voters") or 0),
-        requires_api_key=keyed if isinstance(keyed, bool) else requires_key_default,
-        aliases=tuple(str(a) for a in aliases) if isinstance(aliases, list) else (),
-        accept_any_model=any_model if isinstance(any_model, bool) else None,
+        voters=rec.voters or 0,
+        requires_api_key=requires_key_default if keyed is None else keyed,
+        aliases=rec.proxy.aliases,
+        accept_any_model=rec.proxy.accept_any_model,
     )
 
 
@@ -112,7 +110,7 @@ def endpoint(rf: RunFile, *, requires_key_default: bool) -> Endpoint:
             f"swarm {rf.name!r} is not running (its supervisor and instances are gone); "
             f"start it with `swarm up{how}` first"
         )
-    return endpoint_from_record({"name": rf.name, **rec}, requires_key_default=requires_key_default)
+    return endpoint_from_record(rec, requires_key_default=requires_key_default)
 
 
 def check_served(ep: Endpoint, model_id: str) -> None:

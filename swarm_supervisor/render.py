@@ -119,8 +119,9 @@ def header_lines(status: dict[str, Any], rows: list[InstanceRow]) -> list[Text]:
     ready = sum(1 for r in rows if r.state == "ready")
     rss = sum(r.rss_bytes or 0 for r in rows)
     vram = [r.vram_bytes for r in rows if r.vram_bytes is not None]
+    voters = [status.get(k) for k in ("ready_voters", "voters")]  # None while the swarm starts
     totals = (
-        f"{ready}/{len(rows)} ready, {status.get('ready_voters', '?')}/{status.get('voters', '?')} voters"
+        f"{ready}/{len(rows)} ready, " + "/".join("?" if v is None else str(v) for v in voters) + " voters"
     )
     concurrency = status.get("concurrency")
     if isinstance(concurrency, int) and concurrency > 1:

@@ -23,7 +23,8 @@ from fakes.hub_server import tiny_gguf
 
 from swarm_supervisor.errors import SwarmStateError
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.runfile import RunFile, check_name, list_names, teardown
+from swarm_supervisor.swarm.runfile import RunFile, check_name, list_names
+from swarm_supervisor.swarm.teardown import teardown
 
 FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
 REPO = Path(__file__).resolve().parent.parent
@@ -147,7 +148,7 @@ def test_the_loser_of_two_ups_never_touches_the_winners_key(home: Path, model: P
     from swarm_supervisor.cli.options import PlanChoices
     from swarm_supervisor.cli.planning import plan_for
     from swarm_supervisor.config import Config, load_catalogue
-    from swarm_supervisor.supervisor_launch import build_spec, start_detached
+    from swarm_supervisor.swarm.launcher import build_spec, start_detached
 
     assert up(model).returncode == 0
     rf = RunFile("default", dirs())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from filelock import FileLock
 
 from swarm_supervisor.cli import main
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.runfile import RunFile
+from swarm_supervisor.swarm.record import RunRecord
+from swarm_supervisor.swarm.runfile import RunFile
 from tests.test_lazy_imports import HEAVY, loaded
 
 QWEN = "qwen2.5-coder:1.5b:q4_k_m"
@@ -81,7 +83,7 @@ def run_swarm(name: str, model: Path, binary: Path, alive: bool = True) -> None:
     rf = RunFile(name, dirs())
     rf.ensure_dirs()
     with rf.lock():
-        rf.write(rec)
+        rf.write(RunRecord.from_json(rec))
 
 
 def listing() -> dict[str, dict[str, Any]]:
@@ -200,8 +202,7 @@ def test_an_older_run_file_names_its_binary_in_the_launch_spec(cache: dict[str, 
     with rf.lock():
         rec = rf.read()
         assert rec is not None
-        del rec["binary"], rec["model_path"]
-        rf.write(rec)
+        rf.write(replace(rec, binary=None, model_path=None))
     rf.launch_path.write_text(
         json.dumps({"model_path": str(cache["qwen"]), "instances": [{"binary": str(cache["binary"])}]})
     )

@@ -34,7 +34,9 @@ from swarm_supervisor.opencode import output_limit, v1_url, write_atomic
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.proxy.app import create_app
 from swarm_supervisor.proxy.upstreams import UpstreamPool
-from swarm_supervisor.runfile import RunFile, list_names, teardown
+from swarm_supervisor.swarm.record import RunRecord
+from swarm_supervisor.swarm.runfile import RunFile, list_names
+from swarm_supervisor.swarm.teardown import teardown
 from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
 
 OPENCODE_VERSION = "1.18.33"
@@ -74,7 +76,7 @@ def cli(args: list[str], env: dict[str, str] | None = None) -> Result:
 def write_run_file(rec: dict[str, Any], name: str = "default") -> None:
     rf = RunFile(name, dirs())
     with rf.lock():
-        rf.write(rec)
+        rf.write(RunRecord.from_json(rec))
 
 
 EXPECTED = {

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.runfile import RunFile, list_names, teardown
+from swarm_supervisor.swarm.runfile import RunFile, list_names
+from swarm_supervisor.swarm.teardown import teardown
 
 FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
 

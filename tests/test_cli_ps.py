@@ -14,7 +14,8 @@ from rich.console import Console
 from swarm_supervisor.cli import main
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.render import format_duration, render_status, rows_from_status
-from swarm_supervisor.runfile import RunFile
+from swarm_supervisor.swarm.record import RunRecord
+from swarm_supervisor.swarm.runfile import RunFile
 
 NOW = 1_800_000_000.0
 
@@ -99,7 +100,7 @@ def test_format_duration() -> None:
 def test_ps_json_shows_the_run_file_without_the_key(swarm_home: Path) -> None:
     rf = RunFile("default", dirs())
     with rf.lock():
-        rf.write(status())
+        rf.write(RunRecord.from_json(status()))
     r = CliRunner().invoke(main, ["ps", "--json"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.output)
@@ -118,7 +119,7 @@ def test_ps_without_a_swarm_says_what_to_do(swarm_home: Path) -> None:
 def test_ps_cleans_a_stale_run_file(swarm_home: Path) -> None:
     rf = RunFile("default", dirs())
     with rf.lock():
-        rf.write(status(supervisor={"pid": os.getpid(), "create_time": 1.0}))  # not this process
+        rf.write(RunRecord.from_json(status(supervisor={"pid": os.getpid(), "create_time": 1.0})))  # not us
     r = CliRunner().invoke(main, ["ps"])
     assert r.exit_code == 1
     assert "stale" in r.output

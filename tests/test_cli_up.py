@@ -24,9 +24,10 @@ import pytest
 
 from swarm_supervisor.config import load_catalogue
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.process import port_is_free
-from swarm_supervisor.runfile import RunFile, list_names, teardown
 from swarm_supervisor.store import embedded_path
+from swarm_supervisor.swarm.runfile import RunFile, list_names
+from swarm_supervisor.swarm.system import port_is_free
+from swarm_supervisor.swarm.teardown import teardown
 
 FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
 

@@ -38,7 +38,7 @@ def loaded(args: list[str], home: Path) -> set[str]:
     [
         (["--version"], {"pydantic", "rich", "psutil", "swarm_supervisor.config"}),
         (["ps"], {"pydantic", "swarm_supervisor.proxy", "swarm_supervisor.plan"}),
-        (["plan", "--cpu-only"], {"swarm_supervisor.proxy", "swarm_supervisor.supervisor"}),
+        (["plan", "--cpu-only"], {"swarm_supervisor.proxy", "swarm_supervisor.swarm.supervisor"}),
     ],
 )
 def test_a_command_loads_only_what_it_uses(args: list[str], also_not: set[str], swarm_home: Path) -> None:

@@ -26,9 +26,10 @@ from swarm_supervisor.hardware.profile import GPU, HardwareProfile
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.plan import Plan, PlanOverrides, kv_bytes, make_plan, plan_to_json
 from swarm_supervisor.plan.shape import cpu_topology
-from swarm_supervisor.process import llama_server_argv
-from swarm_supervisor.runfile import RunFile, list_names, teardown
-from swarm_supervisor.supervisor_spec import SwarmSpec, instance_configs
+from swarm_supervisor.swarm.argv import llama_server_argv
+from swarm_supervisor.swarm.runfile import RunFile, list_names
+from swarm_supervisor.swarm.spec import SwarmSpec, instance_configs
+from swarm_supervisor.swarm.teardown import teardown
 from swarm_supervisor.units import GiB
 from tests.machines import A100X2, CPU16, H100, RTX4090
 

@@ -27,10 +27,10 @@ from swarm_supervisor.errors import PlanError
 from swarm_supervisor.hardware.profile import HardwareProfile
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.plan import Plan, PlanOverrides, Topology, make_plan, plan_to_json
-from swarm_supervisor.process import instance_env, llama_server_argv
-from swarm_supervisor.runfile import RunFile
-from swarm_supervisor.supervisor_launch import build_spec
-from swarm_supervisor.supervisor_spec import SwarmSpec
+from swarm_supervisor.swarm.argv import instance_env, llama_server_argv
+from swarm_supervisor.swarm.launcher import build_spec
+from swarm_supervisor.swarm.runfile import RunFile
+from swarm_supervisor.swarm.spec import SwarmSpec
 from tests.machines import A10GX8, A100X2, CPU16, MIXED_3060_4090, MULTI_GPU, RTX4090X4
 
 MiB = 2**20

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
+import dataclasses
 import os
 import socket
 import sys
@@ -16,17 +15,12 @@ import psutil
 import pytest
 
 from swarm_supervisor.errors import NotReadyError, ProcessError
-from swarm_supervisor.process import (
-    TRANSITIONS,
-    Instance,
-    InstanceConfig,
-    State,
-    TransitionError,
+from swarm_supervisor.swarm.argv import instance_env, llama_server_argv, mlx_server_argv
+from swarm_supervisor.swarm.instance import TRANSITIONS, Instance, State, TransitionError
+from swarm_supervisor.swarm.spec import InstanceConfig
+from swarm_supervisor.swarm.system import (
     free_port,
-    instance_env,
-    llama_server_argv,
     log_tail,
-    mlx_server_argv,
     port_is_free,
     rotate_log,
     rotate_running_log,
@@ -101,7 +95,7 @@ def test_llama_argv_has_every_size_explicit_and_total_context() -> None:
     assert argv[argv.index("-ngl") + 1] == "999"
     assert argv[argv.index("--threads") + 1] == "3"
     assert argv[argv.index("--parallel") + 1] == "4"
-    assert "--kv-unified" in argv  # the voters of one request share the prompt's KV cells
+    assert "--kv-unified" not in argv  # only where the binary has the per-slot cap (shared_kv)
     assert argv[argv.index("--alias") + 1] == "qwen2.5-coder:7b:q4_k_m"
     assert argv[argv.index("--api-key-file") + 1] == "/s/key"
     assert argv[argv.index("--seed") + 1] == "42"
@@ -111,21 +105,23 @@ def test_llama_argv_has_every_size_explicit_and_total_context() -> None:
     assert all(isinstance(a, str) for a in argv)
 
 
-def test_llama_argv_one_slot_keeps_its_own_cache_and_extra_args_come_last() -> None:
+def test_llama_argv_shared_kv_pool_caps_each_slot_at_its_context() -> None:
     cfg = InstanceConfig(
         id="1",
         binary=Path("/opt/llama-server"),
         model_path=Path("/m/q.gguf"),
         model_id="m",
         context=4096,
-        slots=1,
+        slots=3,
+        shared_kv=True,
         extra_args=("--no-kv-unified",),
     )
-    assert "--kv-unified" not in llama_server_argv(cfg, 9123)
-    cfg = dataclasses.replace(cfg, slots=3)
     argv = llama_server_argv(cfg, 9123)
+    assert argv[argv.index("-c") + 1] == str(3 * 4096)  # the pool holds every slot at full context
+    assert argv[argv.index("--kv-unified-per-slot") + 1] == "4096"  # and no slot takes more
     # llama-server reads its flags in order: the config's extra_args can turn it back off
     assert argv.index("--kv-unified") < argv.index("--no-kv-unified")
+    assert "--kv-unified" not in llama_server_argv(dataclasses.replace(cfg, shared_kv=False), 9123)
 
 
 def test_mlx_argv_passes_max_tokens() -> None:

@@ -50,7 +50,7 @@ async def test_models_health_status() -> None:
             st = (await client.get("/swarm/status")).json()
             assert [i["state"] for i in st["instances"]] == ["ready", "starting"]
             assert "api_key" not in str(st)
-            pool.status_provider = lambda: {"name": "default", "instances": []}
+            pool.status = {"name": "default", "instances": []}
             assert (await client.get("/swarm/status")).json() == {"name": "default", "instances": []}
             pool.set_ready(Upstream("0", fakes[0].url, slots=3), False, state="crashed")
             h = await client.get("/health")

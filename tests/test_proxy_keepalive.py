@@ -12,10 +12,10 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from swarm_supervisor.process import free_port
 from swarm_supervisor.proxy.client import KEEPALIVE_S, STALE_RETRIES, UpstreamClient, new_session
 from swarm_supervisor.proxy.failures import UpstreamFailure, UpstreamUnreachable
 from swarm_supervisor.proxy.upstreams import UpstreamPool
+from swarm_supervisor.swarm.system import free_port
 
 SSE = (
     b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"

@@ -11,7 +11,7 @@ import pytest
 from swarm_supervisor.config import load_catalogue
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.store import resolve_model
-from swarm_supervisor.supervisor_launch import exposure_warning
+from swarm_supervisor.swarm.launcher import exposure_warning
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])

@@ -17,11 +17,14 @@ import pytest
 from swarm_supervisor.config import Config, SupervisorConfig
 from swarm_supervisor.errors import ProcessError
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.process import InstanceConfig, State, port_is_free
 from swarm_supervisor.proxy.upstreams import UpstreamPool
-from swarm_supervisor.runfile import RunFile
-from swarm_supervisor.supervisor import Supervisor
-from swarm_supervisor.supervisor_spec import SwarmSpec
+from swarm_supervisor.swarm.daemon import wire
+from swarm_supervisor.swarm.events import Event, InstanceEvent, StatusEvent
+from swarm_supervisor.swarm.instance import State
+from swarm_supervisor.swarm.runfile import RunFile
+from swarm_supervisor.swarm.spec import InstanceConfig, SwarmSpec
+from swarm_supervisor.swarm.supervisor import Supervisor
+from swarm_supervisor.swarm.system import port_is_free
 
 FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
 
@@ -81,17 +84,20 @@ async def until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-def run_with(spec: SwarmSpec, body: Callable[[Supervisor], Awaitable[None]], **kw: Any) -> Supervisor:
-    """Start the swarm, run the health loop in the background while ``body`` runs, then stop."""
-    pool = UpstreamPool(model_id=spec.model_id, context=spec.context, api_key=spec.api_key)
-    sup = Supervisor(spec, pool, **kw)
+Body = Callable[[Supervisor, UpstreamPool], Awaitable[None]]
+
+
+def run_with(spec: SwarmSpec, body: Body, **kw: Any) -> Supervisor:
+    """Start the swarm wired to a proxy pool as the daemon wires it, run the health loop in the
+    background while ``body`` runs, then stop."""
+    sup, pool = wire(spec, **kw)
 
     async def main() -> None:
         async with sup:
             await sup.start()
             loop = asyncio.ensure_future(sup.run())
             try:
-                await body(sup)
+                await body(sup, pool)
             finally:
                 sup.request_stop("test over")
                 await loop
@@ -116,10 +122,10 @@ def test_kill9_instance_is_restarted_and_requests_keep_succeeding(
     rf = RunFile("t", dirs())
     ports: list[int] = []
 
-    async def body(sup: Supervisor) -> None:
-        assert [u.id for u in sup.pool.ready()] == ["0", "1"]
+    async def body(sup: Supervisor, pool: UpstreamPool) -> None:
+        assert [u.id for u in pool.ready()] == ["0", "1"]
         rec = rf.read()
-        assert rec is not None and [i["state"] for i in rec["instances"]] == ["ready", "ready"]
+        assert rec is not None and [i.state for i in rec.instances] == ["ready", "ready"]
         ports.extend(i.port for i in sup.instances.values() if i.port)
         victim = sup.instances["1"]
         old_pid = victim.pid
@@ -131,7 +137,7 @@ def test_kill9_instance_is_restarted_and_requests_keep_succeeding(
             while not (victim.state == State.READY and victim.pid != old_pid):
                 assert time.monotonic() < deadline, "instance 1 was not restarted"
                 # what the proxy does: send to a ready upstream
-                up = sup.pool.ready()[0]
+                up = pool.ready()[0]
                 r = await client.post(
                     f"{up.url}/v1/chat/completions",
                     json={"messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4},
@@ -140,15 +146,15 @@ def test_kill9_instance_is_restarted_and_requests_keep_succeeding(
                 answered += 1
         assert answered >= 1
         assert victim.restarts == 1
-        assert sup.pool.restarts == {"1": 1}  # what /metrics reports as swarm_instance_restarts
-        assert [u.id for u in sup.pool.ready()] == ["0", "1"]
+        assert pool.restarts == {"1": 1}  # what /metrics reports as swarm_instance_restarts
+        assert [u.id for u in pool.ready()] == ["0", "1"]
         await until(
-            lambda: (rf.read() or {}).get("instances", [{}] * 2)[1].get("pid") == victim.pid, 5, "run file"
+            lambda: [i.pid for i in getattr(rf.read(), "instances", ())][1:] == [victim.pid], 5, "run file"
         )
 
     sup = run_with(spec, body, runfile=rf)
     assert_all_gone(sup, ports)
-    assert (rf.read() or {}).get("status") == "stopped"
+    assert getattr(rf.read(), "status", None) == "stopped"
 
 
 @pytest.mark.llama
@@ -156,8 +162,7 @@ def test_start_failure_stops_the_others_and_says_why(
     tmp_path: Path, llama_server_bin: Path, smollm2_gguf: Path
 ) -> None:
     spec = make_spec(tmp_path, llama_server_bin, smollm2_gguf, 2, per_instance={1: ("--bogus-flag",)})
-    pool = UpstreamPool(model_id="m", context=1024)
-    sup = Supervisor(spec, pool)
+    sup = Supervisor(spec)
 
     async def main() -> None:
         async with sup:
@@ -173,16 +178,24 @@ def test_crash_loop_marks_failed_with_the_reason(tmp_path: Path) -> None:
     spec = make_spec(tmp_path, FAKE, fake_model(tmp_path), 2, per_instance={0: ("--fake-die-after-s", "0.1")},
                      max_crashes=2, crash_window_s=60)  # fmt: skip
 
-    async def body(sup: Supervisor) -> None:
+    async def body(sup: Supervisor, pool: UpstreamPool) -> None:
         await until(lambda: sup.instances["0"].state == State.FAILED, 30, "instance 0 failed")
         assert sup.instances["1"].state == State.READY
-        assert [u.id for u in sup.pool.ready()] == ["1"]
+        assert [u.id for u in pool.ready()] == ["1"]
         snap = sup.snapshot()
         failed = snap["instances"][0]
         assert failed["state"] == "failed"
         assert "crashed 3 times" in failed["reason"]
         assert "exited with code 4" in failed["reason"]
         assert failed["restarts"] == 2
+
+        # what /swarm/status serves: the status the supervisor published through the daemon's wiring
+        def published() -> object:
+            return (pool.status or {}).get("instances", [{}])[0].get("state")
+
+        await until(lambda: published() == "failed", 5, "status")
+        assert pool.status is not None and "internal_key" not in pool.status
+        assert pool.states == {"0": "failed", "1": "ready"} and pool.restarts == {"0": 2}
 
     sup = run_with(spec, body)
     assert_all_gone(sup, [])
@@ -192,7 +205,7 @@ def test_hung_instance_is_restarted(tmp_path: Path) -> None:
     hang = ("--fake-hang-after-s", "0.3", "--fake-ignore-sigterm")
     spec = make_spec(tmp_path, FAKE, fake_model(tmp_path), 1, *hang, stop_grace_s=0.5)
 
-    async def body(sup: Supervisor) -> None:
+    async def body(sup: Supervisor, pool: UpstreamPool) -> None:
         inst = sup.instances["0"]
         first = inst.pid
         await until(lambda: inst.restarts >= 1, 30, "a restart")
@@ -208,7 +221,7 @@ def test_memory_guard_stops_the_newest_but_never_the_last(tmp_path: Path) -> Non
     spec = make_spec(tmp_path, FAKE, fake_model(tmp_path), 3, min_free_memory_bytes=1 << 30)
     free = {"bytes": 8 << 30}
 
-    async def body(sup: Supervisor) -> None:
+    async def body(sup: Supervisor, pool: UpstreamPool) -> None:
         free["bytes"] = 100 << 20  # the machine runs short
         await until(lambda: sup.instances["2"].state == State.STOPPED, 20, "the newest stopped")
         assert "memory guard" in (sup.instances["2"].reason or "")
@@ -216,7 +229,31 @@ def test_memory_guard_stops_the_newest_but_never_the_last(tmp_path: Path) -> Non
         await until(lambda: sup.instances["1"].state == State.STOPPED, 20, "the next stopped")
         await asyncio.sleep(1.0)
         assert sup.instances["0"].state == State.READY  # the last one stays
-        assert [u.id for u in sup.pool.ready()] == ["0"]
+        assert [u.id for u in pool.ready()] == ["0"]
 
     sup = run_with(spec, body, free_memory=lambda: free["bytes"], guard_cooldown_s=0.5)
     assert_all_gone(sup, [])
+
+
+def test_the_supervisor_reports_each_change_as_an_event(tmp_path: Path) -> None:
+    """What the daemon builds the proxy's pool from: one InstanceEvent per change, in order, and
+    the status (no internal key) as StatusEvents; the supervisor itself holds no proxy object."""
+    spec = make_spec(tmp_path, FAKE, fake_model(tmp_path), 1)
+    events: list[Event] = []
+    sup = Supervisor(spec, on_event=events.append)
+
+    async def main() -> None:
+        async with sup:
+            await sup.start()
+            await sup.tick()
+            sup.request_stop("test over")
+            await sup.run()
+
+    asyncio.run(main())
+    changes = [e for e in events if isinstance(e, InstanceEvent)]
+    assert [e.state for e in changes] == ["starting", "ready", "stopping", "removed"]
+    assert changes[1].ready and changes[1].url.startswith("http://127.0.0.1:") and changes[1].slots == 1
+    statuses = [e.status for e in events if isinstance(e, StatusEvent)]
+    assert [s["status"] for s in statuses][-1] == "stopped"
+    assert any(s["instances"][0]["state"] == "ready" for s in statuses)
+    assert all("internal_key" not in s for s in statuses)

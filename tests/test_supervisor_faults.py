@@ -16,9 +16,10 @@ from pathlib import Path
 from test_supervisor import fake_model, make_spec, run_with, until
 
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.process import State
-from swarm_supervisor.runfile import RunFile
-from swarm_supervisor.supervisor import DEGRADED_AFTER, Supervisor
+from swarm_supervisor.proxy.upstreams import UpstreamPool
+from swarm_supervisor.swarm.instance import State
+from swarm_supervisor.swarm.runfile import RunFile
+from swarm_supervisor.swarm.supervisor import DEGRADED_AFTER, Supervisor
 
 FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
 
@@ -43,7 +44,7 @@ def test_a_failing_round_is_logged_and_a_persistent_one_marks_the_swarm_degraded
             raise OSError(errno.EMFILE, "Too many open files")
         return 8 << 30
 
-    async def body(sup: Supervisor) -> None:
+    async def body(sup: Supervisor, pool: UpstreamPool) -> None:
         broken["on"] = True
         await until(lambda: sup.failed_rounds >= DEGRADED_AFTER + 2, 10, "failed rounds")
         assert not sup.stopping
@@ -74,7 +75,7 @@ def test_a_run_file_locked_elsewhere_freezes_neither_the_loop_nor_the_swarm(
     spec = make_spec(tmp_path, FAKE, fake_model(tmp_path), 2, health_interval_s=0.2)
     rf = RunFile("t", dirs())
 
-    async def body(sup: Supervisor) -> None:
+    async def body(sup: Supervisor, pool: UpstreamPool) -> None:
         holder = subprocess.Popen(
             [sys.executable, "-c", HOLD_LOCK, str(rf.dirs.runs / "t.lock"), "6"], stdout=subprocess.PIPE
         )
@@ -111,7 +112,7 @@ def test_a_deleted_or_damaged_run_file_is_written_again(tmp_path: Path, swarm_ho
     spec = make_spec(tmp_path, FAKE, fake_model(tmp_path), 1, health_interval_s=0.1)
     rf = RunFile("t", dirs())
 
-    async def body(sup: Supervisor) -> None:
+    async def body(sup: Supervisor, pool: UpstreamPool) -> None:
         assert _read(rf).get("status") == "up"
         rf.path.write_text("{")
         await until(lambda: _read(rf).get("status") == "up", 5, "the damaged file rewritten")

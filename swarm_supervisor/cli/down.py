@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ..errors import SwarmStateError
-from ..runfile import RunFile, list_names, teardown
+from ..swarm.runfile import RunFile, list_names
+from ..swarm.teardown import teardown
 from .app import Ctx, pass_ctx
 
 

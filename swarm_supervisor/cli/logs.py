@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from ..errors import SwarmStateError
-from ..process import log_tail
-from ..runfile import RunFile
+from ..swarm.runfile import RunFile
+from ..swarm.system import log_tail
 from .app import Ctx, pass_ctx
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .. import opencode
-from ..runfile import RunFile
+from ..swarm.runfile import RunFile
 from .app import Ctx, pass_ctx
 
 

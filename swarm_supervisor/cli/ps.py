@@ -8,9 +8,9 @@ import time
 import click
 
 from ..errors import SwarmStateError
-from ..health import VramReader
 from ..render import render_status
-from ..runfile import RunFile, is_stale, live_status
+from ..swarm.health import VramReader
+from ..swarm.runfile import RunFile, is_stale, live_status
 from .app import Ctx, pass_ctx
 
 

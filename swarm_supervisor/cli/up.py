@@ -15,9 +15,8 @@ from ..config import Config
 from ..errors import PlanError, RunFileDamaged, SwarmStateError
 from ..plan import Plan
 from ..render import render_status
-from ..runfile import RunFile, ensure_not_running, live_status, teardown
 from ..store import resolve_model
-from ..supervisor_launch import (
+from ..swarm.launcher import (
     build_spec,
     check_port,
     claim_foreground,
@@ -26,13 +25,15 @@ from ..supervisor_launch import (
     start_detached,
     wait_until_up,
 )
+from ..swarm.runfile import RunFile, ensure_not_running, live_status
+from ..swarm.teardown import teardown
 from .app import Ctx, pass_ctx
 from .options import PlanChoices, plan_options
 from .plan import plan_rows
 from .planning import plan_for
 
 if TYPE_CHECKING:
-    from ..supervisor import Supervisor
+    from ..swarm.supervisor import Supervisor
 
 
 def _plan_table(plan: Plan) -> Table:
@@ -145,6 +146,7 @@ def command(
         backend=binary.server,
         gpu_vendor=gpu_vendor,
         extra_args=extra_args_for(plan, ctx.catalogue, config),
+        shared_kv=binary.shares_kv,
         fallback=model.fallback.as_dict() if model.fallback else None,
     )
     ctx.console.print(_plan_table(plan))
@@ -152,7 +154,7 @@ def command(
 
     if foreground:
         # the supervisor and the proxy run in this process; in the background they run in their own
-        from ..supervisor_main import run_swarm, run_until_done
+        from ..swarm.daemon import run_swarm, run_until_done
 
         claim_foreground(rf, spec)
 
@@ -163,8 +165,8 @@ def command(
         code = run_until_done(run_swarm(spec, rf, on_up=on_up))
         with rf.lock():
             rec = rf.peek()
-            if rec is not None and rec.get("status") == "failed":
-                ctx.err.print(f"[bold red]error:[/] {rec.get('reason')}", highlight=False)
+            if rec is not None and rec.status == "failed":
+                ctx.err.print(f"[bold red]error:[/] {rec.reason}", highlight=False)
             rf.remove()
         sys.exit(code)
 

@@ -162,8 +162,8 @@ def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Sta
         return Response(text, media_type=CONTENT_TYPE)
 
     async def status(request: Request) -> Response:
-        if pool.status_provider is not None:
-            return JSONResponse(pool.status_provider())
+        if pool.status is not None:
+            return JSONResponse(pool.status)
         return JSONResponse(minimal_status(pool))
 
     async def openapi(request: Request) -> Response:
@@ -210,7 +210,7 @@ def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Sta
 
 
 def minimal_status(pool: UpstreamPool) -> dict[str, Any]:
-    """/swarm/status when the supervisor installed no status provider."""
+    """/swarm/status when no supervisor published a status."""
     ready = {u.id for u in pool.ready()}
     instances = []
     for uid, u in sorted(pool.upstreams.items()):

@@ -1,12 +1,12 @@
 """What the proxy knows of the instances: URLs, slots and readiness. Nothing about processes.
 
-The supervisor owns one :class:`UpstreamPool` and updates it as instances become ready or die;
-the proxy only reads it. Both run in the same event loop, so no lock is needed.
+The background process (``swarm/daemon.py``) owns one :class:`UpstreamPool` and updates it from
+the supervisor's events as instances become ready or die; the proxy reads it and counts requests
+in it. Both run in the same event loop, so no lock is needed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,8 +55,9 @@ class UpstreamPool:
     upstreams: dict[str, Upstream] = field(default_factory=dict)
     states: dict[str, str] = field(default_factory=dict)  # id -> state name, for /health
     _ready: set[str] = field(default_factory=set)
-    #: returns what `swarm ps --json` shows; the supervisor installs it, /swarm/status serves it
-    status_provider: Callable[[], dict[str, Any]] | None = None
+    #: what `swarm ps --json` shows, as the supervisor last published it (each health round and
+    #: on every change); /swarm/status serves it. None: no supervisor (tests, benchmarks)
+    status: dict[str, Any] | None = None
     #: per upstream id: what the proxy recorded with :meth:`record` (kept across restarts)
     stats: dict[str, UpstreamStats] = field(default_factory=dict)
     #: id -> times the supervisor restarted it (the supervisor updates it; /metrics shows it)

@@ -5,7 +5,8 @@
     rec = wait_until_up(rf, pid, timeout_s)                          # the run file says "up"
 
 or, in the foreground, ``claim_foreground(rf, spec)`` and then
-:func:`swarm_supervisor.supervisor_main.run_swarm`.
+:func:`swarm_supervisor.swarm.daemon.run_swarm`. The background process is
+``python -m swarm_supervisor.swarm.daemon NAME``.
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 
-from .bind import bind_problem
-from .config import Catalogue, Config
-from .errors import ConfigError, ProcessError, SwarmStateError
-from .plan import Plan
-from .process import log_tail
+from ..bind import bind_problem
+from ..config import Catalogue, Config
+from ..errors import ConfigError, ProcessError, SwarmStateError
+from ..plan import Plan
+from ..vocabulary import Backend, GpuVendor
+from .record import ProcessRef, ProxyRecord, RunRecord
 from .runfile import RunFile, claim, is_stale, write_private
-from .supervisor_spec import SwarmSpec, instance_configs, new_api_key
-from .vocabulary import Backend, GpuVendor
+from .spec import SwarmSpec, instance_configs, new_api_key
+from .system import log_tail
 
 
 def extra_args_for(plan: Plan, catalogue: Catalogue, config: Config) -> tuple[str, ...]:
@@ -54,6 +55,7 @@ def build_spec(
     backend: Backend = "llama.cpp",
     gpu_vendor: GpuVendor | None = None,
     extra_args: tuple[str, ...] = (),
+    shared_kv: bool = False,
     fallback: dict[str, str] | None = None,
 ) -> SwarmSpec:
     """The spec of the swarm ``rf.name`` with a new internal key. Nothing is written: the key file
@@ -76,6 +78,7 @@ def build_spec(
             backend=backend,
             gpu_vendor=gpu_vendor,
             extra_args=extra_args,
+            shared_kv=shared_kv,
         ),
         api_key=key,
         proxy_host=host,
@@ -93,24 +96,20 @@ def build_spec(
     )
 
 
-def _initial(rf: RunFile, spec: SwarmSpec, pid: int) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "name": rf.name,
-        "status": "starting",
-        "reason": None,
-        "base_url": None,
-        "model": spec.model_id,
-        "fallback": spec.fallback,
-        "model_path": spec.model_path,
-        "binary": str(spec.instances[0].binary) if spec.instances else None,
-        "supervisor": {"pid": pid, "create_time": psutil.Process(pid).create_time()},
-        "supervisor_pid": pid,
-        "proxy": {"host": spec.proxy_host, "port": spec.proxy_port},
-        "started_at": time.time(),
-        "log_dir": spec.log_dir,
-        "instances": [],
-    }
+def initial_record(rf: RunFile, spec: SwarmSpec, pid: int) -> RunRecord:
+    """The run record before the supervisor writes its own: ``starting``, run by ``pid``."""
+    return RunRecord(
+        name=rf.name,
+        status="starting",
+        model=spec.model_id,
+        fallback=spec.fallback,
+        model_path=spec.model_path,
+        binary=str(spec.instances[0].binary) if spec.instances else None,
+        supervisor=ProcessRef(pid, psutil.Process(pid).create_time()),
+        proxy=ProxyRecord(spec.proxy_host, spec.proxy_port),
+        started_at=time.time(),
+        log_dir=spec.log_dir,
+    )
 
 
 def check_port(host: str, port: int) -> None:
@@ -147,22 +146,22 @@ def _write_claimed(rf: RunFile, spec: SwarmSpec) -> None:
 def claim_foreground(rf: RunFile, spec: SwarmSpec) -> None:
     """Claim the run file for a supervisor running in this process."""
     with rf.lock():
-        claim(rf, _initial(rf, spec, os.getpid()))
+        claim(rf, initial_record(rf, spec, os.getpid()))
         _write_claimed(rf, spec)
 
 
 def start_detached(rf: RunFile, spec: SwarmSpec) -> subprocess.Popen[bytes]:
-    """Claim the run file and start ``python -P -m swarm_supervisor.supervisor_main NAME`` detached.
+    """Claim the run file and start ``python -P -m swarm_supervisor.swarm.daemon NAME`` detached.
 
     ``-P`` and the swarm's log dir as working directory: a file in the user's working directory
     named like a module (``inspect.py``) is never imported instead of the standard one."""
     with rf.lock():
-        claim(rf, _initial(rf, spec, os.getpid()))
+        claim(rf, initial_record(rf, spec, os.getpid()))
         _write_claimed(rf, spec)
         log_path = supervisor_log(rf)
         with log_path.open("ab") as logf:
             proc = subprocess.Popen(
-                [sys.executable, "-P", "-m", "swarm_supervisor.supervisor_main", rf.name],
+                [sys.executable, "-P", "-m", "swarm_supervisor.swarm.daemon", rf.name],
                 cwd=rf.log_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
@@ -170,24 +169,24 @@ def start_detached(rf: RunFile, spec: SwarmSpec) -> subprocess.Popen[bytes]:
                 start_new_session=True,
                 close_fds=True,
             )
-        rf.write(_initial(rf, spec, proc.pid))
+        rf.write(initial_record(rf, spec, proc.pid))
     return proc
 
 
-def wait_until_up(rf: RunFile, proc: subprocess.Popen[bytes], timeout_s: float) -> dict[str, Any]:
+def wait_until_up(rf: RunFile, proc: subprocess.Popen[bytes], timeout_s: float) -> RunRecord:
     """Wait for the run file to say ``up``; raise ProcessError with the reason otherwise."""
     deadline = time.monotonic() + timeout_s
     while True:
-        rec = rf.peek() or {}  # damaged for a moment: the supervisor writes it again
-        if rec.get("status") == "up":
+        rec = rf.peek()  # None while damaged for a moment: the supervisor writes it again
+        if rec is not None and rec.status == "up":
             return rec
         rc = proc.poll()
-        if rc is not None or rec.get("status") == "failed":
+        if rc is not None or (rec is not None and rec.status == "failed"):
             if rc is None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=30)
             rec = rf.peek() or rec
-            reason = rec.get("reason")
+            reason = rec.reason if rec is not None else None
             with rf.lock():
                 latest = rf.peek()
                 if latest is not None and is_stale(latest):

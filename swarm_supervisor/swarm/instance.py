@@ -1,4 +1,4 @@
-"""One llama-server (or ``mlx_lm.server``) process: argv, spawn, readiness, stop.
+"""One llama-server (or ``mlx_lm.server``) process: spawn, readiness, stop, and its states.
 
 An :class:`Instance` knows nothing about other instances. Its life is a :class:`State` with a
 table of allowed transitions (:data:`TRANSITIONS`); an invalid move raises
@@ -11,42 +11,30 @@ table of allowed transitions (:data:`TRANSITIONS`); an invalid move raises
 
 Readiness polls ``/health`` (public even with an API key): connection refused and 503 mean
 "loading" and are debug lines; 200 is ready. It has three exits, each with its own message:
-ready, the process exited early (with the tail of its log), the deadline passed.
+ready, the process exited early (with the tail of its log), the deadline passed. The argv is
+built in :mod:`.argv`; ports, logs and signals are :mod:`.system`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections import deque
-from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-import psutil
-
-from .errors import NotReadyError, ProcessError
-from .vocabulary import Backend, GpuVendor
+from ..errors import NotReadyError, ProcessError
+from .argv import build_argv, instance_env
+from .spec import InstanceConfig
+from .system import create_time_of, log_tail, rotate_log, signal_group
 
 if TYPE_CHECKING:
     import httpx  # imported where used: `swarm ps` and `swarm down` need none of it
 
 log = logging.getLogger(__name__)
-
-#: old logs kept beside the current one (``instance-0.log.1`` ... ``.3``)
-LOG_KEEP = 3
-#: a running instance's log is rotated (copy, then truncate) once it is larger than this
-LOG_MAX_BYTES = 20 * 1024 * 1024
-#: lines of the log shown when an instance fails
-TAIL_LINES = 20
 
 
 class State(StrEnum):
@@ -70,227 +58,6 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 
 class TransitionError(RuntimeError):
     """A state change the table does not allow (a bug in the caller)."""
-
-
-@dataclass(frozen=True)
-class InstanceConfig:
-    """Everything needed to start one instance; the port is chosen at spawn time."""
-
-    id: str
-    binary: Path
-    model_path: Path
-    model_id: str  # --alias: the name the proxy serves
-    context: int  # tokens per slot; llama-server's -c is the total, so context * slots is passed
-    slots: int = 1
-    threads: int = 1
-    gpu_layers: int = 0
-    log_path: Path = Path("instance.log")
-    #: voters this process answers for in one request (sent as ``n``); 0: all its slots.
-    #: slots = voters x concurrent requests (the plan's ``concurrency``)
-    voters: int = 0
-    backend: Backend = "llama.cpp"
-    gpu: int | None = None
-    gpus: tuple[int, ...] = ()
-    gpu_vendor: GpuVendor | None = None
-    api_key_file: Path | None = None  # the key is read from a 0600 file, never put in argv
-    seed: int | None = None
-    extra_args: tuple[str, ...] = ()
-    host: str = "127.0.0.1"
-    max_tokens: int = 8192  # mlx_lm.server only: its default of 512 cuts answers
-    #: KV-cache type (``-ctk``/``-ctv``); a quantized one also gets ``-fa on``: llama.cpp refuses a
-    #: quantized V cache without flash attention ("quantized V cache was requested, but this
-    #: requires Flash Attention", src/llama-context.cpp), and ``auto`` may resolve to off
-    kv_type: str = "f16"
-
-    @property
-    def visible_gpus(self) -> tuple[int, ...]:
-        if self.gpus:
-            return self.gpus
-        return () if self.gpu is None else (self.gpu,)
-
-
-# --------------------------------------------------------------------------- argv, env
-
-
-def llama_server_argv(cfg: InstanceConfig, port: int) -> list[str]:
-    """The argv for llama-server: every size explicit, loopback only, the port always passed."""
-    argv = [
-        str(cfg.binary),
-        "-m",
-        str(cfg.model_path),
-        "--host",
-        cfg.host,
-        "--port",
-        str(port),
-        "-c",
-        str(cfg.context * cfg.slots),
-        "-ngl",
-        str(cfg.gpu_layers),
-        "--threads",
-        str(cfg.threads),
-        "--parallel",
-        str(cfg.slots),
-        "--metrics",
-        "--alias",
-        cfg.model_id,
-    ]
-    if cfg.api_key_file is not None:
-        argv += ["--api-key-file", str(cfg.api_key_file)]
-    if cfg.seed is not None:
-        argv += ["--seed", str(cfg.seed)]
-    if cfg.kv_type != "f16":
-        argv += ["-ctk", cfg.kv_type, "-ctv", cfg.kv_type, "-fa", "on"]
-    if cfg.slots > 1:
-        # one KV pool for all slots: the n answers of one request share the prompt's cells
-        # instead of copying them (llama-server's own default when it picks the slots itself)
-        argv.append("--kv-unified")
-    return argv + list(cfg.extra_args)
-
-
-def mlx_server_argv(cfg: InstanceConfig, port: int) -> list[str]:
-    """The argv for ``mlx_lm.server`` (Apple Silicon). ``binary`` is the mlx_lm.server script."""
-    argv = [
-        str(cfg.binary),
-        "--model",
-        str(cfg.model_path),
-        "--host",
-        cfg.host,
-        "--port",
-        str(port),
-        "--max-tokens",
-        str(cfg.max_tokens),
-    ]
-    return argv + list(cfg.extra_args)
-
-
-def build_argv(cfg: InstanceConfig, port: int) -> list[str]:
-    return mlx_server_argv(cfg, port) if cfg.backend == "mlx" else llama_server_argv(cfg, port)
-
-
-def instance_env(cfg: InstanceConfig, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment: the GPU(s) this instance may see, nothing else changed.
-
-    The plan's GPU indices are NVML's / nvidia-smi's (PCI bus order); CUDA numbers devices
-    fastest-first unless told otherwise, so ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` goes with them (on a
-    3060 + 4090 box CUDA's device 0 would otherwise be the 4090, NVML's index 1).
-    """
-    env = dict(os.environ if base is None else base)
-    gpus = ",".join(str(g) for g in cfg.visible_gpus)
-    if cfg.gpu_vendor == "nvidia" and gpus:
-        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-        env["CUDA_VISIBLE_DEVICES"] = gpus
-    elif cfg.gpu_vendor == "amd" and gpus:
-        env["HIP_VISIBLE_DEVICES"] = gpus
-    return env
-
-
-# --------------------------------------------------------------------------- ports, logs
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free now (the server binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Nobody listens on ``port`` (connections in TIME_WAIT do not count, as for a server)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        if sys.platform != "win32":
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def rotate_log(path: Path, keep: int = LOG_KEEP) -> None:
-    """``x.log`` -> ``x.log.1`` -> ... -> ``x.log.<keep>`` (the oldest is dropped)."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    for i in range(keep, 0, -1):
-        src = path if i == 1 else path.with_name(f"{path.name}.{i - 1}")
-        if src.exists():
-            src.replace(path.with_name(f"{path.name}.{i}"))
-
-
-def rotate_running_log(path: Path, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP) -> bool:
-    """Rotate a log a live process appends to: copy it aside, then truncate it in place."""
-    try:
-        if path.stat().st_size <= max_bytes:
-            return False
-    except FileNotFoundError:
-        return False
-    for i in range(keep, 1, -1):
-        src = path.with_name(f"{path.name}.{i - 1}")
-        if src.exists():
-            src.replace(path.with_name(f"{path.name}.{i}"))
-    shutil.copyfile(path, path.with_name(f"{path.name}.1"))
-    with path.open("r+b") as fh:  # the writer has O_APPEND: it goes on at the new end
-        fh.truncate(0)
-    return True
-
-
-def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
-    try:
-        with path.open("r", encoding="utf-8", errors="replace") as fh:
-            return "".join(deque(fh, maxlen=lines)).rstrip("\n")
-    except OSError:
-        return f"(no log at {path})"
-
-
-# --------------------------------------------------------------------------- signals
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def same_process(pid: int, create_time: float | None) -> bool:
-    """True if ``pid`` is alive and (when known) was created at ``create_time``: never a recycled pid."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(proc.create_time() - create_time) < 0.01
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
-def create_time_of(pid: int) -> float | None:
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
-def terminate_group(pid: int, create_time: float | None, grace_s: float) -> bool:
-    """Stop a process group we did not spawn (``swarm down``): TERM, grace, KILL.
-
-    Acts only if the leader ``pid`` is still the process recorded (same ``create_time``).
-    Returns True if a process was signalled.
-    """
-    if not same_process(pid, create_time):
-        return False
-    proc = psutil.Process(pid)
-    if sys.platform == "win32":  # pragma: no cover - no Windows here
-        proc.terminate()
-        _, alive = psutil.wait_procs([proc], timeout=grace_s)
-        for p in alive:
-            p.kill()
-        return True
-    _signal_group(pid, signal.SIGTERM)
-    _, alive = psutil.wait_procs([proc], timeout=grace_s)
-    if alive:
-        _signal_group(pid, signal.SIGKILL)
-        psutil.wait_procs(alive, timeout=5)
-    return True
-
-
-# --------------------------------------------------------------------------- the instance
 
 
 class Instance:
@@ -430,7 +197,7 @@ class Instance:
                 with contextlib.suppress(OSError):
                     self.proc.send_signal(signal.CTRL_BREAK_EVENT)
             return
-        _signal_group(self.proc.pid, signal.SIGKILL if hard else signal.SIGTERM)
+        signal_group(self.proc.pid, signal.SIGKILL if hard else signal.SIGTERM)
 
     async def kill_process(self, grace_s: float) -> None:
         """TERM to the group, wait up to ``grace_s``, then KILL; reaps the process. No state change."""

@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
-from .errors import SwarmStateError
+from ..errors import SwarmStateError
+from .record import RunRecord
 from .runfile import RunFile
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class RunFileWriter:
         self.rf = rf
         self.lock_timeout_s = lock_timeout_s
         self.retry_s = retry_s
-        self._want: dict[str, Any] | None = None
+        self._want: RunRecord | None = None
         self._dirty = False
         self._check = False
         self._written: tuple[int, int, int] | None = None  # (inode, size, mtime_ns) of our last write
@@ -53,7 +53,7 @@ class RunFileWriter:
 
     # ------------------------------------------------------------------ the loop's side
 
-    def submit(self, record: dict[str, Any]) -> None:
+    def submit(self, record: RunRecord) -> None:
         """Write ``record`` soon (a newer one submitted meanwhile replaces it)."""
         if self._closed:
             return
@@ -134,7 +134,7 @@ class RunFileWriter:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def _io(self, record: dict[str, Any] | None, force: bool) -> bool:
+    def _io(self, record: RunRecord | None, force: bool) -> bool:
         if record is None:
             return True
         if not force and self._written is not None and self._stat() == self._written:

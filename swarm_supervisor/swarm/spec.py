@@ -15,13 +15,53 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Config
-from .plan import Plan
-from .process import InstanceConfig
-from .vocabulary import Backend, GpuVendor
+from ..config import Config
+from ..plan import Plan
+from ..vocabulary import Backend, GpuVendor
 
 #: seeds of the instances: SEED_BASE + instance index, so no two instances sample alike
 SEED_BASE = 1000
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """Everything needed to start one instance; the port is chosen at spawn time."""
+
+    id: str
+    binary: Path
+    model_path: Path
+    model_id: str  # --alias: the name the proxy serves
+    context: int  # tokens per slot; llama-server's -c is the total, so context * slots is passed
+    slots: int = 1
+    threads: int = 1
+    gpu_layers: int = 0
+    log_path: Path = Path("instance.log")
+    #: voters this process answers for in one request (sent as ``n``); 0: all its slots.
+    #: slots = voters x concurrent requests (the plan's ``concurrency``)
+    voters: int = 0
+    backend: Backend = "llama.cpp"
+    gpu: int | None = None
+    gpus: tuple[int, ...] = ()
+    gpu_vendor: GpuVendor | None = None
+    api_key_file: Path | None = None  # the key is read from a 0600 file, never put in argv
+    seed: int | None = None
+    extra_args: tuple[str, ...] = ()
+    host: str = "127.0.0.1"
+    max_tokens: int = 8192  # mlx_lm.server only: its default of 512 cuts answers
+    #: KV-cache type (``-ctk``/``-ctv``); a quantized one also gets ``-fa on``: llama.cpp refuses a
+    #: quantized V cache without flash attention ("quantized V cache was requested, but this
+    #: requires Flash Attention", src/llama-context.cpp), and ``auto`` may resolve to off
+    kv_type: str = "f16"
+    #: one KV pool for the process's slots, each slot still capped at ``context`` (llama-server's
+    #: ``--kv-unified --kv-unified-per-slot``): the n answers of one voted request share the
+    #: prompt's cells instead of each copying them. Only where the binary has both flags.
+    shared_kv: bool = False
+
+    @property
+    def visible_gpus(self) -> tuple[int, ...]:
+        if self.gpus:
+            return self.gpus
+        return () if self.gpu is None else (self.gpu,)
 
 
 def new_api_key() -> str:
@@ -65,6 +105,26 @@ class SwarmSpec:
         return cls(**data)
 
 
+def files_named(text: str) -> list[str]:
+    """The model and binary paths a launch spec (:meth:`SwarmSpec.to_json`) names, read leniently:
+    an older or partial spec gives what it has, one that is not JSON gives nothing.
+
+    >>> files_named('{"model_path": "/m.gguf", "instances": [{"binary": "/s", "model_path": 3}, 7]}')
+    ['/m.gguf', '/s']
+    """
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    paths = [data.get("model_path")]
+    for inst in data.get("instances") or []:
+        if isinstance(inst, dict):
+            paths += [inst.get("binary"), inst.get("model_path")]
+    return [p for p in paths if isinstance(p, str) and p]
+
+
 def _instance_to_dict(cfg: InstanceConfig) -> dict[str, Any]:
     d = asdict(cfg)
     for key in ("binary", "model_path", "log_path", "api_key_file"):
@@ -85,6 +145,22 @@ def _instance_from_dict(d: dict[str, Any]) -> InstanceConfig:
     return InstanceConfig(**d)
 
 
+def start_groups(spec: SwarmSpec) -> list[list[InstanceConfig]]:
+    """The order of start: instances that share GPUs start one after another (llama-server sizes
+    itself to the VRAM it sees free), the groups side by side; on CPU each is a group of its own.
+
+    >>> on = [InstanceConfig(str(i), Path("s"), Path("m"), "m", 512, gpu=g) for i, g in enumerate((0, 0, 1))]
+    >>> [[i.id for i in g] for g in start_groups(SwarmSpec("x", "m", "m", 512, "gpu", tuple(on), "k"))]
+    [['0', '1'], ['2']]
+    """
+    groups: dict[str, list[InstanceConfig]] = {}
+    for cfg in spec.instances:
+        gpus = cfg.visible_gpus
+        key = f"gpu{','.join(map(str, gpus))}" if gpus and spec.device == "gpu" else f"cpu{cfg.id}"
+        groups.setdefault(key, []).append(cfg)
+    return list(groups.values())
+
+
 def instance_configs(
     plan: Plan,
     *,
@@ -95,6 +171,7 @@ def instance_configs(
     backend: Backend = "llama.cpp",
     gpu_vendor: GpuVendor | None = None,
     extra_args: tuple[str, ...] = (),
+    shared_kv: bool = False,
 ) -> tuple[InstanceConfig, ...]:
     """One :class:`InstanceConfig` per placement of ``plan`` (pure): ``slots`` = the process's
     voters x the plan's concurrency (``--parallel``), ``voters`` = what one voted request asks of
@@ -121,6 +198,7 @@ def instance_configs(
                 api_key_file=api_key_file if backend == "llama.cpp" else None,
                 seed=SEED_BASE + p.instance,
                 extra_args=extra_args,
+                shared_kv=shared_kv and plan.slots > 1,
             )
         )
     return tuple(out)

@@ -1,9 +1,11 @@
 """All instances of a plan: start, health loop, restarts with backoff, memory guard, run file.
 
-One :class:`Supervisor` runs in one event loop beside the proxy and keeps the proxy's
-:class:`~swarm_supervisor.proxy.upstreams.UpstreamPool` up to date::
+One :class:`Supervisor` runs in one event loop beside the proxy. It knows nothing of the proxy:
+it reports every change of an instance as an :class:`~.events.InstanceEvent` (and the swarm's
+status as a :class:`~.events.StatusEvent`) to ``on_event``; :mod:`.daemon` turns them into the
+proxy's pool::
 
-    sup = Supervisor(spec, pool, runfile=RunFile(spec.name))
+    sup = Supervisor(spec, runfile=RunFile(spec.name), on_event=listener, traffic=counts)
     async with sup:                 # the health-check HTTP client
         await sup.start()           # every instance ready, or ProcessError (all stopped again)
         await sup.run()             # the health loop, until request_stop(); then everything stops
@@ -30,15 +32,17 @@ from typing import Any
 
 import httpx
 
-from .errors import ProcessError
-from .health import CrashTracker, VramReader, available_memory, rss_bytes
-from .process import Instance, State, free_port, port_is_free, rotate_running_log
-from .proxy.upstreams import Upstream, UpstreamPool
+from ..errors import ProcessError
+from ..units import format_bytes
+from .events import InstanceEvent, Listener, RouteState, StatusEvent, Traffic, no_traffic
+from .health import CrashTracker, VramReader, available_memory
+from .instance import Instance, State
+from .record import RunRecord
 from .runfile import RunFile
-from .runfile_writer import RunFileWriter
-from .supervisor_record import build_record
-from .supervisor_spec import SwarmSpec
-from .units import format_bytes
+from .spec import SwarmSpec, start_groups
+from .status import base_url, build_record, live_snapshot
+from .system import free_port, port_is_free, rotate_running_log
+from .writer import RunFileWriter
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +58,10 @@ class Supervisor:
     def __init__(
         self,
         spec: SwarmSpec,
-        pool: UpstreamPool,
         *,
         runfile: RunFile | None = None,
+        on_event: Listener | None = None,
+        traffic: Callable[[], Traffic] = no_traffic,
         free_memory: Callable[[], int] = available_memory,
         vram: VramReader | None = None,
         probe_timeout_s: float = PROBE_TIMEOUT_S,
@@ -64,7 +69,8 @@ class Supervisor:
     ) -> None:
         self.spec = spec
         self.cfg = spec.config.supervisor
-        self.pool = pool
+        self.on_event = on_event
+        self.traffic = traffic
         self.runfile = runfile
         self.free_memory = free_memory
         self.vram = vram or VramReader()
@@ -88,18 +94,19 @@ class Supervisor:
         self.started_at = time.time()
         self.proxy_port: int | None = spec.proxy_port or None
         self._misses = dict.fromkeys(self.instances, 0)
+        #: instances reported "ready" (the proxy sends them requests)
+        self.routable: set[str] = set()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._stop_reason: str | None = None
         self._guard_at = -1e9
         self._guard_warned = False
         self._http: httpx.AsyncClient | None = None
-        self._saved: dict[str, Any] | None = None
+        self._saved: RunRecord | None = None
         self.writer = RunFileWriter(runfile) if runfile is not None else None
         #: rounds of the health loop in a row that raised, and why the swarm is degraded (or None)
         self.failed_rounds = 0
         self.degraded: str | None = None
-        pool.status_provider = self.snapshot
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -139,14 +146,10 @@ class Supervisor:
 
         A stop requested meanwhile aborts the start (no error: the caller then shuts down).
         """
-        groups: dict[str, list[Instance]] = {}
-        for inst in self.instances.values():
-            gpus = inst.cfg.visible_gpus
-            key = f"gpu{','.join(map(str, gpus))}" if gpus and self.spec.device == "gpu" else f"cpu{inst.id}"
-            groups.setdefault(key, []).append(inst)
+        groups = [[self.instances[c.id] for c in group] for group in start_groups(self.spec)]
         self._save()
         starting: asyncio.Future[Any] = asyncio.ensure_future(
-            asyncio.gather(*(self._start_group(g) for g in groups.values()), return_exceptions=True)
+            asyncio.gather(*(self._start_group(g) for g in groups), return_exceptions=True)
         )
         stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
         await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -174,15 +177,22 @@ class Supervisor:
     async def _start_one(self, inst: Instance) -> None:
         port = inst.port if inst.port is not None and port_is_free(inst.port) else free_port()
         inst.spawn(port)
-        self.pool.add(self._upstream(inst), state=str(inst.state))
+        self._report(inst, "starting")
         self._save()
         await inst.wait_ready(self.http, self.cfg.ready_timeout_s)
         self._misses[inst.id] = 0
-        self.pool.set_ready(self._upstream(inst), True)
+        self._report(inst, "ready")
         self._save()
 
-    def _upstream(self, inst: Instance) -> Upstream:
-        return Upstream(inst.id, inst.url, inst.cfg.slots, inst.cfg.voters)
+    def _report(self, inst: Instance, state: RouteState) -> None:
+        """Tell the listener (the proxy's side) what became of ``inst``."""
+        if state == "ready":
+            self.routable.add(inst.id)
+        else:
+            self.routable.discard(inst.id)
+        if self.on_event is not None:
+            cfg = inst.cfg
+            self.on_event(InstanceEvent(inst.id, inst.url, state, cfg.slots, cfg.voters, inst.restarts))
 
     async def run(self) -> None:
         """The health loop: until :meth:`request_stop`; then every instance is stopped."""
@@ -239,12 +249,12 @@ class Supervisor:
         self._save()
 
     async def _stop_instance(self, inst: Instance, reason: str) -> None:
-        self.pool.set_ready(self._upstream(inst), False, state="stopping")
+        self._report(inst, "stopping")
         if inst.state in _LIVE:
             await inst.stop(self.cfg.stop_grace_s, reason)
         elif inst.state in (State.FAILED, State.STOPPING):
             await inst.kill_process(self.cfg.stop_grace_s)
-        self.pool.remove(inst.id)
+        self._report(inst, "removed")
 
     # ------------------------------------------------------------------ the loop's work
 
@@ -271,7 +281,7 @@ class Supervisor:
         for inst in self.instances.values():
             if inst.state in _LIVE:
                 rotate_running_log(inst.cfg.log_path)
-        self._save()
+        self._save(publish=True)  # memory readings change: the status is published every round
         if self.writer is not None:
             self.writer.verify()  # a deleted or damaged run file is written again
 
@@ -291,10 +301,10 @@ class Supervisor:
     def _crashed(self, inst: Instance, why: str) -> None:
         tracker = self.trackers[inst.id]
         n = tracker.record(time.monotonic())
-        self.pool.set_ready(self._upstream(inst), False, state="unhealthy")
         if inst.state == State.READY:
             inst.transition(State.UNHEALTHY, why)
         if tracker.too_many():
+            self._report(inst, "unhealthy")
             reason = (
                 f"crashed {n} times within {self.cfg.crash_window_s:.0f} s (last: {why}); "
                 f"see `swarm logs {inst.id}`, then `swarm down` and `swarm up` again"
@@ -304,7 +314,7 @@ class Supervisor:
             return
         delay = tracker.backoff()
         inst.restarts += 1
-        self.pool.restarts[inst.id] = inst.restarts
+        self._report(inst, "unhealthy")
         inst.reason = why
         log.warning("instance %s %s; restart %d in %.1f s", inst.id, why, inst.restarts, delay)
         self._spawn(inst, self._restart(inst, delay))
@@ -322,7 +332,7 @@ class Supervisor:
     async def _fail(self, inst: Instance, reason: str) -> None:
         await inst.kill_process(self.cfg.stop_grace_s)
         inst.transition(State.FAILED, reason)
-        self.pool.set_ready(self._upstream(inst), False, state="failed")
+        self._report(inst, "failed")
 
     def _memory_guard(self) -> None:
         threshold = self.cfg.min_free_memory_bytes
@@ -346,7 +356,7 @@ class Supervisor:
         old = self._tasks.pop(newest.id, None)
         if old is not None:
             old.cancel()
-        self.pool.set_ready(self._upstream(newest), False, state="stopped")
+        self._report(newest, "stopped")
         self._spawn(newest, self._guard_stop(newest, old, reason))
 
     async def _guard_stop(self, inst: Instance, old: asyncio.Task[None] | None, reason: str) -> None:
@@ -354,38 +364,29 @@ class Supervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await old
         await inst.stop(self.cfg.stop_grace_s, reason)
-        self.pool.remove(inst.id)
+        self._report(inst, "removed")
 
     # ------------------------------------------------------------------ status
 
     @property
     def base_url(self) -> str | None:
-        if not self.proxy_port:
-            return None
-        host = self.spec.proxy_host
-        host = f"[{host}]" if ":" in host and not host.startswith("[") else host  # IPv6: http://[::1]:N
-        return f"http://{host}:{self.proxy_port}/v1"
+        return base_url(self.spec.proxy_host, self.proxy_port)
 
-    def record(self) -> dict[str, Any]:
-        """What the run file holds (no live measurements): supervisor_record.py."""
+    def record(self) -> RunRecord:
+        """What the run file holds (no live measurements): status.py."""
         return build_record(self)
 
     def snapshot(self) -> dict[str, Any]:
         """What ``swarm ps --json`` and the proxy's /swarm/status show: the record plus memory."""
-        rec = self.record()
-        rec.pop("internal_key", None)
-        vram = self.vram.by_pid()
-        for inst in rec["instances"]:
-            pid = inst["pid"] if inst["state"] in _LIVE else None
-            inst["rss_bytes"] = rss_bytes(pid)
-            inst["vram_bytes"] = None if vram is None or pid is None else vram.get(pid, 0)
-        return rec
+        return live_snapshot(self.record(), self.vram.by_pid())
 
-    def _save(self) -> None:
-        if self.runfile is None:
-            return
+    def _save(self, publish: bool = False) -> None:
+        """Write the record if it changed, and publish the status (also when ``publish``)."""
         rec = self.record()
-        if rec == self._saved or self.writer is None:
+        if rec == self._saved and not publish:
             return
-        self.writer.submit(rec)  # written off the event loop (runfile_writer.py)
+        if rec != self._saved and self.writer is not None:
+            self.writer.submit(rec)  # written off the event loop (writer.py)
         self._saved = rec
+        if self.on_event is not None:
+            self.on_event(StatusEvent(live_snapshot(rec, self.vram.by_pid())))

@@ -1,6 +1,11 @@
-"""The supervisor process: the proxy and the health loop in one event loop.
+"""The supervisor process: the proxy and the health loop in one event loop, wired here.
 
-``swarm up`` starts it detached (``python -m swarm_supervisor.supervisor_main NAME``), with
+This is the one module of ``swarm/`` that imports the proxy: the supervisor reports what
+becomes of each instance (:mod:`.events`) and :class:`PoolBridge` turns that into the proxy's
+:class:`~swarm_supervisor.proxy.upstreams.UpstreamPool` (which upstreams take requests, the
+status /swarm/status serves) and reads the proxy's request counts back for the run file.
+
+``swarm up`` starts it detached (``python -m swarm_supervisor.swarm.daemon NAME``), with
 stdout/stderr going to ``<state>/logs/NAME/supervisor.log``; it reads the spec ``swarm up``
 left in ``<state>/runs/NAME.launch.json``. ``swarm up --foreground`` calls :func:`run_swarm`
 in its own process instead. SIGTERM, SIGINT and SIGHUP stop everything cleanly; the run file is
@@ -17,19 +22,57 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .bind import describe_bind_error
-from .errors import ProcessError, SwarmError
-from .process import State
-from .proxy.app import create_app
-from .proxy.guard import raise_open_file_limit
-from .proxy.server import ProxyServer
-from .proxy.settings import ProxySettings
-from .proxy.upstreams import UpstreamPool
+from ..bind import describe_bind_error
+from ..errors import ProcessError, SwarmError
+from ..proxy.app import create_app
+from ..proxy.guard import raise_open_file_limit
+from ..proxy.server import ProxyServer
+from ..proxy.settings import ProxySettings
+from ..proxy.upstreams import Upstream, UpstreamPool
+from .events import Event, InstanceEvent, InstanceTraffic, Traffic
+from .instance import State
 from .runfile import RunFile
+from .spec import SwarmSpec
 from .supervisor import Supervisor
-from .supervisor_spec import SwarmSpec
 
 log = logging.getLogger(__name__)
+
+
+class PoolBridge:
+    """The supervisor's events into the proxy's pool; the proxy's counts back as :class:`Traffic`."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+
+    def on_event(self, ev: Event) -> None:
+        if not isinstance(ev, InstanceEvent):
+            self.pool.status = dict(ev.status)
+            return
+        if ev.state == "removed":
+            self.pool.remove(ev.id)
+        else:
+            self.pool.set_ready(Upstream(ev.id, ev.url, ev.slots, ev.voters), ev.ready, state=ev.state)
+        if ev.restarts:
+            self.pool.restarts[ev.id] = ev.restarts  # /metrics: swarm_instance_restarts
+
+    def traffic(self) -> Traffic:
+        per = {
+            uid: InstanceTraffic(
+                st.requests, st.errors, None if st.avg_latency_s is None else st.avg_latency_s * 1e3
+            )
+            for uid, st in self.pool.stats.items()
+        }
+        return Traffic(client_requests=self.pool.client_requests, instances=per)
+
+
+def wire(spec: SwarmSpec, runfile: RunFile | None = None, **kw: Any) -> tuple[Supervisor, UpstreamPool]:
+    """A supervisor for ``spec`` and the pool it keeps up to date (``kw``: :class:`Supervisor`'s)."""
+    pool = UpstreamPool(
+        model_id=spec.model_id, context=spec.context, api_key=spec.api_key, fallback=spec.fallback
+    )
+    bridge = PoolBridge(pool)
+    sup = Supervisor(spec, runfile=runfile, on_event=bridge.on_event, traffic=bridge.traffic, **kw)
+    return sup, pool
 
 
 async def run_swarm(
@@ -39,10 +82,7 @@ async def run_swarm(
     on_up: Callable[[Supervisor], None] | None = None,
 ) -> int:
     """Serve until a signal; returns the exit code (0 after a clean stop, 1 after a failed start)."""
-    pool = UpstreamPool(
-        model_id=spec.model_id, context=spec.context, api_key=spec.api_key, fallback=spec.fallback
-    )
-    sup = Supervisor(spec, pool, runfile=runfile)
+    sup, pool = wire(spec, runfile)
     loop = asyncio.get_running_loop()
     if sys.platform != "win32":
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -101,7 +141,7 @@ def run_until_done(coro: Coroutine[Any, Any, int]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m swarm_supervisor.supervisor_main NAME", file=sys.stderr)
+        print("usage: python -m swarm_supervisor.swarm.daemon NAME", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.INFO,
