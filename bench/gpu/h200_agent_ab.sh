@@ -21,4 +21,5 @@ for arm in ${ARMS:-split shared noram gpusamp}; do
     --time-budget "${BUDGET:-100}" "${extra[@]}" --out "$OUT/agent-h200-$arm.json" 2>&1 \
     > "$OUT/agent-h200-$arm.log"; tail -4 "$OUT/agent-h200-$arm.log"
 done
+rm -f "$OUT"/*.png  # $OUT brings back 8 files at most: 4 arms x (json, log)
 ls -la "$OUT"
