@@ -2,10 +2,10 @@
 directly, and the same through LiteLLM's proxy.
 
 Every process runs on loopback in its own process: the fake upstream
-(``bench/fake_upstream.py``: a constant-latency llama-server stand-in, one process with N slots),
+(``testkit/llama/fast.py``: a constant-latency llama-server stand-in, one process with N slots),
 the project's proxy (``create_app`` served by uvicorn with uvloop + httptools, as ``swarm up``
 serves it), LiteLLM's proxy (``litellm --config``, simple-shuffle over N deployments of the
-same upstream, in its own venv ``bench/.venv-litellm``), and the aiohttp load client.
+same upstream, in its own venv ``bench/.venv-litellm``), and the aiohttp load client (``bench/loadgen.py``).
 
 For each proxy (and each N) and each concurrency, the client first measures the upstream
 directly, then through the proxy, for the same number of seconds: the added p50/p99 and the
@@ -94,8 +94,7 @@ def run_load(url: str, concurrency: int, seconds: float, warmup: float) -> dict[
     argv = [
         sys.executable,
         "-m",
-        "bench.fake_upstream",
-        "load",
+        "bench.loadgen",
         "--url",
         url,
         "--concurrency",
@@ -288,8 +287,7 @@ def command(
         up_argv = [
             sys.executable,
             "-m",
-            "bench.fake_upstream",
-            "serve",
+            "testkit.llama.fast",
             "--port",
             str(up_port),
             "--delay-ms",

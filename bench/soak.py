@@ -3,7 +3,7 @@ real swarm while its instances are killed at random; nothing that a ready instan
 answered may be lost, every killed instance must come back, and the proxy must not grow.
 
     python -m bench soak                            10,000 requests over 2 real SmolLM2 processes
-    python -m bench soak --fake                     the same over tests/fakes/fake_llama_server.py
+    python -m bench soak --fake                     the same over testkit/llama/server.py
     python -m bench soak --requests 300 --kills 2   the CI size (tests/test_soak.py, with --fake)
 
 Method. ``swarm up --model <SmolLM2 gguf> --instances N --topology processes --llama-server B``
@@ -50,8 +50,9 @@ from rich.console import Console
 
 from bench.common import REPO, print_table, write_result
 from bench.swarm_home import ContentionWatch, SwarmHome, same_process, wait_for_quiet
+from testkit.llama import FAKE_LLAMA_SERVER
 
-FAKE = REPO / "tests" / "fakes" / "fake_llama_server.py"
+FAKE = FAKE_LLAMA_SERVER
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 RSS_LIMIT_PCT = 5.0
 
@@ -516,7 +517,7 @@ def run_soak(
         ok = sum(o.ok for o in outcomes)
         growth = 100.0 * (rss1 - rss0) / rss0
         result = {
-            "upstreams": "fake (tests/fakes/fake_llama_server.py)" if fake else "llama-server, SmolLM2-135M",
+            "upstreams": "fake (testkit/llama/server.py)" if fake else "llama-server, SmolLM2-135M",
             "settings": {
                 "requests": requests,
                 "concurrency": concurrency,
@@ -625,7 +626,7 @@ def problems(r: dict[str, Any]) -> list[str]:
 @click.option(
     "--rate", default=None, type=float, help="At most this many requests a second (default: no cap)."
 )
-@click.option("--fake", is_flag=True, help="tests/fakes/fake_llama_server.py instead of llama-server.")
+@click.option("--fake", is_flag=True, help="testkit/llama/server.py instead of llama-server.")
 @click.option("--llama-server", "binary_s", help="llama-server (default: the cached one).")
 @click.option("--model", "model_s", help="GGUF (default: the embedded SmolLM2).")
 @click.option("--seed", default=1, show_default=True, help="Seed of the killer's choices.")
