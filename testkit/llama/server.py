@@ -5,7 +5,7 @@ produce on demand (``swarm up --llama-server``, a Spec's binary: :data:`FAKE_LLA
 Standard library only, so it runs under whatever ``python3`` is on PATH and starts in
 milliseconds; its answers come from ``surface.py`` (the same bodies and SSE as the in-process
 fake). Takes llama-server's argv (``-m --host --port -c -ngl --threads --parallel --metrics --alias
---api-key-file --seed -ctk -ctv -fa``; like llama-server it reads the key file once at start and
+--api-key-file --seed -ctk -ctv -fa -kvu -no-kvu``; like llama-server it reads the key file once at start and
 answers 401 to a POST without that key) and answers ``POST`` chat requests with "hello from
 PORT", as one JSON body or, when the request says ``"stream": true``, as SSE deltas (usage chunk
 with ``stream_options.include_usage``, ``n`` choices, then ``[DONE]``) the way the proxy asks its
@@ -60,7 +60,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-ctk", "--cache-type-k", choices=["f16", "q8_0", "q4_0"], default="f16")
     p.add_argument("-ctv", "--cache-type-v", choices=["f16", "q8_0", "q4_0"], default="f16")
     p.add_argument("-fa", "--flash-attn", choices=["on", "off", "auto"], default="auto")
-    p.add_argument("-kvu", "--kv-unified", action="store_true")  # several slots share one KV pool
+    p.add_argument("-kvu", "--kv-unified", action="store_true")  # what the swarm passes for 2+ slots
+    p.add_argument("-no-kvu", "--no-kv-unified", action="store_true")
     p.add_argument("--fake-ignore-sigterm", action="store_true")
     p.add_argument("--fake-never-ready", action="store_true")
     p.add_argument("--fake-load-s", type=float, default=0.2)
