@@ -1,4 +1,5 @@
-"""The house rules that keep the code easy to walk, read from the files themselves (``ast``):
+"""The house rules that keep the code easy to walk, read from the files themselves (``ast``; the
+import rules between the package's stages are in test_import_rules.py):
 
 - no module of the package, ``bin_fetch``, ``bench`` or ``testkit`` is over 400 lines (split by
   concept when one grows: docs/ARCHITECTURE.md);
@@ -19,11 +20,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_LINES = 400
-#: modules still over the limit, each with the work that splits it; an entry whose file is gone
-#: is ignored, one that is back under the limit fails so that it is taken off this list
-OVER_LIMIT: dict[str, str] = {
-    "swarm_supervisor/process.py": "issue 16 step 1: split into swarm/instance.py and swarm/health.py",
-}
 
 
 def modules(*where: str) -> list[Path]:
@@ -48,11 +44,7 @@ def rel(path: Path) -> str:
 @pytest.mark.parametrize("module", modules("swarm_supervisor", "bin_fetch", "bench", "testkit"), ids=rel)
 def test_no_module_is_over_400_lines(module: Path) -> None:
     lines = len(module.read_text(encoding="utf-8").splitlines())
-    name = rel(module)
-    if name in OVER_LIMIT:
-        assert lines > MAX_LINES, f"{name} is down to {lines} lines: take it off OVER_LIMIT in {__file__}"
-        return
-    assert lines <= MAX_LINES, f"{name} has {lines} lines (> {MAX_LINES}): split it by concept"
+    assert lines <= MAX_LINES, f"{rel(module)} has {lines} lines (> {MAX_LINES}): split it by concept"
 
 
 def test_the_line_rule_sees_the_modules() -> None:
