@@ -2,7 +2,7 @@
 
 Neither ``tests/`` nor ``bench/`` is a package the other may reach into; both import this one
 (a top-level package beside them, importable wherever the repository root is on ``sys.path``:
-the editable install puts it there, so does pytest's rootdir). It is not shipped in the wheel.
+the editable install puts it there, and pytest's ``pythonpath``). It is not shipped in the wheel.
 
     testkit.llama            the fake llama-server: one surface, three transports
         .surface             what it answers (Behaviour: the fault switches), pure, stdlib only
