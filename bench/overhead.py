@@ -2,10 +2,11 @@
 directly, and the same through LiteLLM's proxy.
 
 Every process runs on loopback in its own process: the fake upstream
-(``bench/fake_upstream.py``: a constant-latency llama-server stand-in, one process with N slots),
+(``testkit/llama/fast.py``: a constant-latency llama-server stand-in, one process with N slots),
 the project's proxy (``create_app`` served by uvicorn with uvloop + httptools, as ``swarm up``
 serves it), LiteLLM's proxy (``litellm --config``, simple-shuffle over N deployments of the
-same upstream, in its own venv ``bench/.venv-litellm``), and the aiohttp load client.
+same upstream, in its own venv ``bench/.venv-litellm``): both in ``overhead_proxies.py``; and
+the aiohttp load client (``bench/loadgen.py``). The aims and the plot: ``overhead_report.py``.
 
 For each proxy (and each N) and each concurrency, the client first measures the upstream
 directly, then through the proxy, for the same number of seconds: the added p50/p99 and the
@@ -32,12 +33,14 @@ import click
 import psutil
 
 from bench.common import REPO, RESULTS, print_table, write_result
-
-LITELLM_VENV = Path(__file__).resolve().parent / ".venv-litellm"
-#: the issue's aims: added p50 (ms) by N; req/s at 16 clients by N; LiteLLM's added p50 / ours
-AIM_P50_MS = {1: 0.6, 4: 1.5}
-AIM_RPS_16 = {1: 3000.0, 4: 1500.0}
-AIM_LITELLM_RATIO = 20.0
+from bench.overhead_proxies import (
+    litellm_bin,
+    litellm_config,
+    litellm_env,
+    litellm_version,
+    swarm_proxy_argv,
+)
+from bench.overhead_report import AIM_LITELLM_RATIO, AIM_P50_MS, AIM_RPS_16, plot, progress, summarise
 
 
 def free_port() -> int:
@@ -94,8 +97,7 @@ def run_load(url: str, concurrency: int, seconds: float, warmup: float) -> dict[
     argv = [
         sys.executable,
         "-m",
-        "bench.fake_upstream",
-        "load",
+        "bench.loadgen",
         "--url",
         url,
         "--concurrency",
@@ -151,97 +153,6 @@ def measure_pair(
     }
 
 
-# --------------------------------------------------------------------------- the proxies
-
-
-def swarm_proxy_argv(upstream: str, voters: int, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "bench.overhead",
-        "--upstream",
-        upstream,
-        "--voters",
-        str(voters),
-        "--port",
-        str(port),
-    ]
-
-
-def serve_swarm_proxy(upstream: str, voters: int, port: int) -> None:
-    """The project's proxy over one upstream with ``voters`` slots, as ``swarm up`` builds it."""
-    from swarm_supervisor.config import ProxyConfig
-    from swarm_supervisor.proxy.app import create_app
-    from swarm_supervisor.proxy.server import run
-    from swarm_supervisor.proxy.settings import ProxySettings
-    from swarm_supervisor.proxy.upstreams import Upstream, UpstreamPool
-
-    pool = UpstreamPool(model_id="swarm", context=4096)
-    pool.set_ready(Upstream("0", upstream, slots=voters), True)
-    run(create_app(pool, ProxySettings.from_config(ProxyConfig(), voters=voters)), "127.0.0.1", port)
-
-
-def litellm_bin(mode: str) -> Path | None:
-    """LiteLLM's ``litellm`` command in its own venv; ``auto`` installs it there when missing."""
-    exe = LITELLM_VENV / "bin" / "litellm"
-    if mode == "skip":
-        return None
-    if exe.is_file():
-        return exe
-    if mode != "auto":
-        raise click.ClickException(f"{exe} is missing: run with --litellm auto to install it")
-    click.echo(f"installing litellm[proxy] into {LITELLM_VENV} (once) ...", err=True)
-    subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
-    subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", "litellm[proxy]"], check=True)
-    return exe
-
-
-def litellm_version() -> str | None:
-    py = LITELLM_VENV / "bin" / "python"
-    code = "import importlib.metadata as m; print(m.version('litellm'))"
-    done = subprocess.run([str(py), "-c", code], capture_output=True, text=True)
-    return done.stdout.strip() or None
-
-
-def litellm_config(upstream: str, voters: int, path: Path) -> None:
-    """N deployments of the same upstream under one model name, simple-shuffle routing."""
-    lines = ["model_list:"]
-    for i in range(voters):
-        lines += [
-            "  - model_name: swarm",
-            "    litellm_params:",
-            f"      model: openai/fake-{i}",
-            f"      api_base: {upstream}/v1",
-            "      api_key: none",
-        ]
-    lines += [
-        "router_settings:",
-        "  routing_strategy: simple-shuffle",
-        "litellm_settings:",
-        "  telemetry: false",
-        "  drop_params: true",
-    ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def litellm_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "LITELLM_TELEMETRY": "False",
-            "LITELLM_LOG": "ERROR",
-            "DISABLE_ADMIN_UI": "True",
-            # loopback only, and the swarm's proxy is measured without a key too: no auth on either
-            "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
-        }
-    )
-    return env
-
-
-# --------------------------------------------------------------------------- the command
-
-
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -288,8 +199,7 @@ def command(
         up_argv = [
             sys.executable,
             "-m",
-            "bench.fake_upstream",
-            "serve",
+            "testkit.llama.fast",
             "--port",
             str(up_port),
             "--delay-ms",
@@ -304,7 +214,7 @@ def command(
                             direct, f"http://127.0.0.1:{port}/v1/chat/completions", p.pid, c, seconds, warmup
                         )
                         runs.append({"target": "swarm", "voters": n, **r})
-                        _progress(runs[-1])
+                        progress(runs[-1])
             for n in _ints(litellm_s) if exe else []:
                 port = free_port()
                 cfg = Path(tmp) / f"litellm-{n}.yaml"
@@ -334,7 +244,7 @@ def command(
                                 warmup,
                             )
                             runs.append({"target": "litellm", "voters": n, **r})
-                            _progress(runs[-1])
+                            progress(runs[-1])
                 except click.ClickException:
                     click.echo(log.read_text(errors="replace")[-3000:], err=True)
                     raise
@@ -394,96 +304,3 @@ def command(
     click.echo(f"wrote {path}")
     png = plot(runs, RESULTS / "overhead.png")
     click.echo(f"wrote {png}")
-
-
-def _progress(r: dict[str, Any]) -> None:
-    click.echo(
-        f"  {r['target']:8} N={r['voters']} c={r['concurrency']:<3} added p50 {r['added_p50_ms']:.3f} ms, "
-        f"{r['proxy']['rps']:.0f} req/s ({r['rps_ratio']:.2f} of direct)",
-        err=True,
-    )
-
-
-def _find(runs: list[dict[str, Any]], proxy: str, n: int, c: int) -> dict[str, Any] | None:
-    return next((r for r in runs if (r["target"], r["voters"], r["concurrency"]) == (proxy, n, c)), None)
-
-
-def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The aims, each checked against this run's figures."""
-    verdicts: list[str] = []
-    for n, aim in AIM_P50_MS.items():
-        r = _find(runs, "swarm", n, 1)
-        if r:
-            ok = "met" if r["added_p50_ms"] <= aim else "MISSED"
-            verdicts.append(f"N={n}, 1 client: added p50 {r['added_p50_ms']:.3f} ms (aim <= {aim}): {ok}")
-    for n, aim_rps in AIM_RPS_16.items():
-        r = _find(runs, "swarm", n, 16)
-        if r:
-            rps = r["proxy"]["rps"]
-            ok = "met" if rps >= aim_rps else "MISSED"
-            verdicts.append(
-                f"N={n}, 16 clients: {rps:.0f} req/s, {r['rps_ratio']:.2f} of direct "
-                f"{r['direct']['rps']:.0f} (aim >= {aim_rps:.0f}): {ok}"
-            )
-    ratios: dict[str, float] = {}
-    for r in runs:
-        if r["target"] != "litellm":
-            continue
-        ours = _find(runs, "swarm", r["voters"], r["concurrency"])
-        if ours and ours["added_p50_ms"] > 0:
-            key = f"N={r['voters']},c={r['concurrency']}"
-            ratios[key] = r["added_p50_ms"] / ours["added_p50_ms"]
-    for key, ratio in ratios.items():
-        ok = "met" if ratio >= AIM_LITELLM_RATIO else "MISSED"
-        verdicts.append(
-            f"{key}: LiteLLM adds {ratio:.1f}x our added p50 (aim >= {AIM_LITELLM_RATIO:.0f}x): {ok}"
-        )
-    return {"verdicts": verdicts, "litellm_over_swarm_added_p50": ratios}
-
-
-def plot(runs: list[dict[str, Any]], path: Path) -> Path:
-    """Added p50 latency against N, one line per concurrency, for each proxy (log scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    concs = sorted({r["concurrency"] for r in runs})
-    colors = dict(zip(concs, ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"], strict=False))
-    for proxy, style, label in (("swarm", "-o", "Local Swarm"), ("litellm", "--s", "LiteLLM")):
-        for c in concs:
-            pts = sorted(
-                (r["voters"], r["added_p50_ms"])
-                for r in runs
-                if r["target"] == proxy and r["concurrency"] == c
-            )
-            if pts:
-                xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, [max(y, 0.01) for y in ys], style, color=colors[c], label=f"{label}, {c} clients")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xticks(sorted({r["voters"] for r in runs}))
-    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    ax.set_xlabel("voters N (requests the proxy sends upstream per client request; LiteLLM: deployments)")
-    ax.set_ylabel("added p50 latency, ms (log)")
-    ax.set_title("Proxy overhead vs a constant-latency upstream (same-run baseline)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.overhead", description="serve the proxy under test"
-    )
-    parser.add_argument("--upstream", required=True)
-    parser.add_argument("--voters", type=int, default=1)
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
-    serve_swarm_proxy(args.upstream, args.voters, args.port)

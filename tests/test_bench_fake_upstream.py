@@ -12,8 +12,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bench.fake_upstream import ANSWER, REQUEST
-from bench.load import Child, spawn_proxy
+from bench.loadgen import REQUEST
+from testkit.llama.fast import ANSWER
+from testkit.spawn import Child, spawn_proxy
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def upstream() -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "bench.fake_upstream", "serve", "--port", str(port)])
+    proc = subprocess.Popen([sys.executable, "-m", "testkit.llama.fast", "--port", str(port)])
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20

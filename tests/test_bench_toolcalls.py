@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bench.toolcalls import classify, shares, summarize, voter_categories
+from bench.toolcalls_answers import classify, shares, summarize, voter_categories
 from swarm_supervisor.consensus import Toolbox
 
 SCHEMA = {"type": "object", "properties": {"filePath": {"type": "string"}}, "required": ["filePath"]}

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.release_server import ReleaseServer
 from rich.console import Console
 
 from bin_fetch import (
@@ -32,6 +31,7 @@ from bin_fetch import (
     make_progress,
 )
 from bin_fetch.build import cmake_args
+from testkit.release_server import ReleaseServer
 
 pytestmark = pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake and a C compiler")
 

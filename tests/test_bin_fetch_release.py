@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.release_server import Member, ReleaseServer, fake_server_script, tar_gz, zip_bytes
 from rich.console import Console
 
 from bin_fetch import (
@@ -30,6 +29,7 @@ from bin_fetch import (
     make_progress,
     verify,
 )
+from testkit.release_server import Member, ReleaseServer, fake_server_script, tar_gz, zip_bytes
 
 TAG = "b1234"
 LINUX_ASSET = f"llama-{TAG}-bin-ubuntu-x64.tar.gz"

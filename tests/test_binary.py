@@ -17,8 +17,9 @@ from swarm_supervisor.config import BinaryConfig, Config
 from swarm_supervisor.errors import FetchError
 from swarm_supervisor.hardware import detect
 from swarm_supervisor.paths import dirs
+from testkit.llama import FAKE_LLAMA_SERVER
 
-FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
+FAKE = FAKE_LLAMA_SERVER
 
 
 def _server(folder: Path) -> Path:

@@ -19,14 +19,15 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from fakes.hub_server import tiny_gguf
 
 from swarm_supervisor.errors import SwarmStateError
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.swarm.runfile import RunFile, check_name, list_names
 from swarm_supervisor.swarm.teardown import teardown
+from testkit.hub_server import tiny_gguf
+from testkit.llama import FAKE_LLAMA_SERVER
 
-FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
+FAKE = FAKE_LLAMA_SERVER
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -37,7 +37,7 @@ from swarm_supervisor.proxy.upstreams import UpstreamPool
 from swarm_supervisor.swarm.record import RunRecord
 from swarm_supervisor.swarm.runfile import RunFile, list_names
 from swarm_supervisor.swarm.teardown import teardown
-from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
+from testkit.llama.inprocess import Behaviour, asgi_client, fake_upstreams
 
 OPENCODE_VERSION = "1.18.33"
 #: where the npm install of opencode is kept between runs (the real user cache, not SWARM_HOME)

@@ -19,8 +19,9 @@ import pytest
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.swarm.runfile import RunFile, list_names
 from swarm_supervisor.swarm.teardown import teardown
+from testkit.llama import FAKE_LLAMA_SERVER
 
-FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
+FAKE = FAKE_LLAMA_SERVER
 
 
 def swarm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

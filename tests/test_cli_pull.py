@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fakes.hub_server import HubServer, tiny_gguf
 
 from swarm_supervisor.cli import main
 from swarm_supervisor.config import load_catalogue
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.store import embedded_path
+from testkit.hub_server import HubServer, tiny_gguf
 
 ROOT = Path(__file__).resolve().parent.parent
 

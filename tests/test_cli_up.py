@@ -28,8 +28,9 @@ from swarm_supervisor.store import embedded_path
 from swarm_supervisor.swarm.runfile import RunFile, list_names
 from swarm_supervisor.swarm.system import port_is_free
 from swarm_supervisor.swarm.teardown import teardown
+from testkit.llama import FAKE_LLAMA_SERVER
 
-FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
+FAKE = FAKE_LLAMA_SERVER
 
 
 def swarm(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:

@@ -22,7 +22,7 @@ import aiohttp
 import httpx
 import pytest
 
-from bench.load import Child, spawn_fakes, spawn_proxy
+from testkit.spawn import Child, spawn_fakes, spawn_proxy
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "fuzz_corpus" / "bodies.json").read_text())
 CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}]}

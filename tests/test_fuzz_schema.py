@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from bench.load import Child, real_swarm, spawn_fakes, spawn_proxy
 from swarm_supervisor.proxy.openapi import openapi_document
+from testkit.spawn import Child, real_swarm, spawn_fakes, spawn_proxy
 
 SCHEMA = schemathesis.openapi.from_dict(openapi_document())
 # derandomize: CI runs the same examples every time (a new failure shows up as a code change, not luck)

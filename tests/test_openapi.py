@@ -11,7 +11,7 @@ from swarm_supervisor.proxy.openapi import openapi_document
 from swarm_supervisor.proxy.schemas import ChatRequest
 from swarm_supervisor.proxy.settings import ProxySettings
 from swarm_supervisor.proxy.upstreams import UpstreamPool
-from tests.fakes.upstream import asgi_client
+from testkit.llama.inprocess import asgi_client
 
 pytestmark = pytest.mark.anyio
 

@@ -31,10 +31,11 @@ from swarm_supervisor.swarm.runfile import RunFile, list_names
 from swarm_supervisor.swarm.spec import SwarmSpec, instance_configs
 from swarm_supervisor.swarm.teardown import teardown
 from swarm_supervisor.units import GiB
+from testkit.llama import FAKE_LLAMA_SERVER
 from tests.machines import A100X2, CPU16, H100, RTX4090
 
 NONE = PlanOverrides()
-FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
+FAKE = FAKE_LLAMA_SERVER
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,9 @@ from swarm_supervisor.swarm.system import (
     rotate_running_log,
     terminate_group,
 )
+from testkit.llama import FAKE_LLAMA_SERVER
 
-FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
+FAKE = FAKE_LLAMA_SERVER
 
 
 def fake_cfg(tmp_path: Path, *extra: str, id: str = "0") -> InstanceConfig:

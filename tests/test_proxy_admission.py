@@ -10,7 +10,7 @@ from swarm_supervisor.proxy.admission import Admission
 from swarm_supervisor.proxy.app import create_app
 from swarm_supervisor.proxy.settings import ProxySettings
 from swarm_supervisor.proxy.upstreams import Upstream, UpstreamPool
-from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
+from testkit.llama.inprocess import Behaviour, asgi_client, fake_upstreams
 
 pytestmark = pytest.mark.anyio
 

@@ -1,6 +1,6 @@
 """Each way an instance can fail is one class of proxy/failures.py, and each class reaches the
 client as docs/api.md's error table says: its status, ``type`` and ``code``, and its voter's
-outcome in the metrics. Real HTTP fakes (tests/fakes/upstream.py), one per fault."""
+outcome in the metrics. Real HTTP fakes (testkit/llama/inprocess.py), one per fault."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from swarm_supervisor.proxy.failures import (
 )
 from swarm_supervisor.proxy.settings import ProxySettings
 from swarm_supervisor.proxy.upstreams import UpstreamPool
-from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
+from testkit.llama.inprocess import Behaviour, asgi_client, fake_upstreams
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,7 @@ import pytest
 from swarm_supervisor.proxy.app import create_app
 from swarm_supervisor.proxy.settings import ProxySettings
 from swarm_supervisor.proxy.upstreams import UpstreamPool
-from tests.fakes.upstream import Behaviour, fake_upstreams, served_client
+from testkit.llama.inprocess import Behaviour, fake_upstreams, served_client
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ import pytest
 from swarm_supervisor.proxy.app import create_app
 from swarm_supervisor.proxy.settings import ProxySettings
 from swarm_supervisor.proxy.upstreams import Upstream, UpstreamPool
-from tests.fakes.upstream import served_client
+from testkit.llama.inprocess import served_client
 
 pytestmark = [pytest.mark.llama, pytest.mark.anyio]
 

@@ -1,6 +1,6 @@
 """One prefill per process: a process holding k voters gets one request with ``n = k``.
 
-Against small real fake llama-servers (tests/fakes/upstream.py), which stream ``n`` interleaved
+Against small real fake llama-servers (testkit/llama/inprocess.py), which stream ``n`` interleaved
 choices the way llama-server does, or one choice whatever ``n`` says (an older build).
 """
 
@@ -11,7 +11,7 @@ import pytest
 from swarm_supervisor.proxy.app import create_app
 from swarm_supervisor.proxy.settings import ProxySettings
 from swarm_supervisor.proxy.upstreams import Upstream, UpstreamPool
-from tests.fakes.upstream import Behaviour, asgi_client, fake_upstreams
+from testkit.llama.inprocess import Behaviour, asgi_client, fake_upstreams
 
 pytestmark = pytest.mark.anyio
 

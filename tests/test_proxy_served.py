@@ -17,7 +17,7 @@ from swarm_supervisor.errors import ConfigError
 from swarm_supervisor.proxy.app import create_app
 from swarm_supervisor.proxy.settings import ProxySettings
 from swarm_supervisor.proxy.upstreams import UpstreamPool
-from tests.fakes.upstream import Behaviour, FakeUpstream, asgi_client, fake_upstreams, served_client
+from testkit.llama.inprocess import Behaviour, FakeUpstream, asgi_client, fake_upstreams, served_client
 
 pytestmark = pytest.mark.anyio
 

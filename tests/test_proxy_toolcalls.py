@@ -17,7 +17,7 @@ from swarm_supervisor.proxy.app import create_app
 from swarm_supervisor.proxy.server import ProxyServer
 from swarm_supervisor.proxy.settings import ProxySettings
 from swarm_supervisor.proxy.upstreams import UpstreamPool
-from tests.fakes.upstream import Behaviour, FakeUpstream, fake_upstreams
+from testkit.llama.inprocess import Behaviour, FakeUpstream, fake_upstreams
 
 pytestmark = pytest.mark.anyio
 

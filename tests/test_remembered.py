@@ -9,12 +9,12 @@ import os
 from pathlib import Path
 
 from click.testing import CliRunner
-from fakes.hub_server import tiny_gguf
 
 from bin_fetch import Request, find_or_fetch
 from bin_fetch.known import Known
 from swarm_supervisor.cli import main
 from swarm_supervisor.paths import dirs
+from testkit.hub_server import tiny_gguf
 
 
 def counting_server(path: Path, log: Path, version: str = "4242 (memo)") -> Path:

@@ -31,8 +31,9 @@ from swarm_supervisor.swarm.runfile import (
 from swarm_supervisor.swarm.spec import InstanceConfig
 from swarm_supervisor.swarm.system import free_port, port_is_free
 from swarm_supervisor.swarm.teardown import teardown
+from testkit.llama import FAKE_LLAMA_SERVER
 
-FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
+FAKE = FAKE_LLAMA_SERVER
 
 
 def _me() -> dict[str, object]:

@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-from fakes.hub_server import tiny_gguf
 
 from swarm_supervisor.errors import ModelFileError
 from swarm_supervisor.store import check_gguf, check_gguf_cached, gguf_problem, split_parts
+from testkit.hub_server import tiny_gguf
 
 
 def test_small_valid_gguf_gives_its_numbers(tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes.hub_server import COMMIT, Fault, HubServer, tiny_gguf
 
 from swarm_supervisor.errors import FetchError, HubUnreachableError, ModelFileError
 from swarm_supervisor.store import cached_files, check_gguf, fetch_from_hub
+from testkit.hub_server import COMMIT, Fault, HubServer, tiny_gguf
 
 REPO = "test-org/Tiny-GGUF"
 EMBEDDED = ("smollm2:135m:q4_1", "gemma3:270m:q4_k_m (base model, not for chat)")

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes.hub_server import HubServer, tiny_gguf
 
 from swarm_supervisor.config import Catalogue, Config, load_catalogue
 from swarm_supervisor.errors import FetchError, HubUnreachableError, ModelFileError
 from swarm_supervisor.paths import Dirs, dirs
 from swarm_supervisor.plan import Plan, PlanOverrides, embedded_plan, make_plan
 from swarm_supervisor.store import ModelChoice, choice_from_ref, embedded_path, resolve_model
+from testkit.hub_server import HubServer, tiny_gguf
 from tests.machines import CPU16
 
 

@@ -25,8 +25,9 @@ from swarm_supervisor.swarm.runfile import RunFile
 from swarm_supervisor.swarm.spec import InstanceConfig, SwarmSpec
 from swarm_supervisor.swarm.supervisor import Supervisor
 from swarm_supervisor.swarm.system import port_is_free
+from testkit.llama import FAKE_LLAMA_SERVER
 
-FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
+FAKE = FAKE_LLAMA_SERVER
 
 
 def make_spec(

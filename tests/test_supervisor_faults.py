@@ -20,8 +20,9 @@ from swarm_supervisor.proxy.upstreams import UpstreamPool
 from swarm_supervisor.swarm.instance import State
 from swarm_supervisor.swarm.runfile import RunFile
 from swarm_supervisor.swarm.supervisor import DEGRADED_AFTER, Supervisor
+from testkit.llama import FAKE_LLAMA_SERVER
 
-FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
+FAKE = FAKE_LLAMA_SERVER
 
 
 def _read(rf: RunFile) -> dict[str, object]:

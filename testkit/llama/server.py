@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""A tiny stand-in for llama-server, for the faults a real one will not produce on demand.
+"""The fake llama-server as a process: a stand-in binary for the faults a real one will not
+produce on demand (``swarm up --llama-server``, a Spec's binary: :data:`FAKE_LLAMA_SERVER`).
 
-Takes llama-server's argv (``-m --host --port -c -ngl --threads --parallel --metrics --alias
---api-key-file --seed -ctk -ctv -fa -kvu``; like llama-server it reads the key file once at start and
-answers 401 to a POST without that key) and answers ``POST`` chat requests with "hello from PORT", as one JSON
-body or, when the request says ``"stream": true``, as SSE deltas (usage chunk with
-``stream_options.include_usage``, then ``[DONE]``) the way the proxy asks its voters; plus fault
-switches:
+Standard library only, so it runs under whatever ``python3`` is on PATH and starts in
+milliseconds; its answers come from ``surface.py`` (the same bodies and SSE as the in-process
+fake). Takes llama-server's argv (``-m --host --port -c -ngl --threads --parallel --metrics --alias
+--api-key-file --seed -ctk -ctv -fa -kvu -no-kvu``; like llama-server it reads the key file once at start and
+answers 401 to a POST without that key) and answers ``POST`` chat requests with "hello from
+PORT", as one JSON body or, when the request says ``"stream": true``, as SSE deltas (usage chunk
+with ``stream_options.include_usage``, ``n`` choices, then ``[DONE]``) the way the proxy asks its
+voters; ``GET /health``, ``/props`` (``total_slots`` = ``--parallel``), ``/v1/models``,
+``/metrics``. Fault switches of the process:
 
     --fake-ignore-sigterm     keep running after SIGTERM (only SIGKILL stops it)
     --fake-never-ready        /health answers 503 "Loading model" forever
@@ -28,6 +32,15 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run by path as a binary: make ``testkit`` importable, stdlib only
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from testkit.llama import surface
+
+UNAUTHORIZED = (surface.error("401") or (401, {}))[1]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -47,7 +60,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-ctk", "--cache-type-k", choices=["f16", "q8_0", "q4_0"], default="f16")
     p.add_argument("-ctv", "--cache-type-v", choices=["f16", "q8_0", "q4_0"], default="f16")
     p.add_argument("-fa", "--flash-attn", choices=["on", "off", "auto"], default="auto")
-    p.add_argument("-kvu", "--kv-unified", action="store_true")  # several slots share one KV pool
+    p.add_argument("-kvu", "--kv-unified", action="store_true")  # what the swarm passes for 2+ slots
+    p.add_argument("-no-kvu", "--no-kv-unified", action="store_true")
     p.add_argument("--fake-ignore-sigterm", action="store_true")
     p.add_argument("--fake-never-ready", action="store_true")
     p.add_argument("--fake-load-s", type=float, default=0.2)
@@ -76,7 +90,9 @@ def main() -> None:
         print(f"error: failed to load model '{args.model}'", file=sys.stderr, flush=True)
         sys.exit(1)
     start = time.monotonic()
-    state = {"served": 0, "ready_at": None}
+    state: dict[str, Any] = {"served": 0, "ready_at": None}
+    model = args.alias or args.model
+    behaviour = surface.Behaviour(f"hello from {args.port}", slots=args.parallel)
     key = args.api_key
     if args.api_key_file:  # read once at start, as llama-server does
         with open(args.api_key_file, encoding="utf-8") as fh:
@@ -97,34 +113,23 @@ def main() -> None:
                 and time.monotonic() - ra > args.fake_hang_after_s
             )
 
-        def _send(self, code: int, body: dict) -> None:
-            data = json.dumps(body).encode()
+        def _send(
+            self, code: int, body: dict[str, Any] | str, content_type: str = "application/json"
+        ) -> None:
+            data = (body if isinstance(body, str) else json.dumps(body)).encode()
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
 
-        def _stream(self, body: dict) -> None:
-            """SSE like llama-server: a delta per word, the finish, usage if asked, ``[DONE]``."""
+        def _stream(self, body: dict[str, Any]) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
-            head = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
-                    "model": args.alias or args.model}  # fmt: skip
-            words = f"hello from {args.port}".split(" ")
-            chunks = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]}]
-            chunks += [
-                {"choices": [{"index": 0, "delta": {"content": w if i == 0 else " " + w}}]}
-                for i, w in enumerate(words)
-            ]
-            chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-            if (body.get("stream_options") or {}).get("include_usage"):
-                chunks.append({"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 3,
-                                                        "total_tokens": 4}})  # fmt: skip
-            for chunk in chunks:
-                self.wfile.write(b"data: " + json.dumps({**head, **chunk}).encode() + b"\n\n")
-            self.wfile.write(b"data: [DONE]\n\n")
+            for chunk in surface.stream(behaviour, True, body, model).events():
+                self.wfile.write(surface.sse(chunk))
+            self.wfile.write(surface.DONE)
             self.wfile.flush()
 
         def do_GET(self) -> None:
@@ -136,9 +141,13 @@ def main() -> None:
                         state["ready_at"] = time.monotonic()
                     self._send(200, {"status": "ok"})
                 else:
-                    self._send(503, {"error": {"code": 503, "message": "Loading model"}})
+                    self._send(*surface.loading())
+            elif self.path == "/props":
+                self._send(200, surface.props(behaviour, model))
             elif self.path in ("/v1/models", "/models"):
-                self._send(200, {"object": "list", "data": [{"id": args.alias or args.model}]})
+                self._send(200, surface.models(model))
+            elif self.path == "/metrics":
+                self._send(200, surface.METRICS_TEXT, "text/plain; version=0.0.4")
             else:
                 self._send(404, {"error": {"code": 404, "message": "not found"}})
 
@@ -148,33 +157,18 @@ def main() -> None:
             n = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(n)
             if key and self.headers.get("Authorization") != f"Bearer {key}":
-                err = {"code": 401, "message": "Invalid API Key", "type": "authentication_error"}
-                self._send(401, {"error": err})
+                self._send(401, UNAUTHORIZED)
                 return
             state["served"] += 1
             try:
                 body = json.loads(raw) if raw else {}
             except ValueError:
                 body = {}
-            if isinstance(body, dict) and body.get("stream"):
+            body = body if isinstance(body, dict) else {}
+            if body.get("stream"):
                 self._stream(body)
             else:
-                self._send(
-                    200,
-                    {
-                        "id": "chatcmpl-fake",
-                        "object": "chat.completion",
-                        "model": args.alias or args.model,
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": f"hello from {args.port}"},
-                                "finish_reason": "stop",
-                            }
-                        ],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
-                    },
-                )
+                self._send(200, surface.completion(behaviour, self.path.endswith("/chat/completions"), model))
             if args.fake_exit_after >= 0 and state["served"] >= args.fake_exit_after:
                 print(f"exiting after {state['served']} requests", flush=True)
                 os._exit(3)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.soak import FAKE, run_soak
+from bench.soak import run_soak
+from testkit.llama import FAKE_LLAMA_SERVER as FAKE
 
 
 @pytest.mark.llama  # the plan reads the real SmolLM2 file's metadata; the instances are fakes
