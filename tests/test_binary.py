@@ -4,8 +4,8 @@ which answers --version like the real one), not mocks."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,9 +23,12 @@ FAKE = FAKE_LLAMA_SERVER
 
 
 def _server(folder: Path) -> Path:
+    """An executable ``llama-server`` of its own in ``folder`` that runs the fake (which imports
+    testkit from beside its own file, so it runs from where it is)."""
     folder.mkdir(parents=True)
     path = folder / "llama-server"
-    shutil.copy2(FAKE, path)
+    path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE}" "$@"\n', encoding="utf-8")
+    path.chmod(0o755)
     return path
 
 
