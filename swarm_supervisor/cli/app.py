@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,16 +26,17 @@ if TYPE_CHECKING:
 
     from ..config import Catalogue, Config
 
-#: command name -> the module of swarm_supervisor.cli that defines its ``command``
+#: command name -> (the module of swarm_supervisor.cli that defines its ``command``, the one line
+#: ``swarm --help`` shows for it without importing the module), in the order a user meets them
 COMMANDS = {
-    "detect": "detect",
-    "plan": "plan",
-    "pull": "pull",
-    "up": "up",
-    "ps": "ps",
-    "down": "down",
-    "logs": "logs",
-    "opencode": "opencode",
+    "detect": ("detect", "What this machine has: CPU, RAM, GPUs, the cached llama-server."),
+    "plan": ("plan", "What would run here, and the memory sum that justifies it."),
+    "pull": ("pull", "Get llama-server and the model's weights into the cache."),
+    "up": ("up", "Start the swarm; returns once every instance is ready."),
+    "ps": ("ps", "The running swarm: base URL, model, each instance's state and memory."),
+    "logs": ("logs", "The supervisor's or an instance's log (-f follows it)."),
+    "down": ("down", "Stop a swarm (--all: every swarm)."),
+    "opencode": ("opencode", "The opencode provider config for the swarm (--write: into opencode.json)."),
 }
 
 
@@ -70,13 +72,19 @@ class SwarmGroup(click.Group):
     raised by a command into :class:`SwarmClickError`."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*self.commands, *COMMANDS})
+        return [*COMMANDS, *sorted(set(self.commands) - set(COMMANDS))]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
-            module = importlib.import_module(f"{__package__}.{COMMANDS[cmd_name]}")
+            module = importlib.import_module(f"{__package__}.{COMMANDS[cmd_name][0]}")
             self.add_command(module.command, cmd_name)
         return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command once, with its line from :data:`COMMANDS` (no command module is imported)."""
+        rows = [(name, COMMANDS[name][1]) for name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -92,6 +100,7 @@ class Ctx:
     config_path: Path | None = None
     catalogue_path: Path | None = None
     verbose: int = 0
+    invoked_at: float = field(default_factory=time.time)  # when the group ran (timeline.py)
     console: Console = field(default_factory=_console)
     err: Console = field(default_factory=lambda: _console(stderr=True))
 
@@ -157,15 +166,7 @@ class _RichOnFirstRecord(logging.Handler):
 def main(ctx: click.Context, config_path: Path | None, catalogue_path: Path | None, verbose: int) -> None:
     """Local Swarm: a voting swarm of small coding models behind one OpenAI-compatible endpoint.
 
-    \b
-    swarm detect     what this machine has
-    swarm plan       what would run here, and the memory arithmetic
-    swarm pull       get llama-server and the model weights
-    swarm up         start the swarm (returns once every instance is ready)
-    swarm ps         the instances, their state and memory
-    swarm logs       an instance's log (-f follows it)
-    swarm down       stop everything
-    swarm opencode   the opencode provider config for the swarm (--write: into opencode.json)
+    `swarm COMMAND --help` shows what each command takes (docs/cli.md has them all).
     """
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(

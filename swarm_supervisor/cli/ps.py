@@ -40,7 +40,7 @@ def command(ctx: Ctx, name: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(status, indent=2))
         return
-    ctx.console.print(render_status(status, time.time()))
+    ctx.console.print(render_status(status, time.time(), ctx.console.width))
     if not status["supervisor_alive"]:
         ctx.warn(
             f"the supervisor (pid {status.get('supervisor_pid')}) is gone; nothing restarts the instances. "
