@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import click
 
@@ -32,11 +33,7 @@ def command(ctx: Ctx, name: str, as_json: bool) -> None:
             )
     if rec is None:
         raise SwarmStateError(f"no swarm named {name!r} is running; start one with `swarm up`")
-    vram = VramReader()
-    try:
-        status = live_status(rec, vram.by_pid())
-    finally:
-        vram.close()
+    status = live_status(rec, _vram_by_pid(rec))
     if as_json:
         click.echo(json.dumps(status, indent=2))
         return
@@ -46,3 +43,17 @@ def command(ctx: Ctx, name: str, as_json: bool) -> None:
             f"the supervisor (pid {status.get('supervisor_pid')}) is gone; nothing restarts the instances. "
             f"`swarm down{'' if name == 'default' else ' --name ' + name}` stops what is left"
         )
+
+
+def _vram_by_pid(rec: dict[str, Any]) -> dict[int, int] | None:
+    """GPU memory per pid through NVML, asked only when an instance runs on a GPU (loading NVML
+    costs a CPU swarm's `ps` some 30-50 ms, for a column of dashes)."""
+    if not any(i.get("gpu") for i in rec.get("instances") or []):
+        return None
+    from ..health import VramReader
+
+    vram = VramReader()
+    try:
+        return vram.by_pid()
+    finally:
+        vram.close()
