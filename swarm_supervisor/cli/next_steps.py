@@ -92,6 +92,8 @@ def next_steps(status: dict[str, Any], command: str, took_s: float | None = None
     model = str(status.get("model") or "")
     proxy = status.get("proxy") or {}
     keyed = bool(proxy.get("requires_api_key"))
+    if not base_url:  # a swarm still starting (a second `swarm up --if-not-running` meanwhile)
+        return [f"It is still starting: `{command} ps{flag}` shows how far it is."]
     lines = [f"Base URL: {base_url}", "", "Try it:", f"  {example_request(base_url, model, keyed)}"]
     if keyed:
         lines.append(f"  (the proxy wants its key: export {API_KEY_ENV}=<proxy.api_key from your config>)")

@@ -123,6 +123,7 @@ def command(
             "`swarm up` runs on the hardware it finds"
         )
     rf = RunFile(name, ctx.dirs)
+    running = None
     with rf.lock():  # fail early, before any download
         try:
             ensure_not_running(rf)
@@ -131,11 +132,13 @@ def command(
         except SwarmStateError:
             if not if_not_running:
                 raise
-            flag = "" if name == "default" else f" --name {name}"
-            ctx.console.print(
-                f"Swarm {name!r} is already running: `swarm ps{flag}` shows it.", highlight=False
-            )
-            return
+            running = rf.peek()
+    if running is not None:  # the same end as a fresh start's (what a second `make up` shows)
+        ctx.console.print(f"Swarm {name!r} is already running.", highlight=False)
+        ctx.console.print()
+        for line in next_steps(live_status(running), swarm_command()):
+            ctx.console.print(line, highlight=False, markup=False, soft_wrap=True)
+        return
     config = _with_strategy(ctx.config, strategy)
     catalogue = ctx.catalogue
     host = host or config.proxy.host
