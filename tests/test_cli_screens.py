@@ -188,3 +188,27 @@ def test_pss_counts_a_shared_mapping_once(tmp_path: Path) -> None:
         for p in procs:
             p.kill()
             p.wait()
+
+
+# --------------------------------------------------------------------------- timed from the start
+
+
+def test_the_command_is_timed_from_the_process_start() -> None:
+    from swarm_supervisor.cli.timeline import Timeline, process_age_s
+
+    stat = "4242 (python3 (x) y) S 1 " + " ".join(["0"] * 17) + " 1000 0 0"  # field 22: starttime
+    tick = os.sysconf("SC_CLK_TCK")
+    assert process_age_s(stat.replace(" 1000 ", f" {10 * tick} "), boot_clock=12.5) == pytest.approx(2.5)
+    assert process_age_s("garbage") is None
+    if Path("/proc/self/stat").exists():
+        age = process_age_s()
+        assert age is not None and 0 < age < 3600
+        out = subprocess.run(
+            [sys.executable, "-c", "import time; time.sleep(0.3); "
+             "from swarm_supervisor.cli.timeline import process_age_s; print(process_age_s())"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert 0.3 <= float(out.stdout) < 5.0  # counts the time before any of our code ran
+    tl = Timeline(100.0)
+    assert tl.mark("a", 100.5) == 0.5 and tl.mark("b", 100.75) == 0.25
+    assert tl.lines()[-1].split() == ["in", "all", "0.75", "s"]

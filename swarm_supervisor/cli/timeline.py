@@ -13,23 +13,41 @@ command itself long after it started (tests through click's CliRunner) is timed 
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 #: a process older than this when the command begins is a host calling it (a test), not `swarm`
 _HOSTED_AFTER_S = 30.0
 
 
+def process_age_s(stat_text: str | None = None, boot_clock: float | None = None) -> float | None:
+    """Seconds since this process was created, from ``/proc/self/stat`` (its start in clock ticks
+    since boot) against the boot clock; None where there is no ``/proc``. (psutil's
+    ``create_time()`` adds the boot time, which Linux gives in whole seconds: up to 1 s off.)"""
+    try:
+        text = Path("/proc/self/stat").read_text() if stat_text is None else stat_text
+        ticks = int(text.rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        now = time.clock_gettime(time.CLOCK_BOOTTIME) if boot_clock is None else boot_clock
+    except (OSError, IndexError, ValueError, AttributeError):
+        return None
+    return max(0.0, now - ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def command_started(invoked_at: float | None = None) -> float:
-    """The wall-clock time the command started: the process's creation time, or ``invoked_at``
-    (when the group ran) in a host process that has been running longer than a command could."""
+    """The wall-clock time the command started: the process's creation, or ``invoked_at`` (when
+    the group ran) in a host process that has been running longer than a command could."""
     now = time.time()
     invoked = now if invoked_at is None else invoked_at
-    try:
-        import psutil
+    age = process_age_s()
+    if age is None:
+        try:
+            import psutil
 
-        created = float(psutil.Process().create_time())
-    except (ImportError, OSError, RuntimeError):  # no answer: time from the call
-        return invoked
+            age = now - float(psutil.Process().create_time())
+        except (ImportError, OSError, RuntimeError):  # no answer: time from the call
+            return invoked
+    created = now - age
     return created if 0 <= invoked - created < _HOSTED_AFTER_S else invoked
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
+from .. import IMPORTED_AT
 from ..binary import find_binary
 from ..config import Config
 from ..errors import PlanError, RunFileDamaged, SwarmStateError
@@ -116,7 +117,9 @@ def command(
     swarm up --verbose                        and where the seconds went
     """
     tl = Timeline(command_started(ctx.invoked_at))
-    tl.mark("Python start and imports")
+    if tl.started <= IMPORTED_AT:  # a `swarm` process (not a host calling the command)
+        tl.mark("Python start", IMPORTED_AT)
+    tl.mark("imports (click, rich, pydantic, plan, store)")
     if plan_choices.what_if:
         raise PlanError(
             "--gpu-memory, --ram, --apple-silicon and --cpu-only are what-if flags of `swarm plan`; "
