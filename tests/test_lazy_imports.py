@@ -36,8 +36,8 @@ def loaded(args: list[str], home: Path) -> set[str]:
 @pytest.mark.parametrize(
     ("args", "also_not"),
     [
-        (["--version"], {"pydantic", "rich", "psutil", "swarm_supervisor.config"}),
-        (["ps"], {"pydantic", "swarm_supervisor.proxy", "swarm_supervisor.plan"}),
+        (["--version"], {"pydantic", "rich", "psutil", "swarm_supervisor.config", "logging", "dataclasses"}),
+        (["ps"], {"pydantic", "swarm_supervisor.proxy", "swarm_supervisor.plan", "pynvml"}),
         (["plan", "--cpu-only"], {"swarm_supervisor.proxy", "swarm_supervisor.swarm.supervisor"}),
     ],
 )

@@ -8,9 +8,7 @@ the plan or the downloads (``python -X importtime -m swarm_supervisor ps`` shows
 from __future__ import annotations
 
 import importlib
-import logging
 import time
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,12 +17,14 @@ import click
 
 from .. import __version__
 from ..errors import SwarmError
-from ..paths import Dirs, dirs
 
 if TYPE_CHECKING:
+    import logging
+
     from rich.console import Console
 
     from ..config import Catalogue, Config
+    from ..paths import Dirs
 
 #: command name -> (the module of swarm_supervisor.cli that defines its ``command``, the one line
 #: ``swarm --help`` shows for it without importing the module), in the order a user meets them
@@ -93,19 +93,32 @@ class SwarmGroup(click.Group):
             raise SwarmClickError(exc) from None
 
 
-@dataclass
 class Ctx:
-    """What commands share: where things live, the config and the catalogue (loaded on first use)."""
+    """What commands share: where things live, the config and the catalogue (loaded on first use).
 
-    config_path: Path | None = None
-    catalogue_path: Path | None = None
-    verbose: int = 0
-    invoked_at: float = field(default_factory=time.time)  # when the group ran (timeline.py)
-    console: Console = field(default_factory=_console)
-    err: Console = field(default_factory=lambda: _console(stderr=True))
+    A plain class, not a dataclass: `swarm --version` should not pay for importing dataclasses
+    (nor logging, nor the paths' platformdirs; each is imported where first used)."""
+
+    def __init__(
+        self, config_path: Path | None = None, catalogue_path: Path | None = None, verbose: int = 0
+    ) -> None:
+        self.config_path = config_path
+        self.catalogue_path = catalogue_path
+        self.verbose = verbose
+        self.invoked_at = time.time()  # when the group ran (timeline.py)
+
+    @cached_property
+    def console(self) -> Console:
+        return _console()
+
+    @cached_property
+    def err(self) -> Console:
+        return _console(stderr=True)
 
     @cached_property
     def dirs(self) -> Dirs:
+        from ..paths import dirs
+
         return dirs()
 
     @cached_property
@@ -129,20 +142,24 @@ class Ctx:
 pass_ctx = click.make_pass_decorator(Ctx)
 
 
-class _RichOnFirstRecord(logging.Handler):
+def _rich_on_first_record(level: int) -> logging.Handler:
     """rich's log handler, imported when the first record arrives (most runs log nothing)."""
+    import logging
 
-    def __init__(self, level: int) -> None:
-        super().__init__(level)
-        self._inner: logging.Handler | None = None
+    class RichOnFirstRecord(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(level)
+            self._inner: logging.Handler | None = None
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if self._inner is None:
-            from rich.logging import RichHandler
+        def emit(self, record: logging.LogRecord) -> None:
+            if self._inner is None:
+                from rich.logging import RichHandler
 
-            self._inner = RichHandler(console=_console(stderr=True), show_time=False, show_path=False)
-            self._inner.setFormatter(self.formatter)
-        self._inner.emit(record)
+                self._inner = RichHandler(console=_console(stderr=True), show_time=False, show_path=False)
+                self._inner.setFormatter(self.formatter)
+            self._inner.emit(record)
+
+    return RichOnFirstRecord()
 
 
 @click.group(cls=SwarmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -168,11 +185,13 @@ def main(ctx: click.Context, config_path: Path | None, catalogue_path: Path | No
 
     `swarm COMMAND --help` shows what each command takes (docs/cli.md has them all).
     """
+    import logging
+
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
         level=level,
         format="%(message)s",
-        handlers=[_RichOnFirstRecord(level)],
+        handlers=[_rich_on_first_record(level)],
         force=True,
     )
     ctx.obj = Ctx(config_path=config_path, catalogue_path=catalogue_path, verbose=verbose)
