@@ -20,8 +20,13 @@ from .app import Ctx, pass_ctx
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @pass_ctx
 def command(ctx: Ctx, name: str, as_json: bool) -> None:
-    """Show the swarm: base URL, model, totals, and per instance its pid, port, state, GPU, RSS,
-    VRAM, uptime, requests, average latency and restarts. Works from any shell."""
+    """Show the swarm: base URL, model (and whether it is the embedded stand-in), totals, and per
+    instance its pid, port, state, GPU, memory, VRAM, uptime, requests, average latency and
+    restarts. Works from any shell.
+
+    Memory is PSS where the OS has it (shared pages, such as the model's weights mapped by every
+    instance, counted once), else USS or RSS; the header says which. Under 100 columns the
+    table takes a narrow layout."""
     rf = RunFile(name, ctx.dirs)
     with rf.lock():
         rec = rf.read()  # a damaged file raises RunFileDamaged (with how to recover): never removed
