@@ -212,3 +212,15 @@ def test_the_command_is_timed_from_the_process_start() -> None:
     tl = Timeline(100.0)
     assert tl.mark("a", 100.5) == 0.5 and tl.mark("b", 100.75) == 0.25
     assert tl.lines()[-1].split() == ["in", "all", "0.75", "s"]
+
+
+def test_plan_warns_what_up_would_refuse(swarm_home: Path) -> None:
+    import psutil
+
+    many = str(40 * (psutil.cpu_count(logical=False) or 1))
+    args = ["plan", "--model", "smollm2:135m", "--instances", many, "--context", "512", "--cpu-only"]
+    r = CliRunner().invoke(main, args, env={"COLUMNS": "300"})
+    assert r.exit_code == 0, r.output
+    assert f"`swarm up` refuses this without --force: {many} voters of smollm2:135m" in r.output
+    fine = CliRunner().invoke(main, ["plan", "--model", "smollm2:135m", "--instances", "2", "--cpu-only"])
+    assert "refuses" not in fine.output
