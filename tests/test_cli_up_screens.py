@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from rich.console import Console
 
-from swarm_supervisor.cli import main
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.runfile import RunFile, list_names, teardown
+from swarm_supervisor.render import render_status
+from swarm_supervisor.swarm.runfile import RunFile, list_names
+from swarm_supervisor.swarm.teardown import teardown
+from tests.test_cli_ps import NOW
 from tests.test_cli_ps import status as fake_status
 from tests.test_cli_screens import _beyond_the_guard
 
@@ -123,7 +125,8 @@ def test_too_many_voters_are_refused_with_the_figure_and_force_goes_on(
     assert ps["voters"] == int(many)
 
 
-def test_ps_says_a_fallback_swarm_runs_the_stand_in(swarm_home: Path) -> None:
+def test_ps_says_a_fallback_swarm_runs_the_stand_in() -> None:
+    """The screen of a run record that carries the fallback facts, at 80 columns."""
     rec = fake_status(
         model="smollm2:135m:q4_1",
         fallback={
@@ -133,16 +136,14 @@ def test_ps_says_a_fallback_swarm_runs_the_stand_in(swarm_home: Path) -> None:
             "fix": "run `swarm pull --model qwen2.5-coder:1.5b` where the hub is reachable",
         },
     )
-    rf = RunFile("default", dirs())
-    with rf.lock():
-        rf.write(rec)
-    r = CliRunner().invoke(main, ["ps"], env={"COLUMNS": "80"})
-    assert r.exit_code == 0, r.output
-    text = " ".join(r.output.split())
+    console = Console(record=True, width=80)
+    console.print(render_status(rec, NOW, 80))
+    out = console.export_text()
+    assert all(len(x.rstrip()) <= 80 for x in out.splitlines())
+    text = " ".join(out.split())
     assert "smollm2:135m:q4_1 is the embedded stand-in, not the planned qwen2.5-coder:1.5b:q4_k_m" in text
     assert "why: the hub is unreachable" in text
     assert "to get it: run `swarm pull --model qwen2.5-coder:1.5b`" in text
-    with rf.lock():
-        rf.write({**rec, "fallback": None})
-    plain = CliRunner().invoke(main, ["ps"], env={"COLUMNS": "80"})
-    assert "stand-in" not in plain.output
+    plain = Console(record=True, width=80)
+    plain.print(render_status({**rec, "fallback": None}, NOW, 80))
+    assert "stand-in" not in plain.export_text()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import SwarmStateError
 from ..render import render_status
-from ..swarm.health import VramReader
 from ..swarm.runfile import RunFile, is_stale, live_status
 from .app import Ctx, pass_ctx
+
+if TYPE_CHECKING:
+    from ..swarm.record import RunRecord
 
 
 @click.command("ps")
@@ -50,12 +52,12 @@ def command(ctx: Ctx, name: str, as_json: bool) -> None:
         )
 
 
-def _vram_by_pid(rec: dict[str, Any]) -> dict[int, int] | None:
+def _vram_by_pid(rec: RunRecord) -> dict[int, int] | None:
     """GPU memory per pid through NVML, asked only when an instance runs on a GPU (loading NVML
     costs a CPU swarm's `ps` some 30-50 ms, for a column of dashes)."""
-    if not any(i.get("gpu") for i in rec.get("instances") or []):
+    if not any(i.gpu for i in rec.instances):
         return None
-    from ..health import VramReader
+    from ..swarm.health import VramReader
 
     vram = VramReader()
     try:
