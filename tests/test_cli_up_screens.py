@@ -19,11 +19,12 @@ from swarm_supervisor.paths import dirs
 from swarm_supervisor.render import render_status
 from swarm_supervisor.swarm.runfile import RunFile, list_names
 from swarm_supervisor.swarm.teardown import teardown
+from testkit.llama import FAKE_LLAMA_SERVER
 from tests.test_cli_ps import NOW
 from tests.test_cli_ps import status as fake_status
 from tests.test_cli_screens import _beyond_the_guard
 
-FAKE = Path(__file__).parent / "fakes" / "fake_llama_server.py"
+FAKE = FAKE_LLAMA_SERVER
 KEY = "sk-test-proxy-key"
 
 
