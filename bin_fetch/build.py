@@ -24,7 +24,7 @@ from pathlib import Path
 from . import cache
 from .archive import find_executable
 from .errors import BinaryNotRunnableError, BuildError
-from .progress import NullProgress, Progress
+from .progress import NullProgress, Progress, Unit
 from .values import Backend, Binary, Request
 from .verify import verify
 
@@ -196,11 +196,12 @@ def _run_logged(cmd: list[str], logfile: Path, progress: Progress, what: str, en
                 out.write(line)
                 m = _NINJA_RE.match(line)
                 done, total = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+                unit: Unit = "steps"
                 if not m and (m2 := _MAKE_RE.match(line)):
-                    done, total = int(m2.group(1)), 100
+                    done, total, unit = int(m2.group(1)), 100, "percent"
                 if total:
                     if not started:
-                        progress.start(what, total, "steps")
+                        progress.start(what, total, unit)
                         started = True
                     progress.update(done, total)
             return proc.wait()

@@ -9,6 +9,7 @@
     ├── ProcessError               a llama-server that would not start or stay up
     │   └── NotReadyError          readiness deadline passed
     └── SwarmStateError            run file trouble: a swarm already up, none running, a stale lock
+        ├── NotRunningError        no swarm of that name runs (`swarm down` says so and exits 0)
         └── RunFileDamaged         a run file that is not what a supervisor writes (never deleted)
 
 Each message says what happened and what to do next, in one or two sentences.
@@ -55,6 +56,10 @@ class NotReadyError(ProcessError):
 
 class SwarmStateError(SwarmError):
     """The run file says something that forbids the command (already up, not running, ...)."""
+
+
+class NotRunningError(SwarmStateError):
+    """No swarm of that name is running: nothing to stop, nothing to show."""
 
 
 class RunFileDamaged(SwarmStateError):

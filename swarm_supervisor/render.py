@@ -1,7 +1,10 @@
 """``swarm ps`` on screen: pure functions from the status object to rich renderables.
 
 status = {"base_url": ..., "model": ..., "instances": [{"id": "0", "pid": 123, ...}], ...}
-console.print(render_status(status, now=time.time()))
+console.print(render_status(status, now=time.time(), width=console.width))
+
+Under :data:`NARROW` columns the table takes a narrow layout (short headers, no column for what
+no instance has, cells that never wrap), so that it fits an 80-column terminal.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from .memory import MEANING
 from .units import format_bytes
+
+#: terminals narrower than this get the narrow table
+NARROW = 100
 
 _STATE_STYLE = {
     "ready": "green",
@@ -34,6 +41,8 @@ class InstanceRow:
     state: str
     gpu: str | None
     rss_bytes: int | None
+    memory_bytes: int | None
+    memory_kind: str | None
     vram_bytes: int | None
     uptime_s: float | None
     requests: int
@@ -56,6 +65,8 @@ def rows_from_status(status: dict[str, Any], now: float) -> list[InstanceRow]:
                 state=state,
                 gpu=inst.get("gpu"),
                 rss_bytes=inst.get("rss_bytes"),
+                memory_bytes=inst.get("memory_bytes", inst.get("rss_bytes")),
+                memory_kind=inst.get("memory_kind") or ("rss" if inst.get("rss_bytes") is not None else None),
                 vram_bytes=inst.get("vram_bytes"),
                 uptime_s=max(0.0, now - since) if live and isinstance(since, int | float) else None,
                 requests=int(inst.get("requests") or 0),
@@ -82,42 +93,77 @@ def _opt(value: object, fmt: str = "{}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def instances_table(rows: list[InstanceRow]) -> Table:
-    table = Table(show_edge=False, pad_edge=False)
-    for name, justify in (
-        ("ID", "right"),
-        ("PID", "right"),
-        ("PORT", "right"),
-        ("STATE", "left"),
-        ("GPU", "left"),
-        ("RSS", "right"),
-        ("VRAM", "right"),
-        ("UPTIME", "right"),
-        ("REQS", "right"),
-        ("AVG LAT", "right"),
-        ("RESTARTS", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+def memory_kind(rows: list[InstanceRow]) -> str:
+    """What the memory column shows: ``pss``, ``uss`` or ``rss`` (the least precise one measured)."""
+    kinds = {r.memory_kind for r in rows if r.memory_kind}
+    for kind in ("rss", "uss", "pss"):
+        if kind in kinds:
+            return kind
+    return "pss"
+
+
+def instances_table(rows: list[InstanceRow], narrow: bool = False) -> Table:
+    """One row per instance; ``narrow``: the layout for terminals under :data:`NARROW` columns."""
+    mem = memory_kind(rows).upper()
+    gpu = not narrow or any(r.gpu for r in rows)
+    vram = not narrow or any(r.vram_bytes is not None for r in rows)
+    columns: list[tuple[str, str, bool]] = [
+        ("ID", "right", True),
+        ("PID", "right", True),
+        ("PORT", "right", True),
+        ("STATE", "left", True),
+        ("GPU", "left", gpu),
+        (mem, "right", True),
+        ("VRAM", "right", vram),
+        ("UP" if narrow else "UPTIME", "right", True),
+        ("REQS", "right", True),
+        ("LAT" if narrow else "AVG LAT", "right", True),
+        ("RST" if narrow else "RESTARTS", "right", True),
+    ]
+    if narrow:
+        table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 1), header_style="bold")
+    else:
+        table = Table(show_edge=False, pad_edge=False)
+    for name, justify, shown in columns:
+        if shown:
+            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for r in rows:
-        table.add_row(
+        cells: list[str | Text] = [
             r.id,
             _opt(r.pid),
             _opt(r.port),
             Text(r.state, style=_STATE_STYLE.get(r.state, "")),
             r.gpu or "cpu",
-            "-" if r.rss_bytes is None else format_bytes(r.rss_bytes),
+            "-" if r.memory_bytes is None else format_bytes(r.memory_bytes),
             "-" if r.vram_bytes is None else format_bytes(r.vram_bytes),
             format_duration(r.uptime_s),
             str(r.requests),
             _opt(r.avg_latency_ms, "{:.0f} ms"),
             str(r.restarts),
-        )
+        ]
+        table.add_row(*(cell for cell, (_, _, shown) in zip(cells, columns, strict=True) if shown))
     return table
 
 
-def header_lines(status: dict[str, Any], rows: list[InstanceRow]) -> list[Text]:
+def fallback_lines(status: dict[str, Any]) -> list[tuple[str, str]]:
+    """Set when the swarm runs the embedded stand-in (the run file's ``fallback``): what, why, how
+    to get the planned model. Empty otherwise."""
+    fb = status.get("fallback")
+    if not isinstance(fb, dict) or not fb.get("planned"):
+        return []
+    running = fb.get("running") or status.get("model") or "the embedded model"
+    lines = [("Fallback", f"{running} is the embedded stand-in, not the planned {fb['planned']}")]
+    if fb.get("why"):
+        lines.append(("", f"why: {fb['why']}"))
+    if fb.get("fix"):
+        lines.append(("", f"to get it: {fb['fix']}"))
+    return lines
+
+
+def header_lines(status: dict[str, Any], rows: list[InstanceRow]) -> list[tuple[str, Text]]:
+    """(label, value) pairs: the swarm, base URL, model, the fallback if any, totals, memory."""
     ready = sum(1 for r in rows if r.state == "ready")
-    rss = sum(r.rss_bytes or 0 for r in rows)
+    measured = [r.memory_bytes for r in rows if r.memory_bytes is not None]
     vram = [r.vram_bytes for r in rows if r.vram_bytes is not None]
     voters = [status.get(k) for k in ("ready_voters", "voters")]  # None while the swarm starts
     totals = (
@@ -128,25 +174,39 @@ def header_lines(status: dict[str, Any], rows: list[InstanceRow]) -> list[Text]:
         totals += f", {concurrency} voted requests at once"
     if isinstance(status.get("requests"), int):
         totals += f", {status['requests']} requests"
-    totals += f", RSS {format_bytes(rss)}"
-    if vram:
-        totals += f", VRAM {format_bytes(sum(vram))}"
+    kind = memory_kind(rows)
+    memory = f"{kind.upper()} {format_bytes(sum(measured))} ({MEANING[kind]})" if measured else "-"
     status_word = str(status.get("status") or "?")
     lines = [
-        Text.assemble(("Swarm ", "bold"), (str(status.get("name", "")), "bold cyan"), f"  [{status_word}]"),
-        Text.assemble(("Base URL  ", "bold"), str(status.get("base_url") or "-")),
-        Text.assemble(("Model     ", "bold"), str(status.get("model") or "-")),
-        Text.assemble(("Totals    ", "bold"), totals),
+        ("Swarm", Text.assemble((str(status.get("name", "")), "bold cyan"), f"  [{status_word}]")),
+        ("Base URL", Text(str(status.get("base_url") or "-"))),
+        ("Model", Text(str(status.get("model") or "-"))),
+        *[(label, Text(value, style="yellow")) for label, value in fallback_lines(status)],
+        ("Totals", Text(totals)),
+        ("Memory", Text(memory)),
+        *([("VRAM", Text(format_bytes(sum(vram))))] if vram else []),
     ]
     if status.get("reason"):
-        lines.append(Text(f"reason: {status['reason']}", style="red"))
+        lines.append(("Reason", Text(str(status["reason"]), style="red")))
     return lines
 
 
-def render_status(status: dict[str, Any], now: float) -> RenderableType:
-    """The whole ``swarm ps`` screen: header, the table, then why any instance is not ready."""
+def header(status: dict[str, Any], rows: list[InstanceRow]) -> Table:
+    """:func:`header_lines` as a grid: a long value wraps under itself, not under the label."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for label, value in header_lines(status, rows):
+        grid.add_row(label, value)
+    return grid
+
+
+def render_status(status: dict[str, Any], now: float, width: int | None = None) -> RenderableType:
+    """The whole ``swarm ps`` screen: header, the table, then why any instance is not ready.
+    ``width``: the terminal's columns (under :data:`NARROW`: the narrow table)."""
     rows = rows_from_status(status, now)
-    parts: list[RenderableType] = [*header_lines(status, rows), Text(""), instances_table(rows)]
+    narrow = width is not None and width < NARROW
+    parts: list[RenderableType] = [header(status, rows), Text(""), instances_table(rows, narrow)]
     for r in rows:
         if r.reason and r.state != "ready":
             parts.append(Text(f"instance {r.id} {r.state}: {r.reason}", style=_STATE_STYLE.get(r.state, "")))

@@ -198,6 +198,9 @@ def test_make_up_twice_leaves_the_running_swarm_alone(home: Path, model: Path) -
     again = up(model, "--if-not-running")
     assert again.returncode == 0, again.stderr
     assert "already running" in again.stdout
+    # and ends as a fresh start does: where it is and a request to try
+    assert f"Base URL: {ps_json()['base_url']}" in again.stdout
+    assert "curl -s " in again.stdout and " opencode --write" in again.stdout
     assert ps_json()["supervisor_pid"] == pid
     assert up(model).returncode == 1  # without the flag it is still an error
     recipe = subprocess.run(["make", "-n", "up", "SWARM=swarm"], cwd=REPO, capture_output=True, text=True)

@@ -36,8 +36,8 @@ def loaded(args: list[str], home: Path) -> set[str]:
 @pytest.mark.parametrize(
     ("args", "also_not"),
     [
-        (["--version"], {"pydantic", "rich", "psutil", "swarm_supervisor.config"}),
-        (["ps"], {"pydantic", "swarm_supervisor.proxy", "swarm_supervisor.plan"}),
+        (["--version"], {"pydantic", "rich", "psutil", "swarm_supervisor.config", "logging", "dataclasses"}),
+        (["ps"], {"pydantic", "swarm_supervisor.proxy", "swarm_supervisor.plan", "pynvml"}),
         (["plan", "--cpu-only"], {"swarm_supervisor.proxy", "swarm_supervisor.swarm.supervisor"}),
     ],
 )
@@ -66,3 +66,26 @@ def test_version_is_the_one_in_pyproject(swarm_home: Path) -> None:
         [sys.executable, "-m", "swarm_supervisor", "--version"], capture_output=True, text=True, timeout=60
     ).stdout
     assert out.strip() == f"swarm, version {pyproject['project']['version']}"
+
+
+def test_plan_leaves_pynvml_alone_without_an_nvidia_driver(swarm_home: Path) -> None:
+    """The missing NVML library is found out by the dynamic loader, as pynvml would look for it,
+    before pynvml (a large module) is imported; the note is the same."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the check is Linux's")
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+        pytest.skip("this machine has NVML: pynvml is what reads it")
+    except OSError:
+        pass
+    assert "pynvml" not in loaded(["plan", "--cpu-only"], swarm_home)
+    detect = subprocess.run(
+        [sys.executable, "-m", "swarm_supervisor", "detect"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SWARM_HOME": str(swarm_home), "COLUMNS": "300"},
+        timeout=60,
+    )
+    assert "NVML library not found (no NVIDIA driver installed)" in detect.stdout

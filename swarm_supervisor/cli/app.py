@@ -8,8 +8,7 @@ the plan or the downloads (``python -X importtime -m swarm_supervisor ps`` shows
 from __future__ import annotations
 
 import importlib
-import logging
-from dataclasses import dataclass, field
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,24 +17,27 @@ import click
 
 from .. import __version__
 from ..errors import SwarmError
-from ..paths import Dirs, dirs
 
 if TYPE_CHECKING:
+    import logging
+
     from rich.console import Console
 
     from ..config import Catalogue, Config
+    from ..paths import Dirs
 
-#: command name -> the module of swarm_supervisor.cli that defines its ``command``
+#: command name -> (the module of swarm_supervisor.cli that defines its ``command``, the one line
+#: ``swarm --help`` shows for it without importing the module), in the order a user meets them
 COMMANDS = {
-    "detect": "detect",
-    "plan": "plan",
-    "pull": "pull",
-    "up": "up",
-    "ps": "ps",
-    "down": "down",
-    "logs": "logs",
-    "opencode": "opencode",
-    "models": "models",
+    "detect": ("detect", "What this machine has: CPU, RAM, GPUs, the cached llama-server."),
+    "plan": ("plan", "What would run here, and the memory sum that justifies it."),
+    "pull": ("pull", "Get llama-server and the model's weights into the cache."),
+    "up": ("up", "Start the swarm; returns once every instance is ready."),
+    "ps": ("ps", "The running swarm: base URL, model, each instance's state and memory."),
+    "logs": ("logs", "The supervisor's or an instance's log (-f follows it)."),
+    "down": ("down", "Stop a swarm (--all: every swarm)."),
+    "opencode": ("opencode", "The opencode provider config for the swarm (--write: into opencode.json)."),
+    "models": ("models", "The cached weights and binaries, and who uses each (--rm NAME removes one)."),
 }
 
 
@@ -71,13 +73,19 @@ class SwarmGroup(click.Group):
     raised by a command into :class:`SwarmClickError`."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*self.commands, *COMMANDS})
+        return [*COMMANDS, *sorted(set(self.commands) - set(COMMANDS))]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
-            module = importlib.import_module(f"{__package__}.{COMMANDS[cmd_name]}")
+            module = importlib.import_module(f"{__package__}.{COMMANDS[cmd_name][0]}")
             self.add_command(module.command, cmd_name)
         return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command once, with its line from :data:`COMMANDS` (no command module is imported)."""
+        rows = [(name, COMMANDS[name][1]) for name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -86,18 +94,32 @@ class SwarmGroup(click.Group):
             raise SwarmClickError(exc) from None
 
 
-@dataclass
 class Ctx:
-    """What commands share: where things live, the config and the catalogue (loaded on first use)."""
+    """What commands share: where things live, the config and the catalogue (loaded on first use).
 
-    config_path: Path | None = None
-    catalogue_path: Path | None = None
-    verbose: int = 0
-    console: Console = field(default_factory=_console)
-    err: Console = field(default_factory=lambda: _console(stderr=True))
+    A plain class, not a dataclass: `swarm --version` should not pay for importing dataclasses
+    (nor logging, nor the paths' platformdirs; each is imported where first used)."""
+
+    def __init__(
+        self, config_path: Path | None = None, catalogue_path: Path | None = None, verbose: int = 0
+    ) -> None:
+        self.config_path = config_path
+        self.catalogue_path = catalogue_path
+        self.verbose = verbose
+        self.invoked_at = time.time()  # when the group ran (timeline.py)
+
+    @cached_property
+    def console(self) -> Console:
+        return _console()
+
+    @cached_property
+    def err(self) -> Console:
+        return _console(stderr=True)
 
     @cached_property
     def dirs(self) -> Dirs:
+        from ..paths import dirs
+
         return dirs()
 
     @cached_property
@@ -121,20 +143,24 @@ class Ctx:
 pass_ctx = click.make_pass_decorator(Ctx)
 
 
-class _RichOnFirstRecord(logging.Handler):
+def _rich_on_first_record(level: int) -> logging.Handler:
     """rich's log handler, imported when the first record arrives (most runs log nothing)."""
+    import logging
 
-    def __init__(self, level: int) -> None:
-        super().__init__(level)
-        self._inner: logging.Handler | None = None
+    class RichOnFirstRecord(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(level)
+            self._inner: logging.Handler | None = None
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if self._inner is None:
-            from rich.logging import RichHandler
+        def emit(self, record: logging.LogRecord) -> None:
+            if self._inner is None:
+                from rich.logging import RichHandler
 
-            self._inner = RichHandler(console=_console(stderr=True), show_time=False, show_path=False)
-            self._inner.setFormatter(self.formatter)
-        self._inner.emit(record)
+                self._inner = RichHandler(console=_console(stderr=True), show_time=False, show_path=False)
+                self._inner.setFormatter(self.formatter)
+            self._inner.emit(record)
+
+    return RichOnFirstRecord()
 
 
 @click.group(cls=SwarmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -158,22 +184,15 @@ class _RichOnFirstRecord(logging.Handler):
 def main(ctx: click.Context, config_path: Path | None, catalogue_path: Path | None, verbose: int) -> None:
     """Local Swarm: a voting swarm of small coding models behind one OpenAI-compatible endpoint.
 
-    \b
-    swarm detect     what this machine has
-    swarm plan       what would run here, and the memory arithmetic
-    swarm pull       get llama-server and the model weights
-    swarm up         start the swarm (returns once every instance is ready)
-    swarm ps         the instances, their state and memory
-    swarm logs       an instance's log (-f follows it)
-    swarm down       stop everything
-    swarm opencode   the opencode provider config for the swarm (--write: into opencode.json)
-    swarm models     the cached weights and binaries (--rm NAME removes one)
+    `swarm COMMAND --help` shows what each command takes (docs/cli.md has them all).
     """
+    import logging
+
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
         level=level,
         format="%(message)s",
-        handlers=[_RichOnFirstRecord(level)],
+        handlers=[_rich_on_first_record(level)],
         force=True,
     )
     ctx.obj = Ctx(config_path=config_path, catalogue_path=catalogue_path, verbose=verbose)

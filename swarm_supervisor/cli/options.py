@@ -116,24 +116,43 @@ _OPTIONS: tuple[Callable[[F], F], ...] = (
         type=click.Choice(["slots", "processes"]),
         help="One process with a slot per voter (slots) or one process per voter (processes).",
     ),
-    click.option(
-        "--gpu-memory",
-        "gpu_memory",
-        type=SizeType(),
-        multiple=True,
-        help="What if: an NVIDIA GPU with this much VRAM (repeat for several GPUs), e.g. 24GiB.",
-    ),
-    click.option(
-        "--ram", type=SizeType(), help="What if: this much RAM (unified memory with --apple-silicon)."
-    ),
-    click.option("--apple-silicon", is_flag=True, help="What if: an Apple Silicon Mac."),
-    click.option("--cpu-only", is_flag=True, help="What if: no GPU at all."),
 )
+
+
+def _what_if_options(hidden: bool) -> tuple[Callable[[F], F], ...]:
+    return (
+        click.option(
+            "--gpu-memory",
+            "gpu_memory",
+            type=SizeType(),
+            multiple=True,
+            hidden=hidden,
+            help="What if: an NVIDIA GPU with this much VRAM (repeat for several GPUs), e.g. 24GiB.",
+        ),
+        click.option(
+            "--ram",
+            type=SizeType(),
+            hidden=hidden,
+            help="What if: this much RAM (unified memory with --apple-silicon).",
+        ),
+        click.option("--apple-silicon", is_flag=True, hidden=hidden, help="What if: an Apple Silicon Mac."),
+        click.option("--cpu-only", is_flag=True, hidden=hidden, help="What if: no GPU at all."),
+    )
 
 
 def plan_options(f: F) -> F:
     """Add the plan flags to a click command; it receives them as ``plan_choices: PlanChoices``."""
+    return _with_plan_options(f, what_if=True)
 
+
+def run_plan_options(f: F) -> F:
+    """:func:`plan_options` with the what-if flags hidden from ``--help``, for a command that runs
+    on the hardware it finds (it still receives them, to refuse them with a sentence that says
+    where they belong)."""
+    return _with_plan_options(f, what_if=False)
+
+
+def _with_plan_options(f: F, what_if: bool) -> F:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         choices = PlanChoices(
@@ -151,6 +170,6 @@ def plan_options(f: F) -> F:
         return f(*args, plan_choices=choices, **kwargs)
 
     decorated: Any = wrapper
-    for option in reversed(_OPTIONS):
+    for option in reversed((*_OPTIONS, *_what_if_options(hidden=not what_if))):
         decorated = option(decorated)
     return decorated  # type: ignore[no-any-return]

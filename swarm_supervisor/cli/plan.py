@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..plan import Plan, arithmetic_lines, plan_to_json
+from ..plan.guard import voter_excess
 from ..units import format_bytes
 from .app import Ctx, pass_ctx
 from .options import PlanChoices, plan_options
@@ -86,8 +87,12 @@ def command(ctx: Ctx, as_json: bool, plan_choices: PlanChoices) -> None:
     swarm plan --model qwen2.5-coder:7b --instances 4 --context 8192
     swarm plan --gpu-memory 24GiB --kv-type q8_0 --concurrency 4
     """
-    plan = plan_for(ctx.config, plan_choices, catalogue=ctx.catalogue, dirs=ctx.dirs).plan
+    planned = plan_for(ctx.config, plan_choices, catalogue=ctx.catalogue, dirs=ctx.dirs)
+    plan = planned.plan
     if as_json:
         click.echo(json.dumps(plan_to_json(plan)))
     else:
         ctx.console.print(render_plan(plan))
+    too_many = voter_excess(plan, planned.hardware, ctx.config)
+    if too_many:
+        ctx.warn(f"`swarm up` refuses this without --force: {too_many}")

@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.table import Table
 
+from .. import IMPORTED_AT
 from ..binary import find_binary
 from ..config import Config
 from ..errors import PlanError, RunFileDamaged, SwarmStateError
+from ..hardware import detect
 from ..plan import Plan
+from ..plan.guard import voter_excess
 from ..render import render_status
 from ..store import resolve_model
 from ..swarm.launcher import (
@@ -28,11 +31,15 @@ from ..swarm.launcher import (
 from ..swarm.runfile import RunFile, ensure_not_running, live_status
 from ..swarm.teardown import teardown
 from .app import Ctx, pass_ctx
-from .options import PlanChoices, plan_options
+from .next_steps import next_steps, swarm_command
+from .options import PlanChoices, run_plan_options
 from .plan import plan_rows
 from .planning import plan_for
+from .timeline import Timeline, command_started
 
 if TYPE_CHECKING:
+    from ..hardware import HardwareProfile
+    from ..swarm.record import RunRecord
     from ..swarm.supervisor import Supervisor
 
 
@@ -52,7 +59,7 @@ def _with_strategy(config: Config, strategy: str | None) -> Config:
 
 
 @click.command("up")
-@plan_options
+@run_plan_options
 @click.option("--name", default="default", show_default=True, help="Run another swarm beside the first.")
 @click.option("--host", default=None, help="Address the proxy listens on. Default: proxy.host (127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), default=None, help="Proxy port (0: any free one).")
@@ -73,6 +80,17 @@ def _with_strategy(config: Config, strategy: str | None) -> Config:
     is_flag=True,
     help="When this swarm already runs, say so and exit 0 (what `make up` uses).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Start even more voters than this machine runs usefully (the refusal says why).",
+)
+@click.option(
+    "--verbose",
+    "timings",
+    is_flag=True,
+    help="Say where the time went, from the command's start to all-ready.",
+)
 @pass_ctx
 def command(
     ctx: Ctx,
@@ -85,6 +103,8 @@ def command(
     no_fallback: bool,
     strategy: str | None,
     if_not_running: bool,
+    force: bool,
+    timings: bool,
 ) -> None:
     """Start the swarm: the planned llama-server instances and the OpenAI-compatible proxy.
 
@@ -94,13 +114,19 @@ def command(
     swarm up                                  the best plan for this machine
     swarm up --model smollm2:135m --instances 3
     swarm up --model ./my-model.gguf --port 8001 --name second
+    swarm up --verbose                        and where the seconds went
     """
+    tl = Timeline(command_started(ctx.invoked_at))
+    if tl.started <= IMPORTED_AT:  # a `swarm` process (not a host calling the command)
+        tl.mark("Python start", IMPORTED_AT)
+    tl.mark("imports (click, rich, pydantic, plan, store)")
     if plan_choices.what_if:
         raise PlanError(
             "--gpu-memory, --ram, --apple-silicon and --cpu-only are what-if flags of `swarm plan`; "
             "`swarm up` runs on the hardware it finds"
         )
     rf = RunFile(name, ctx.dirs)
+    running = None
     with rf.lock():  # fail early, before any download
         try:
             ensure_not_running(rf)
@@ -109,12 +135,15 @@ def command(
         except SwarmStateError:
             if not if_not_running:
                 raise
-            flag = "" if name == "default" else f" --name {name}"
-            ctx.console.print(
-                f"Swarm {name!r} is already running: `swarm ps{flag}` shows it.", highlight=False
-            )
-            return
+            running = rf.peek()
+    if running is not None:  # the same end as a fresh start's (what a second `make up` shows)
+        ctx.console.print(f"Swarm {name!r} is already running.", highlight=False)
+        ctx.console.print()
+        for line in next_steps(live_status(running), swarm_command()):
+            ctx.console.print(line, highlight=False, markup=False, soft_wrap=True)
+        return
     config = _with_strategy(ctx.config, strategy)
+    catalogue = ctx.catalogue
     host = host or config.proxy.host
     port = config.proxy.port if port is None else port
     check_port(host, port)
@@ -122,18 +151,27 @@ def command(
     if exposed:
         ctx.warn(exposed)
 
-    planned = plan_for(config, plan_choices, catalogue=ctx.catalogue, dirs=ctx.dirs)
-    hw, plan = planned.hardware, planned.plan
+    tl.mark("config and port check")
+    hw = detect()
+    tl.mark("hardware detection")
+    planned = plan_for(config, plan_choices, catalogue=catalogue, dirs=ctx.dirs, detect_fn=lambda: hw)
+    tl.mark("model file's GGUF facts" if planned.overrides.facts else "plan inputs")
+    plan = planned.plan
+    tl.mark("plan")
+    _guard(plan, hw, config, force, ctx)  # before any download
     model = resolve_model(
-        plan, ctx.catalogue, ctx.dirs, allow_fallback=not no_fallback, fallback=planned.fallback
+        plan, catalogue, ctx.dirs, allow_fallback=not no_fallback, fallback=planned.fallback
     )
-    if model.plan is not None:
+    if model.plan is not None and model.plan != plan:
         plan = model.plan
+        _guard(plan, hw, config, force, ctx)
+    tl.mark("weights: find and check")
     if model.warning:
         ctx.warn(model.warning)
     for warning in plan.warnings:
         ctx.warn(warning)
     binary = find_binary(config, ctx.dirs, hw, flag=llama_server)
+    tl.mark("llama-server: find and version")
     gpu_vendor = hw.discrete_gpus[0].vendor if plan.device == "gpu" and hw.discrete_gpus else None
     spec = build_spec(
         rf,
@@ -145,7 +183,7 @@ def command(
         port=port,
         backend=binary.server,
         gpu_vendor=gpu_vendor,
-        extra_args=extra_args_for(plan, ctx.catalogue, config),
+        extra_args=extra_args_for(plan, catalogue, config),
         shared_kv=binary.shares_kv,
         fallback=model.fallback.as_dict() if model.fallback else None,
     )
@@ -159,7 +197,7 @@ def command(
         claim_foreground(rf, spec)
 
         def on_up(sup: Supervisor) -> None:
-            _print_up(ctx, sup.snapshot())
+            _print_up(ctx, sup.snapshot(), took_s=tl.total())
             ctx.console.print("Ctrl-C stops the swarm.")
 
         code = run_until_done(run_swarm(spec, rf, on_up=on_up))
@@ -170,7 +208,7 @@ def command(
             rf.remove()
         sys.exit(code)
 
-    started = time.monotonic()
+    spawned = time.time()
     proc = start_detached(rf, spec)
     timeout = config.supervisor.ready_timeout_s * max(plan.processes, 1) + 30.0
     try:
@@ -180,14 +218,43 @@ def command(
         ctx.err.print("interrupted: stopping what was started")
         teardown(rf, config.supervisor.stop_grace_s)
         sys.exit(130)
-    took = time.monotonic() - started
-    _print_up(ctx, live_status(rec))
-    ctx.console.print(
-        f"All ready in {took:.1f} s. Stop with `swarm down{'' if name == 'default' else ' --name ' + name}`."
-    )
+    done = time.time()
+    if timings or ctx.verbose:
+        _supervisor_spans(tl, spawned, done, rec)
+        ctx.console.print("Where the time went (from the command's start):", highlight=False)
+        for line in tl.lines():
+            ctx.console.print(line, highlight=False)
+        ctx.console.print()
+    _print_up(ctx, live_status(rec), took_s=tl.total(done))
 
 
-def _print_up(ctx: Ctx, status: dict[str, Any]) -> None:
-    ctx.console.print(render_status(status, time.time()))
+def _guard(plan: Plan, hw: HardwareProfile, config: Config, force: bool, ctx: Ctx) -> None:
+    """Refuse more voters than the machine runs usefully (:func:`voter_excess`), unless --force."""
+    problem = voter_excess(plan, hw, config)
+    if problem is None:
+        return
+    if not force:
+        raise PlanError(problem)
+    ctx.warn(f"--force: {problem}")
+
+
+def _supervisor_spans(tl: Timeline, spawned: float, done: float, rec: RunRecord) -> None:
+    """The run file's clocks: the supervisor's start until its first instance was spawned, the
+    instances' start until the last was ready, and the rest until `swarm up` saw it."""
+    tl.mark("spec and run file", spawned)
+    started = [i.started_at for i in rec.instances if i.started_at is not None]
+    ready = [i.ready_at for i in rec.instances if i.ready_at is not None]
+    if started and ready:
+        tl.mark("supervisor start (to the first spawn)", min(started))
+        tl.mark("instances ready (spawn to the last ready)", max(ready))
+        tl.mark("until `swarm up` saw it", done)
+    else:
+        tl.mark("supervisor and instances", done)
+
+
+def _print_up(ctx: Ctx, status: dict[str, Any], took_s: float | None = None) -> None:
+    ctx.console.print(render_status(status, time.time(), ctx.console.width))
     ctx.console.print()
-    ctx.console.print(f"[bold]Base URL:[/] {status.get('base_url')}", highlight=False)
+    for line in next_steps(status, swarm_command(), took_s=took_s):
+        style = "bold yellow" if line.startswith(("NOTE:", "To get the planned")) else None
+        ctx.console.print(line, highlight=False, markup=False, style=style, soft_wrap=True)

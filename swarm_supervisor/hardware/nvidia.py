@@ -12,6 +12,7 @@ indices should set that too.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -103,8 +104,30 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class NvmlLibraryNotFound(Exception):
+    """No ``libnvidia-ml.so.1`` for the dynamic loader: no NVIDIA driver (Linux)."""
+
+
+def _nvml_library_present() -> bool:
+    """Whether the dynamic loader finds NVML, as pynvml would look for it on Linux: a missing
+    library is found out this way without importing pynvml (a large module: some 20-30 ms of
+    `swarm plan` on a machine without NVIDIA). True elsewhere: pynvml finds out."""
+    if not sys.platform.startswith("linux"):
+        return True
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
 def read_nvml() -> tuple[str | None, list[NvmlDevice]]:
-    """Ask NVML for the driver version and every device. Raises ``pynvml.NVMLError`` (or ImportError)."""
+    """Ask NVML for the driver version and every device. Raises ``pynvml.NVMLError``,
+    :class:`NvmlLibraryNotFound` (or ImportError)."""
+    if not _nvml_library_present():
+        raise NvmlLibraryNotFound("libnvidia-ml.so.1 not found")
     import pynvml
 
     pynvml.nvmlInit()

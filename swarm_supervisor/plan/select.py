@@ -24,6 +24,7 @@ from ..hardware.profile import HardwareProfile
 from ..units import GiB, format_bytes
 from .candidates import Candidate, auto_candidates, explicit_candidates
 from .export import per_gpu_bytes
+from .guard import cpu_envelope
 from .layout import Layout
 from .search import Search, largest_context, search
 from .shape import MIN_USEFUL_CONTEXT, ContextTarget, threads
@@ -125,6 +126,7 @@ def _build(
         gguf_path=cand.gguf_path,
         concurrency=layout.concurrency,
         kv_type=s.kv,
+        params_b=cand.params_b,
     )
 
 
@@ -275,15 +277,15 @@ def _cpu_caps(
     ``plan.cpu_params_b_per_core`` x physical cores (the smallest model when none is that small),
     and at most one voter per physical core (never fewer than ``plan.min_instances``).
     """
-    per_core = config.plan.cpu_params_b_per_core
-    if per_core <= 0 or hw.discrete_gpus or hw.apple_silicon:
+    env = cpu_envelope(hw, config)
+    if env is None:
         return cands, config, ""
-    limit = per_core * hw.physical_cores
+    per_core, limit = env.per_core_b, env.largest_b
     kept = [c for c in cands if c.params_b <= limit]
     if not kept and cands:
         smallest = min(c.params_b for c in cands)
         kept = [c for c in cands if c.params_b == smallest]
-    high = min(config.plan.max_instances, max(config.plan.min_instances, hw.physical_cores))
+    high = env.most_voters
     if overrides.instances is None and high < config.plan.max_instances:
         plan_cfg = config.plan.model_copy(update={"max_instances": high})
         config = config.model_copy(update={"plan": plan_cfg})

@@ -59,6 +59,7 @@ class Plan:
     #: voted requests that run at once without queueing: slots = voters per process x concurrency
     concurrency: int = 1
     kv_type: str = "f16"  # KV-cache element type (llama-server -ctk/-ctv)
+    params_b: float = 0.0  # the model's parameters in billions (0: unknown)
 
     @property
     def voters_per_process(self) -> int:

@@ -31,6 +31,7 @@ import psutil
 from filelock import FileLock, Timeout
 
 from ..errors import RunFileDamaged, SwarmStateError
+from ..memory import process_memory
 from ..paths import Dirs, dirs, ensure_private_dir, replace_file
 from .record import InstanceRecord, RunRecord
 from .system import same_process
@@ -217,6 +218,8 @@ def live_status(rec: RunRecord, vram_by_pid: dict[int, int] | None = None) -> di
         up = alive(inst.pid, inst.create_time)
         shown["alive"] = up
         shown["rss_bytes"] = process_rss(inst.pid, inst.create_time) if up else None
+        used = process_memory(inst.pid) if up and inst.pid is not None else None
+        shown["memory_bytes"], shown["memory_kind"] = (used.bytes, used.kind) if used else (None, None)
         vram = None
         if vram_by_pid is not None and up and inst.pid is not None:
             vram = vram_by_pid.get(inst.pid, 0)

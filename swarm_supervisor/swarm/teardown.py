@@ -13,7 +13,7 @@ import time
 
 import psutil
 
-from ..errors import RunFileDamaged, SwarmStateError
+from ..errors import NotRunningError, RunFileDamaged
 from .record import RunRecord
 from .runfile import RunFile, alive
 from .system import port_is_free, same_process, terminate_group
@@ -108,7 +108,7 @@ def teardown(rf: RunFile, grace_s: float | None = None, heal_s: float = 5.0) -> 
     except RunFileDamaged:
         return _teardown_blind(rf, DEFAULT_GRACE_S if grace_s is None else grace_s)
     if rec is None:
-        raise SwarmStateError(f"no swarm named {rf.name!r} is running (no run file at {rf.path})")
+        raise NotRunningError(f"no swarm named {rf.name!r} is running (no run file at {rf.path})")
     if grace_s is None:
         recorded = rec.stop_grace_s
         grace_s = recorded if recorded is not None and recorded > 0 else DEFAULT_GRACE_S
