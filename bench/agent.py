@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -41,12 +40,8 @@ from bench.agent_replay import (
     load_sessions,
 )
 from bench.agent_report import plot, print_tables, summarise
-from bench.common import RESULTS, write_result
+from bench.common import RESULTS, exit_on_sigterm, write_result
 from bench.swarm_home import ContentionWatch, SwarmHome, cpu_busy_pct, instance_argvs
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def _ints(text: str) -> list[int]:
@@ -137,7 +132,7 @@ def command(
         if not p.is_file():
             raise click.ClickException(f"{what} {p}: no such file")
     busy_at_start = cpu_busy_pct(2.0)
-    signal.signal(signal.SIGTERM, _terminate)  # stop the swarm and the baseline on the way out
+    exit_on_sigterm()  # stop the swarm and the baseline on the way out
     up_args = ["--model", str(model), "--llama-server", str(binary), "--port", str(free_port())]
     if instances:
         up_args += ["--instances", str(instances)]

@@ -75,3 +75,14 @@ def print_table(
     for row in rows:
         table.add_row(*(f"{v:.3g}" if isinstance(v, float) else str(v) for v in row))
     (console or Console()).print(table)
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM (a timeout's, a kill's) raise SystemExit, so ``finally`` blocks and context
+    managers stop the swarms and servers a benchmark started instead of leaving them running."""
+    import signal
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _terminate)

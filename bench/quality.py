@@ -32,7 +32,7 @@ from typing import Any
 import click
 import httpx
 
-from bench.common import REPO, RESULTS, print_table, write_result
+from bench.common import REPO, RESULTS, exit_on_sigterm, print_table, write_result
 from bench.quality_gen import (
     load_tasks,
     passes,
@@ -154,10 +154,6 @@ def _instance(record: dict[str, Any]) -> tuple[Path, Path, int]:
     return Path(flag("-m", "--model") or ""), Path(argv[0]), int(threads) if threads else 0
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 @click.command("quality")
 @click.option("--model", required=True, help="What `swarm up --model` takes (a catalogue id or a GGUF path).")
 @click.option("--instances", default=5, show_default=True, help="Voters: `swarm up --instances`.")
@@ -235,7 +231,7 @@ def command(
     swarm_info: dict[str, Any] = {}
     if jobs_swarm or jobs_greedy:
         # a timeout's SIGTERM unwinds through the finally below: no swarm or server left running
-        signal.signal(signal.SIGTERM, _terminate)
+        exit_on_sigterm()
         root = Path(tempfile.mkdtemp(prefix="swarm-quality-"))
         home = SwarmHome(root, proxy={"request_timeout_s": timeout_s, "port": 0})
         # the cached build, never a fresh one in the isolated home (a silent 6-16 minute build)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import click
 import httpx
 
-from bench.common import REPO, RESULTS
+from bench.common import REPO, RESULTS, exit_on_sigterm
 from bench.quality_gen import (
     load_tasks,
     passes,
@@ -36,10 +35,6 @@ from swarm_supervisor.proxy.confidence import logprob_fields
 DATA = REPO.parent / "shared" / "data"
 POOL = RESULTS / "quality-pool.json.gz"
 TOP_K = 5
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
 
 
 def load_pool(path: Path = POOL) -> dict[str, Any]:
@@ -182,7 +177,7 @@ def command(
         per_task = 1 + samples * len(temps)
         slots = per_task * at_once
         extra = ["-ngl", str(ngl)] if ngl else []
-        signal.signal(signal.SIGTERM, _terminate)  # a timeout stops the server on the way out
+        exit_on_sigterm()  # a timeout stops the server on the way out
         server = start_server(binary, model, threads, 512 * slots, logdir, parallel=slots, extra=extra)
         t_start = time.perf_counter()
         done = [0]

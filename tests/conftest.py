@@ -84,3 +84,24 @@ def smollm2_gguf() -> Path:
         return _USER_SMOLLM2
     _missing("the SmolLM2 model")
     raise AssertionError("unreachable")
+
+
+@pytest.fixture
+def hub_unreachable(swarm_home: Path, smollm2_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No route to the Hugging Face hub (a port nobody listens on), and the embedded SmolLM2 cached
+    where `swarm pull --model smollm2:135m` leaves it: what `swarm up` falls back to. Its path."""
+    import socket
+
+    from swarm_supervisor.config import load_catalogue
+    from swarm_supervisor.paths import dirs
+    from swarm_supervisor.store import embedded_path
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    closed.close()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    seeded = embedded_path(load_catalogue().find("smollm2", "135m"), "q4_1", dirs().models)
+    seeded.parent.mkdir(parents=True)
+    seeded.symlink_to(smollm2_gguf)
+    return seeded

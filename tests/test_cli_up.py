@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,9 +21,7 @@ import httpx
 import psutil
 import pytest
 
-from swarm_supervisor.config import load_catalogue
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.store import embedded_path
 from swarm_supervisor.swarm.runfile import RunFile, list_names
 from swarm_supervisor.swarm.system import port_is_free
 from swarm_supervisor.swarm.teardown import teardown
@@ -202,19 +199,7 @@ def test_named_swarms_run_beside_each_other(home: Path, smollm2_gguf: Path) -> N
 
 
 @pytest.mark.llama
-def test_a_fallback_swarm_says_so_and_refuses_the_planned_name(
-    home: Path, smollm2_gguf: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # no route to the hub, and the embedded SmolLM2 cached as `swarm pull --model smollm2:135m` leaves it
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
-    closed.close()
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    seeded = embedded_path(load_catalogue().find("smollm2", "135m"), "q4_1", dirs().models)
-    seeded.parent.mkdir(parents=True)
-    seeded.symlink_to(smollm2_gguf)
-
+def test_a_fallback_swarm_says_so_and_refuses_the_planned_name(home: Path, hub_unreachable: Path) -> None:
     r = swarm("up", "--instances", "1", "--llama-server", str(FAKE), "--port", "0")
     assert r.returncode == 0, r.stdout + r.stderr
     status = ps_json()

@@ -4,11 +4,9 @@ user runs them."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,10 +17,8 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from swarm_supervisor.cli import main
-from swarm_supervisor.config import load_catalogue
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.render import render_status
-from swarm_supervisor.store import embedded_path
 from swarm_supervisor.swarm.record import RunRecord
 from swarm_supervisor.swarm.runfile import RunFile, list_names
 from swarm_supervisor.swarm.teardown import teardown
@@ -34,10 +30,6 @@ from tests.test_cli_screens import _beyond_the_guard
 FAKE = FAKE_LLAMA_SERVER
 #: the run record carries the fallback facts once branch `fallback` is in (it writes them); until
 #: then the tests that read them from a real run file wait for it
-needs_fallback_record = pytest.mark.skipif(
-    "fallback" not in {f.name for f in dataclasses.fields(RunRecord)},
-    reason="the run record has no `fallback` field yet (branch fallback writes it)",
-)
 KEY = "sk-test-proxy-key"
 
 
@@ -163,22 +155,10 @@ def test_ps_says_a_fallback_swarm_runs_the_stand_in() -> None:
     assert "stand-in" not in plain.export_text()
 
 
-@needs_fallback_record
 @pytest.mark.llama
-def test_a_fallback_swarm_says_so_last_at_the_end_of_up_and_in_ps(
-    home: Path, smollm2_gguf: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_fallback_swarm_says_so_last_at_the_end_of_up_and_in_ps(home: Path, hub_unreachable: Path) -> None:
     """No route to the hub and nothing cached: the embedded stand-in runs, and the last lines of
     `swarm up` and every `swarm ps` say so, with how to get the planned model."""
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
-    closed.close()
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    seeded = embedded_path(load_catalogue().find("smollm2", "135m"), "q4_1", dirs().models)
-    seeded.parent.mkdir(parents=True)
-    seeded.symlink_to(smollm2_gguf)
-
     r = swarm("up", "--instances", "1", "--llama-server", str(FAKE), "--port", "0")
     assert r.returncode == 0, r.stdout + r.stderr
     last = [x for x in r.stdout.splitlines() if x.strip()][-2:]
@@ -192,7 +172,6 @@ def test_a_fallback_swarm_says_so_last_at_the_end_of_up_and_in_ps(
         assert "why: the hub is unreachable" in ps
 
 
-@needs_fallback_record
 def test_ps_of_a_fallback_run_file_says_so(swarm_home: Path) -> None:
     """`swarm ps` on a run file that records the fallback (what a fallback `swarm up` writes)."""
     fb = {
