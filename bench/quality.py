@@ -74,6 +74,10 @@ class Answers:
                 f.write(json.dumps(row, separators=(",", ":")) + "\n")
 
 
+#: what the answers file keeps of each voter's answer (the ``swarm.candidates`` of docs/api.md)
+CANDIDATE_KEYS = ("voter", "temperature", "cluster", "content", "finish_reason", "mean_logprob")
+
+
 def ask(
     client: httpx.Client, url: str, task: dict[str, Any], setting: str, max_tokens: int, key: str | None
 ) -> dict[str, Any]:
@@ -85,6 +89,8 @@ def ask(
         body.update(temperature=0.0, seed=1)
     elif setting != "none":
         body["temperature"] = float(setting)
+    if setting != GREEDY:  # the swarm: every voter's answer too, for re-scoring other pickers
+        body["swarm_candidates"] = True
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     t0 = time.perf_counter()
     last: Exception | None = None
@@ -104,6 +110,9 @@ def ask(
                     "votes": sum(1 for v in swarm.get("voters", []) if v.get("ok")) if swarm else None,
                     "voters": len(swarm.get("voters", [])) if swarm else None,
                     "completion_tokens": usage_total.get("completion_tokens"),
+                    "candidates": [
+                        {k: c.get(k) for k in CANDIDATE_KEYS} for c in swarm.get("candidates") or []
+                    ],
                 }
             last = RuntimeError(f"HTTP {r.status_code}: {r.text[:300]}")
         except httpx.HTTPError as err:

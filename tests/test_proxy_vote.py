@@ -144,3 +144,33 @@ async def _eventually(check: object, timeout: float = 5.0) -> None:
     with anyio.fail_after(timeout):
         while not check():  # type: ignore[operator]
             await anyio.sleep(0.02)
+
+
+async def test_swarm_candidates_returns_every_counted_answer_with_its_temperature() -> None:
+    # a user (or a benchmark) asks to see what every voter wrote, how it was sampled and where
+    # the vote put it; without the field the extension stays as it was, and nothing is forwarded
+    bad = "I cannot help with that."
+    with fake_upstreams(Behaviour(GOOD), Behaviour(bad), Behaviour(GOOD)) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with asgi_client(create_app(pool, ProxySettings(quorum=False))) as client:
+            r = await client.post("/v1/chat/completions", json={**CHAT, "swarm_candidates": True})
+            plain = await client.post("/v1/chat/completions", json=CHAT)
+            streamed = await client.post(
+                "/v1/chat/completions", json={**CHAT, "stream": True, "swarm_candidates": True}
+            )
+    assert r.status_code == 200
+    swarm = r.json()["swarm"]
+    got = {c["voter"]: c for c in swarm["candidates"]}
+    assert sorted(got) == ["0.0", "1.0", "2.0"]
+    assert got["1.0"]["content"] == bad and got["0.0"]["content"] == GOOD
+    assert got["0.0"]["cluster"] == got["2.0"]["cluster"] == 0
+    assert sorted(swarm["clusters"][0]) == ["0.0", "2.0"]
+    assert swarm["clusters"][got["1.0"]["cluster"]] == ["1.0"]
+    # no client temperature: one greedy anchor, the others sampled (proxy/sampling.py)
+    temps = sorted(c["temperature"] for c in got.values())
+    assert temps[0] == 0.0 and all(t > 0 for t in temps[1:])
+    sent = {f.record.bodies[0].get("temperature") for f in fakes}
+    assert sent == {c["temperature"] for c in got.values()}
+    assert all("swarm_candidates" not in b for f in fakes for b in f.record.bodies)
+    assert "candidates" not in plain.json()["swarm"]
+    assert '"candidates"' in streamed.text  # the stream's last chunk carries the same extension

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from ..consensus.certainty import mean_logprob, self_certainty
 from ..vocabulary import Endpoint
 from .fanout import Ballot
 from .sse import answer_events
@@ -24,9 +25,39 @@ def billed(outcome: VoterOutcome) -> dict[str, Any]:
     return usage
 
 
-def extension(ballot: Ballot, fallback: dict[str, str] | None = None) -> dict[str, Any]:
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def candidates(ballot: Ballot) -> list[dict[str, Any]]:
+    """Every answer the vote counted, as the voter wrote it, with what the vote knew of it: the
+    voter's temperature (None: the client's, or llama-server's default), its cluster (index into
+    ``clusters``; None when the vote dropped it) and its own confidence (None without
+    log-probabilities). Sent only when the client asks (``swarm_candidates``)."""
+    verdict = ballot.verdict
+    cluster_of = {i: k for k, members in enumerate(verdict.clusters) for i in members}
+    temperature = {o.id: o.temperature for o in ballot.outcomes}
+    return [
+        {
+            "voter": c.voter,
+            "temperature": temperature.get(c.voter),
+            "cluster": cluster_of.get(i),
+            "content": c.content,
+            "tool_calls": c.tool_calls,
+            "finish_reason": c.finish_reason,
+            "mean_logprob": _rounded(mean_logprob(c)),
+            "self_certainty": _rounded(self_certainty(c)),
+        }
+        for i, c in enumerate(ballot.candidates)
+    ]
+
+
+def extension(
+    ballot: Ballot, fallback: dict[str, str] | None = None, with_candidates: bool = False
+) -> dict[str, Any]:
     """The ``swarm`` object: how the vote went, who voted, and the stand-in model's ``fallback``
-    facts (``pool.fallback``: None unless the embedded stand-in runs; docs/api.md)."""
+    facts (``pool.fallback``: None unless the embedded stand-in runs; docs/api.md); every
+    counted answer too when ``with_candidates``."""
     ids = [c.voter for c in ballot.candidates]
     answered = {c.voter: c.kind for c in ballot.candidates}
     verdict = ballot.verdict
@@ -37,7 +68,7 @@ def extension(ballot: Ballot, fallback: dict[str, str] | None = None) -> dict[st
                 total[key] = total.get(key, 0) + value
     if "prompt_tokens" in total:
         total["total_tokens"] = total["prompt_tokens"] + total.get("completion_tokens", 0)
-    return {
+    out = {
         "votes": len(ids),
         "asked": len(ballot.outcomes),
         "winner": ids[verdict.winner],
@@ -64,6 +95,9 @@ def extension(ballot: Ballot, fallback: dict[str, str] | None = None) -> dict[st
         ],
         "fallback": fallback,
     }
+    if with_candidates:
+        out["candidates"] = candidates(ballot)
+    return out
 
 
 def swarm_headers(ballot: Ballot) -> dict[str, str]:
@@ -76,7 +110,11 @@ def swarm_headers(ballot: Ballot) -> dict[str, str]:
 
 
 def answer(
-    ballot: Ballot, model: str, logprobs: bool = False, fallback: dict[str, str] | None = None
+    ballot: Ballot,
+    model: str,
+    logprobs: bool = False,
+    fallback: dict[str, str] | None = None,
+    with_candidates: bool = False,
 ) -> dict[str, Any]:
     """The winner's body as the client sees it: one choice, the swarm's ``model`` id, the
     extension. ``usage`` is the winner's own; ``swarm.usage_total`` sums every voter's."""
@@ -86,7 +124,7 @@ def answer(
     if not logprobs:
         choice.pop("logprobs", None)  # asked of the voters for the vote's own use only
     body["choices"] = [choice]
-    body["swarm"] = extension(ballot, fallback)
+    body["swarm"] = extension(ballot, fallback, with_candidates)
     return body
 
 
@@ -97,6 +135,7 @@ def events(
     include_usage: bool,
     logprobs: bool = False,
     fallback: dict[str, str] | None = None,
+    with_candidates: bool = False,
 ) -> Iterator[bytes]:
     """The winner as SSE events (sse.py), with the swarm's ``model`` id and the extension."""
     body = ballot.winner.body or {}
@@ -110,5 +149,5 @@ def events(
         model=model,
         usage=body.get("usage"),
         include_usage=include_usage,
-        extension=extension(ballot, fallback),
+        extension=extension(ballot, fallback, with_candidates),
     )

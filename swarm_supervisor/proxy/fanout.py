@@ -66,7 +66,10 @@ def _requests(
         for g in u_groups:
             parts = [Group(1, g.overrides)] * g.n if u.url in single else [g]
             for part in parts:
-                voters = [VoterOutcome(id=f"{u.id}.{k + j}", instance=u.id) for j in range(part.n)]
+                t = part.overrides.get("temperature", body.get("temperature"))
+                voters = [
+                    VoterOutcome(id=f"{u.id}.{k + j}", instance=u.id, temperature=t) for j in range(part.n)
+                ]
                 out.append(_Request(u, part, base[offset % total], voters))
                 offset += part.n
                 k += part.n

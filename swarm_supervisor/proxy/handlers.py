@@ -148,11 +148,13 @@ async def handle(ctx: Context, request: Request, endpoint: Endpoint) -> Response
         if mode == "fastest":
             opened = first_stream(client, upstreams, PATHS[endpoint], body, ctx.settings.request_timeout_s)
             return await _stream(ctx, opened, lambda w: relay(w, ctx.pool.model_id), _fastest_headers)
-        usage, logprobs = req.include_usage, req.wants_logprobs
+        usage, logprobs, every = req.include_usage, req.wants_logprobs, req.swarm_candidates
         return await _stream(
             ctx,
             _vote(ctx, client, upstreams, endpoint, body, strategy),
-            lambda b: _iterate(events(b, endpoint, ctx.pool.model_id, usage, logprobs, ctx.pool.fallback)),
+            lambda b: _iterate(
+                events(b, endpoint, ctx.pool.model_id, usage, logprobs, ctx.pool.fallback, every)
+            ),
             swarm_headers,
         )
     ctx.metrics.observe_request(PATHS[endpoint], None, tools)
@@ -160,7 +162,7 @@ async def handle(ctx: Context, request: Request, endpoint: Endpoint) -> Response
         ballot = await until_disconnect(request, _vote(ctx, client, upstreams, endpoint, body, strategy))
     except ClientGone:
         return Response(status_code=499)
-    reply = answer(ballot, ctx.pool.model_id, req.wants_logprobs, ctx.pool.fallback)
+    reply = answer(ballot, ctx.pool.model_id, req.wants_logprobs, ctx.pool.fallback, req.swarm_candidates)
     return JSONResponse(reply, headers=swarm_headers(ballot))
 
 

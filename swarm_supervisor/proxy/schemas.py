@@ -66,6 +66,7 @@ class _Common(_Open):
     n_probs: Annotated[int, Field(ge=0, le=20)] | None = None  # llama-server's name for top_logprobs
     swarm_strategy: Strategy | None = None  # the proxy's extensions: stripped before forwarding
     swarm_stream_mode: StreamMode | None = None
+    swarm_candidates: bool = False  # every counted answer in the `swarm` object (docs/api.md)
 
     @property
     def wants_logprobs(self) -> bool:
@@ -91,7 +92,7 @@ class CompletionRequest(_Common):
 M = TypeVar("M", bound=_Common)
 
 #: fields of the client's body the proxy sets itself for each voter
-PROXY_FIELDS = frozenset({"swarm_strategy", "swarm_stream_mode"})
+PROXY_FIELDS = frozenset({"swarm_strategy", "swarm_stream_mode", "swarm_candidates"})
 
 
 def _no_constant(name: str) -> Any:
