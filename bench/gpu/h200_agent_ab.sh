@@ -7,7 +7,7 @@
 #   gpusamp  shared, and llama-server's experimental sampling on the GPU (--backend-sampling)
 set -uxo pipefail
 export PYTHONPATH=$PWD/.device/site:$PWD SWARM_HOME=$PWD/.device/home PYTHONUNBUFFERED=1
-mkdir -p .device/smol && cp .smol2/p .device/smol/p2
+mkdir -p .device/smol && { [ -d .smol2 ] && cp .smol2/p .device/smol/p2; true; }
 bin=$(cat .device/bin.txt); m=$PWD/.device/stub-q4_k_m.gguf
 for arm in ${ARMS:-split shared noram gpusamp}; do
   case $arm in

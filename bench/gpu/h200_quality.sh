@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Lent GPU machine, call 3+ (after h200_agent_setup.sh and h200_agent_ab.sh on the same warm
 # machine, which left .device/smol/p1 and p2). Carried: .smol3 (the last third of
-# SmolLM2-135M-Instruct). The live answer-quality benchmark through `swarm up` on the dev sets,
+# SmolLM2-135M-Instruct); or, with the xz-compressed model, .sx2 (its second part: the first came
+# with the set-up call) and .carry2 (the task sets and the model's sha256, without the sdist). The live answer-quality benchmark through `swarm up` on the dev sets,
 # then (POOL=1) an offline pool of answers for designing the picker.
 # Everything is written under $OUT as it goes (no `| tail`: a pipeline killed at the call's limit
 # returns nothing), and every step has its own timeout so the call ends inside its limit.
 # Resumable: answers are kept in .device/results between calls on the same warm machine.
 set -uxo pipefail
 export PYTHONPATH=$PWD/.device/site:$PWD SWARM_HOME=$PWD/.device/home PYTHONUNBUFFERED=1
-mkdir -p .device/smol .device/results ../shared && ln -sfn "$PWD/.carry/data" ../shared/data
+carry=.carry; [ -d .carry2 ] && carry=.carry2
+mkdir -p .device/smol .device/results ../shared && ln -sfn "$PWD/$carry/data" ../shared/data
 [ -d .smol3 ] && cp .smol3/p .device/smol/p3
+[ -d .sx2 ] && cp .sx2/p .device/smol/x2
 smol=$PWD/.device/smol/SmolLM2-135M-Instruct.Q4_1.gguf
-[ -f "$smol" ] || cat .device/smol/p1 .device/smol/p2 .device/smol/p3 > "$smol"
-echo "$(cat .carry/smol.sha)  $smol" | sha256sum -c - || exit 3
+if [ ! -f "$smol" ]; then
+  if [ -f .device/smol/x2 ]; then cat .device/smol/x1 .device/smol/x2 | python3 -c \
+      'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)' > "$smol"
+  else cat .device/smol/p1 .device/smol/p2 .device/smol/p3 > "$smol"; fi
+fi
+echo "$(cat $carry/smol.sha)  $smol" | sha256sum -c - || exit 3
 bin=$(cat .device/bin.txt)
 cp .device/results/* bench/results/ 2>/dev/null
 timeout -k 10 "${LIVE_S:-400}" python3 -m bench quality --model "$smol" --instances "${VOTERS:-5}" \
