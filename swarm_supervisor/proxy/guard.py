@@ -50,18 +50,6 @@ class ServerLimits:
         return max(8, min(self.max_connections, (soft - 64) // 3))
 
 
-def raise_open_file_limit() -> int:
-    """Raise this process's soft open-file limit to its hard limit; returns the soft limit now."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (OSError, ValueError):
-            pass
-    return int(soft)
-
-
 def _response(status: int, reason: str, message: str, extra: tuple[tuple[str, str], ...] = ()) -> bytes:
     err = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
     body = json.dumps({"error": err}).encode()

@@ -11,6 +11,11 @@ left in ``<state>/runs/NAME.launch.json``. ``swarm up --foreground`` calls :func
 in its own process instead. SIGTERM, SIGINT and SIGHUP stop everything cleanly; the run file is
 removed after a clean stop and left (status ``failed``, with the reason) after a failed start,
 for ``swarm up`` to report.
+
+Start order: the instances are spawned first, and only then is the proxy imported (starlette,
+aiohttp, httpx, jsonschema: about a second of a busy CPU), bound, and the instances waited for,
+so the imports overlap the models' loading. The pool comes from the light
+:mod:`~swarm_supervisor.proxy.upstreams`, so no event of the start is lost meanwhile.
 """
 
 from __future__ import annotations
@@ -19,21 +24,22 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..bind import describe_bind_error
 from ..errors import ProcessError, SwarmError
-from ..proxy.app import create_app
-from ..proxy.guard import raise_open_file_limit
-from ..proxy.server import ProxyServer
-from ..proxy.settings import ProxySettings
 from ..proxy.upstreams import Upstream, UpstreamPool
 from .events import Event, InstanceEvent, InstanceTraffic, Traffic
 from .instance import State
 from .runfile import RunFile
 from .spec import SwarmSpec
 from .supervisor import Supervisor
+from .system import raise_open_file_limit
+
+if TYPE_CHECKING:
+    from ..proxy.server import ProxyServer
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +93,13 @@ async def run_swarm(
     if sys.platform != "win32":
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, sup.request_stop, f"got {sig.name}")
-    settings = ProxySettings.from_config(spec.config.proxy, voters=spec.voters)
-    server = ProxyServer(create_app(pool, settings), host=spec.proxy_host, port=spec.proxy_port)
     async with sup:
+        try:
+            await sup.spawn_ahead()  # they load their models while the proxy is imported
+        except ProcessError as exc:
+            log.error("%s", exc)
+            return 1
+        server = proxy_server(spec, pool)
         try:
             await server.start()
         except OSError as exc:
@@ -127,6 +137,19 @@ async def run_swarm(
         with runfile.lock():
             runfile.remove()
     return 0
+
+
+def proxy_server(spec: SwarmSpec, pool: UpstreamPool) -> ProxyServer:
+    """The proxy's server for ``pool``, not yet listening; the proxy's modules are imported here."""
+    t0 = time.perf_counter()
+    from ..proxy.app import create_app
+    from ..proxy.server import ProxyServer
+    from ..proxy.settings import ProxySettings
+
+    settings = ProxySettings.from_config(spec.config.proxy, voters=spec.voters)
+    server = ProxyServer(create_app(pool, settings), host=spec.proxy_host, port=spec.proxy_port)
+    log.info("proxy loaded in %.2f s", time.perf_counter() - t0)
+    return server
 
 
 def run_until_done(coro: Coroutine[Any, Any, int]) -> int:

@@ -13,11 +13,13 @@ import json
 import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
-from ..plan import Plan
 from ..vocabulary import Backend, GpuVendor
+
+if TYPE_CHECKING:
+    from ..plan import Plan  # the daemon reads a spec without the planner
 
 #: seeds of the instances: SEED_BASE + instance index, so no two instances sample alike
 SEED_BASE = 1000

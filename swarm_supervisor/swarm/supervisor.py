@@ -7,6 +7,7 @@ proxy's pool::
 
     sup = Supervisor(spec, runfile=RunFile(spec.name), on_event=listener, traffic=counts)
     async with sup:                 # the health-check HTTP client
+        await sup.spawn_ahead()     # optional: spawn now, do other work while they load
         await sup.start()           # every instance ready, or ProcessError (all stopped again)
         await sup.run()             # the health loop, until request_stop(); then everything stops
 
@@ -28,9 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ProcessError
 from ..units import format_bytes
@@ -43,6 +42,9 @@ from .spec import SwarmSpec, start_groups
 from .status import base_url, build_record, live_snapshot
 from .system import free_port, port_is_free, rotate_running_log
 from .writer import RunFileWriter
+
+if TYPE_CHECKING:
+    import httpx  # imported on first use: the daemon spawns the instances before it loads httpx
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,7 @@ class Supervisor:
         self._guard_at = -1e9
         self._guard_warned = False
         self._http: httpx.AsyncClient | None = None
+        self._entered = False
         self._saved: RunRecord | None = None
         self.writer = RunFileWriter(runfile) if runfile is not None else None
         #: rounds of the health loop in a row that raised, and why the swarm is degraded (or None)
@@ -111,7 +114,7 @@ class Supervisor:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Supervisor:
-        self._http = httpx.AsyncClient(trust_env=False)
+        self._entered = True
         return self
 
     async def __aexit__(
@@ -124,12 +127,19 @@ class Supervisor:
                 await self.writer.close()
             if self._http is not None:
                 await self._http.aclose()
+                self._http = None
+            self._entered = False
             self.vram.close()
 
     @property
     def http(self) -> httpx.AsyncClient:
-        if self._http is None:
+        """The health checks' client, made on first use (httpx costs a few hundred ms to import)."""
+        if not self._entered:
             raise RuntimeError("use `async with Supervisor(...)`")
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(trust_env=False)
         return self._http
 
     def request_stop(self, why: str = "stop requested") -> None:
@@ -141,10 +151,27 @@ class Supervisor:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    async def spawn_ahead(self) -> None:
+        """Spawn the first instance of each start group now, without waiting for it: it loads its
+        model while the caller does its own slow work (the daemon imports the proxy), and
+        :meth:`start` then waits for it. On CPU that is every instance. If one cannot be spawned,
+        every instance is stopped again and ProcessError is raised, as from :meth:`start`.
+        """
+        if self.stopping:
+            return
+        self._save()
+        try:
+            for group in start_groups(self.spec):
+                self._spawn_one(self.instances[group[0].id])
+        except ProcessError as exc:
+            await self._start_failed(exc)
+            raise
+
     async def start(self) -> None:
         """Start every instance (sequentially per GPU); raise ProcessError if one does not get ready.
 
-        A stop requested meanwhile aborts the start (no error: the caller then shuts down).
+        Instances already spawned by :meth:`spawn_ahead` are waited for, not spawned again. A
+        stop requested meanwhile aborts the start (no error: the caller then shuts down).
         """
         groups = [[self.instances[c.id] for c in group] for group in start_groups(self.spec)]
         self._save()
@@ -161,24 +188,31 @@ class Supervisor:
             return
         errors = [r for r in starting.result() if isinstance(r, BaseException)]
         if errors:
-            self.status = "failed"
-            self.reason = str(errors[0])
-            await self.shutdown(final_status="failed")
+            await self._start_failed(errors[0])
             raise errors[0] if isinstance(errors[0], ProcessError) else ProcessError(str(errors[0]))
         self.status = "up"
         self._save()
         if self.writer is not None:
             await self.writer.flush()  # `swarm up` waits for the run file to say "up"
 
+    async def _start_failed(self, error: BaseException) -> None:
+        self.status = "failed"
+        self.reason = str(error)
+        await self.shutdown(final_status="failed")
+
     async def _start_group(self, group: list[Instance]) -> None:
         for inst in group:
             await self._start_one(inst)
 
-    async def _start_one(self, inst: Instance) -> None:
+    def _spawn_one(self, inst: Instance) -> None:
         port = inst.port if inst.port is not None and port_is_free(inst.port) else free_port()
         inst.spawn(port)
         self._report(inst, "starting")
         self._save()
+
+    async def _start_one(self, inst: Instance) -> None:
+        if inst.state != State.STARTING:  # else spawn_ahead spawned it
+            self._spawn_one(inst)
         await inst.wait_ready(self.http, self.cfg.ready_timeout_s)
         self._misses[inst.id] = 0
         self._report(inst, "ready")

@@ -127,3 +127,18 @@ def terminate_group(pid: int, create_time: float | None, grace_s: float) -> bool
         signal_group(pid, signal.SIGKILL)
         psutil.wait_procs(alive, timeout=5)
     return True
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's soft open-file limit to its hard limit (each client connection of the
+    proxy is a file); returns the soft limit now."""
+    import resource  # not on Windows; the daemon runs where it is
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError):
+            pass
+    return int(soft)

@@ -1,0 +1,165 @@
+"""The supervisor process's start order (issue 17): the instances are spawned before the proxy's
+modules are imported, so the imports overlap the models' loading; a proxy port that cannot be
+bound still fails the start and leaves no instance running.
+
+What the background process had loaded when it spawned an instance is read by an audit hook
+(``sys.addaudithook``: the ``subprocess.Popen`` event) installed through a ``sitecustomize``
+module on ``PYTHONPATH``; it observes the real ``swarm up``, it changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from swarm_supervisor.config import Config, SupervisorConfig
+from swarm_supervisor.errors import ProcessError
+from swarm_supervisor.paths import dirs
+from swarm_supervisor.swarm.launcher import start_detached, wait_until_up
+from swarm_supervisor.swarm.runfile import RunFile, list_names
+from swarm_supervisor.swarm.spec import InstanceConfig, SwarmSpec
+from swarm_supervisor.swarm.teardown import teardown
+from testkit.llama import FAKE_LLAMA_SERVER
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: the proxy's own modules and what only the proxy brings (the supervisor's health checks use httpx
+#: too, but only once the instances are spawned)
+PROXY_MODULES = ("swarm_supervisor.proxy.app", "swarm_supervisor.proxy.server", "starlette", "aiohttp",
+                 "uvicorn", "httpx", "jsonschema")  # fmt: skip
+
+SITECUSTOMIZE = """
+import json, os, sys
+
+_OUT = os.environ.get("SWARM_TEST_SPAWN_LOG")
+_WATCH = {watch!r}
+
+
+def _hook(event, args):
+    if event != "subprocess.Popen":
+        return
+    loaded = sorted(m for m in list(sys.modules) if m.split(".")[0] in _WATCH or m in _WATCH)
+    argv = [str(a) for a in (args[1] if isinstance(args[1], (list, tuple)) else [args[1]])]
+    with open(_OUT, "a", encoding="utf-8") as f:
+        f.write(json.dumps({{"pid": os.getpid(), "argv": argv, "loaded": loaded}}) + "\\n")
+
+
+if _OUT:
+    sys.addaudithook(_hook)
+"""
+
+
+@pytest.fixture
+def home(swarm_home: Path) -> Any:
+    (swarm_home / "config").mkdir(parents=True)
+    (swarm_home / "config" / "config.toml").write_text("[supervisor]\nstop_grace_s = 3.0\n")
+    try:
+        yield swarm_home
+    finally:
+        for name in list_names(dirs()):
+            teardown(RunFile(name, dirs()), grace_s=2.0)
+
+
+def _leftovers(home: Path) -> list[list[str]]:
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if str(home) in " ".join(cmd):
+            out.append(cmd)
+    return out
+
+
+@pytest.mark.llama
+def test_the_instances_are_spawned_before_the_proxy_is_imported(
+    home: Path, tmp_path: Path, smollm2_gguf: Path
+) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE.format(watch=PROXY_MODULES), encoding="utf-8")
+    spawn_log = tmp_path / "spawns.jsonl"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(hooks), str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "SWARM_TEST_SPAWN_LOG": str(spawn_log),
+    }
+    # the fake server takes llama-server's argv; the model file is only read for the plan
+    up = subprocess.run(
+        [sys.executable, "-m", "swarm_supervisor", "up", "--model", str(smollm2_gguf), "--instances", "2",
+         "--topology", "processes", "--llama-server", str(FAKE_LLAMA_SERVER), "--port", "0"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    rec = RunFile("default", dirs()).read()
+    assert rec is not None and rec.supervisor is not None and rec.base_url
+    # the same process then serves the proxy
+    assert httpx.get(f"{rec.base_url}/models", timeout=10, trust_env=False).status_code == 200
+
+    events = [json.loads(line) for line in spawn_log.read_text(encoding="utf-8").splitlines()]
+    spawns = [e for e in events if e["pid"] == rec.supervisor.pid and str(FAKE_LLAMA_SERVER) in e["argv"]]
+    assert len(spawns) == 2, events  # both instances, by the supervisor process
+    for e in spawns:
+        early = sorted({m.split(".")[0] for m in e["loaded"]})
+        assert not early, f"the supervisor imported {early} before it spawned an instance"
+
+
+def _spec(home: Path, model: Path, proxy_port: int) -> SwarmSpec:
+    log_dir = home / "state" / "logs" / "default"
+    insts = tuple(
+        InstanceConfig(
+            id=str(i),
+            binary=FAKE_LLAMA_SERVER,
+            model_path=model,
+            model_id="test:model",
+            context=1024,
+            threads=1,
+            log_path=log_dir / f"instance-{i}.log",
+        )
+        for i in range(2)
+    )
+    return SwarmSpec(
+        name="default",
+        model_id="test:model",
+        model_path=str(model),
+        context=1024,
+        device="cpu",
+        instances=insts,
+        api_key="k",
+        proxy_host="127.0.0.1",
+        proxy_port=proxy_port,
+        config=Config(supervisor=SupervisorConfig(stop_grace_s=3.0)),
+        log_dir=str(log_dir),
+    )
+
+
+def test_a_proxy_port_taken_after_the_check_fails_the_start_and_stops_the_instances(
+    home: Path, tmp_path: Path
+) -> None:
+    """`swarm up` checks the port first; another program can still take it before the supervisor
+    binds it (here: before it starts). The instances, already spawned by then, are stopped again."""
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        rf = RunFile("default", dirs())
+        rf.ensure_dirs()
+        spec = _spec(home, model, port)
+        proc = start_detached(rf, spec)
+        with pytest.raises(ProcessError) as err:
+            wait_until_up(rf, proc, 60)
+        assert proc.wait(timeout=30) == 1
+    assert f"the proxy cannot listen on 127.0.0.1:{port}" in str(err.value)
+    for inst in spec.instances:  # they were spawned (the proxy is bound after that) ...
+        assert str(FAKE_LLAMA_SERVER) in inst.log_path.read_text(encoding="utf-8")
+    assert _leftovers(home) == []  # ... and stopped again
+    assert list_names(dirs()) == []  # the failed run file is removed by `swarm up`'s wait
