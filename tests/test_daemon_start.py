@@ -1,6 +1,7 @@
-"""The supervisor process's start order (issue 17): the instances are spawned before the proxy's
-modules are imported, so the imports overlap the models' loading; a proxy port that cannot be
-bound still fails the start and leaves no instance running.
+"""The supervisor process's start order (issue 17): ``swarm up`` starts it before its own imports
+(it waits for the swarm's name: swarm/prestart.py); it spawns the instances before it imports the
+proxy, so the imports overlap the models' loading; a proxy port that cannot be bound still fails
+the start and leaves no instance running; a ``swarm up`` that fails leaves no waiting process.
 
 What the background process had loaded when it spawned an instance is read by an audit hook
 (``sys.addaudithook``: the ``subprocess.Popen`` event) installed through a ``sitecustomize``
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from swarm_supervisor.config import Config, SupervisorConfig
 from swarm_supervisor.errors import ProcessError
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.swarm.launcher import start_detached, wait_until_up
+from swarm_supervisor.swarm.prestart import WAIT_FLAG, Prestarted
 from swarm_supervisor.swarm.runfile import RunFile, list_names
 from swarm_supervisor.swarm.spec import InstanceConfig, SwarmSpec
 from swarm_supervisor.swarm.teardown import teardown
@@ -78,12 +82,13 @@ def _leftovers(home: Path) -> list[list[str]]:
     return out
 
 
-@pytest.mark.llama
-def test_the_instances_are_spawned_before_the_proxy_is_imported(
-    home: Path, tmp_path: Path, smollm2_gguf: Path
-) -> None:
+def swarm_up_observed(
+    tmp_path: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+    """``swarm up ARGS`` with the audit hook: its result, and every process start of the CLI and
+    of its supervisor process (pid of the starter, argv, the watched modules it had loaded)."""
     hooks = tmp_path / "hooks"
-    hooks.mkdir()
+    hooks.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE.format(watch=PROXY_MODULES), encoding="utf-8")
     spawn_log = tmp_path / "spawns.jsonl"
     env = {
@@ -91,11 +96,38 @@ def test_the_instances_are_spawned_before_the_proxy_is_imported(
         "PYTHONPATH": os.pathsep.join([str(hooks), str(REPO), os.environ.get("PYTHONPATH", "")]),
         "SWARM_TEST_SPAWN_LOG": str(spawn_log),
     }
-    # the fake server takes llama-server's argv; the model file is only read for the plan
     up = subprocess.run(
-        [sys.executable, "-m", "swarm_supervisor", "up", "--model", str(smollm2_gguf), "--instances", "2",
-         "--topology", "processes", "--llama-server", str(FAKE_LLAMA_SERVER), "--port", "0"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [sys.executable, "-m", "swarm_supervisor", "up", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    lines = spawn_log.read_text(encoding="utf-8").splitlines() if spawn_log.exists() else []
+    return up, [json.loads(line) for line in lines]
+
+
+def waiting_supervisors(home: Path) -> list[int]:
+    """Prestarted supervisor processes of this SWARM_HOME still alive."""
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        if WAIT_FLAG in (p.info["cmdline"] or []):
+            try:
+                if p.environ().get("SWARM_HOME") == str(home) and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(p.pid)
+            except psutil.Error:
+                pass
+    return out
+
+
+@pytest.mark.llama
+def test_the_instances_are_spawned_before_the_proxy_is_imported(
+    home: Path, tmp_path: Path, smollm2_gguf: Path
+) -> None:
+    # the fake server takes llama-server's argv; the model file is only read for the plan
+    up, events = swarm_up_observed(
+        tmp_path, "--model", str(smollm2_gguf), "--instances", "2", "--topology", "processes",
+        "--llama-server", str(FAKE_LLAMA_SERVER), "--port", "0",
     )  # fmt: skip
     assert up.returncode == 0, up.stderr
     rec = RunFile("default", dirs()).read()
@@ -103,7 +135,8 @@ def test_the_instances_are_spawned_before_the_proxy_is_imported(
     # the same process then serves the proxy
     assert httpx.get(f"{rec.base_url}/models", timeout=10, trust_env=False).status_code == 200
 
-    events = [json.loads(line) for line in spawn_log.read_text(encoding="utf-8").splitlines()]
+    # the CLI started its supervisor first, waiting for the name, before it imported its own modules
+    assert WAIT_FLAG in events[0]["argv"], events[0]
     spawns = [e for e in events if e["pid"] == rec.supervisor.pid and str(FAKE_LLAMA_SERVER) in e["argv"]]
     assert len(spawns) == 2, events  # both instances, by the supervisor process
     for e in spawns:
@@ -163,3 +196,32 @@ def test_a_proxy_port_taken_after_the_check_fails_the_start_and_stops_the_instan
         assert str(FAKE_LLAMA_SERVER) in inst.log_path.read_text(encoding="utf-8")
     assert _leftovers(home) == []  # ... and stopped again
     assert list_names(dirs()) == []  # the failed run file is removed by `swarm up`'s wait
+
+
+def test_a_swarm_up_that_fails_leaves_no_waiting_supervisor(home: Path, tmp_path: Path) -> None:
+    up, events = swarm_up_observed(tmp_path, "--model", str(tmp_path / "missing.gguf"), "--port", "0")
+    assert up.returncode != 0 and "missing.gguf" in up.stderr
+    assert any(WAIT_FLAG in e["argv"] for e in events)  # one was started ...
+    deadline = time.monotonic() + 15
+    while waiting_supervisors(home):  # ... and it exits on its own once `swarm up` has
+        assert time.monotonic() < deadline, "a prestarted supervisor outlived `swarm up`"
+        time.sleep(0.1)
+    assert list_names(dirs()) == []
+    assert not (dirs().state / "logs" / "default" / "supervisor.log").exists()  # without a trace
+
+
+def test_a_prestarted_supervisor_that_died_is_replaced(home: Path, tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    pre = Prestarted.start()
+    os.kill(pre.proc.pid, signal.SIGKILL)
+    pre.proc.wait(timeout=10)
+    rf = RunFile("default", dirs())
+    rf.ensure_dirs()
+    proc = start_detached(rf, _spec(home, model, 0), pre)
+    assert proc is not pre.proc
+    rec = wait_until_up(rf, proc, 60)
+    assert rec.supervisor is not None and rec.supervisor.pid == proc.pid
+    assert (
+        rec.base_url and httpx.get(f"{rec.base_url}/models", timeout=10, trust_env=False).status_code == 200
+    )

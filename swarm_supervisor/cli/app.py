@@ -76,6 +76,8 @@ class SwarmGroup(click.Group):
         return [*COMMANDS, *sorted(set(self.commands) - set(COMMANDS))]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "up":
+            _prestart_supervisor(ctx)
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             module = importlib.import_module(f"{__package__}.{COMMANDS[cmd_name][0]}")
             self.add_command(module.command, cmd_name)
@@ -92,6 +94,19 @@ class SwarmGroup(click.Group):
             return super().invoke(ctx)
         except SwarmError as exc:
             raise SwarmClickError(exc) from None
+
+
+def _prestart_supervisor(ctx: click.Context) -> None:
+    """``swarm up``: start its supervisor process before the command's modules are imported, so
+    that the two Python starts overlap (swarm/prestart.py); it waits for the swarm's name, and
+    exits on its own unless ``swarm up`` hands one over."""
+    from ..swarm.prestart import META_KEY, Prestarted
+
+    if META_KEY in ctx.meta:
+        return
+    pre = Prestarted.start()
+    ctx.meta[META_KEY] = pre
+    ctx.call_on_close(pre.close)
 
 
 class Ctx:

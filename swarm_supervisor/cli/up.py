@@ -28,6 +28,7 @@ from ..swarm.launcher import (
     start_detached,
     wait_until_up,
 )
+from ..swarm.prestart import META_KEY, Prestarted
 from ..swarm.runfile import RunFile, ensure_not_running, live_status
 from ..swarm.teardown import teardown
 from .app import Ctx, pass_ctx
@@ -190,9 +191,13 @@ def command(
     ctx.console.print(_plan_table(plan))
     ctx.console.print()
 
+    prestarted: Prestarted | None = click.get_current_context().meta.get(META_KEY)
     if foreground:
         # the supervisor and the proxy run in this process; in the background they run in their own
         from ..swarm.daemon import run_swarm, run_until_done
+
+        if prestarted is not None:
+            prestarted.close()  # not needed: let it go now
 
         claim_foreground(rf, spec)
 
@@ -209,7 +214,7 @@ def command(
         sys.exit(code)
 
     spawned = time.time()
-    proc = start_detached(rf, spec)
+    proc = start_detached(rf, spec, prestarted)
     timeout = config.supervisor.ready_timeout_s * max(plan.processes, 1) + 30.0
     try:
         with ctx.console.status(f"starting {len(spec.instances)} instance(s) of {plan.model_id} ..."):

@@ -21,7 +21,9 @@ so the imports overlap the models' loading. The pool comes from the light
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -33,6 +35,7 @@ from ..errors import ProcessError, SwarmError
 from ..proxy.upstreams import Upstream, UpstreamPool
 from .events import Event, InstanceEvent, InstanceTraffic, Traffic
 from .instance import State
+from .prestart import WAIT_FLAG
 from .runfile import RunFile
 from .spec import SwarmSpec
 from .supervisor import Supervisor
@@ -161,10 +164,33 @@ def run_until_done(coro: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(coro)
 
 
+def wait_for_name() -> str | None:
+    """Prestarted (``--wait``, :mod:`.prestart`): the swarm's name from stdin, once ``swarm up`` has
+    claimed the run file; then stdout/stderr go to its supervisor.log. None when ``swarm up``
+    ended without handing over (the pipe closed)."""
+    with contextlib.suppress(ImportError):  # what run_until_done needs, loaded while waiting
+        import uvloop  # noqa: F401
+    name = sys.stdin.readline().strip()
+    if not name:
+        return None
+    rf = RunFile(name)
+    fd = os.open(rf.log_dir / "supervisor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    for std in (1, 2):
+        os.dup2(fd, std)
+    os.close(fd)
+    os.chdir(rf.log_dir)
+    return name
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args == [WAIT_FLAG]:
+        name = wait_for_name()
+        if name is None:
+            return 0
+        args = [name]
     if len(args) != 1:
-        print("usage: python -m swarm_supervisor.swarm.daemon NAME", file=sys.stderr)
+        print("usage: python -m swarm_supervisor.swarm.daemon NAME|--wait", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=logging.INFO,

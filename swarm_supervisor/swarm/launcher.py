@@ -26,6 +26,7 @@ from ..config import Catalogue, Config
 from ..errors import ConfigError, ProcessError, SwarmStateError
 from ..plan import Plan
 from ..vocabulary import Backend, GpuVendor
+from .prestart import Prestarted
 from .record import ProcessRef, ProxyRecord, RunRecord
 from .runfile import RunFile, claim, is_stale, write_private
 from .spec import SwarmSpec, instance_configs, new_api_key
@@ -150,27 +151,35 @@ def claim_foreground(rf: RunFile, spec: SwarmSpec) -> None:
         _write_claimed(rf, spec)
 
 
-def start_detached(rf: RunFile, spec: SwarmSpec) -> subprocess.Popen[bytes]:
-    """Claim the run file and start ``python -P -m swarm_supervisor.swarm.daemon NAME`` detached.
+def start_detached(
+    rf: RunFile, spec: SwarmSpec, prestarted: Prestarted | None = None
+) -> subprocess.Popen[bytes]:
+    """Claim the run file and start ``python -P -m swarm_supervisor.swarm.daemon NAME`` detached,
+    or hand the swarm to the ``prestarted`` one (:mod:`.prestart`) when it still waits.
 
     ``-P`` and the swarm's log dir as working directory: a file in the user's working directory
     named like a module (``inspect.py``) is never imported instead of the standard one."""
     with rf.lock():
         claim(rf, initial_record(rf, spec, os.getpid()))
         _write_claimed(rf, spec)
-        log_path = supervisor_log(rf)
-        with log_path.open("ab") as logf:
-            proc = subprocess.Popen(
-                [sys.executable, "-P", "-m", "swarm_supervisor.swarm.daemon", rf.name],
-                cwd=rf.log_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
+        proc = prestarted.hand_over(rf.name) if prestarted is not None else None
+        if proc is None:
+            proc = _spawn_daemon(rf)
         rf.write(initial_record(rf, spec, proc.pid))
     return proc
+
+
+def _spawn_daemon(rf: RunFile) -> subprocess.Popen[bytes]:
+    with supervisor_log(rf).open("ab") as logf:
+        return subprocess.Popen(
+            [sys.executable, "-P", "-m", "swarm_supervisor.swarm.daemon", rf.name],
+            cwd=rf.log_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
 
 
 def wait_until_up(rf: RunFile, proc: subprocess.Popen[bytes], timeout_s: float) -> RunRecord:
