@@ -10,9 +10,9 @@ warms the page cache and records the argv):
   in an isolated ``SWARM_HOME`` (its own config, cache and state; one for the whole run, so that
   from the second ``up`` on the model file's check is remembered, as in a user's cache), timed
   from spawn to the command's return (it returns once every instance is ready), and split by the
-  run file's clocks into the CLI's part, the supervisor's and the instances'; then one streamed
-  chat request through the proxy: seconds to the first content token and to ``[DONE]``; then
-  ``swarm down``.
+  run file's clocks into the part before the first instance's spawn, the instances' load and the
+  rest; then one streamed chat request through the proxy: seconds to the first content token and
+  to ``[DONE]``; then ``swarm down``.
 - by hand: the argv the swarm's instances ran with (read from ``/proc/PID/cmdline`` while it was
   up; only the ports and the key file's path changed) spawned directly, timed until every
   ``/health`` answers 200; then the same streamed request straight to one of them; stopped.
@@ -222,8 +222,7 @@ def command(voters_s: str, rounds: int, max_tokens: int, context: int | None, bi
         [
             "N",
             "topology",
-            "CLI before supervisor",
-            "supervisor before spawn",
+            "start to first spawn",
             "spawn to all ready",
             "ready to return",
             "swarm up",

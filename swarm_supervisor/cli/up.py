@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
 
 from .. import IMPORTED_AT
 from ..binary import find_binary
@@ -17,7 +16,6 @@ from ..errors import PlanError, RunFileDamaged, SwarmStateError
 from ..hardware import detect
 from ..plan import Plan
 from ..plan.guard import voter_excess
-from ..render import render_status
 from ..store import resolve_model
 from ..swarm.launcher import (
     build_spec,
@@ -30,21 +28,25 @@ from ..swarm.launcher import (
 )
 from ..swarm.prestart import META_KEY, Prestarted
 from ..swarm.runfile import RunFile, ensure_not_running, live_status
-from ..swarm.teardown import teardown
 from .app import Ctx, pass_ctx
 from .next_steps import next_steps, swarm_command
 from .options import PlanChoices, run_plan_options
-from .plan import plan_rows
 from .planning import plan_for
 from .timeline import Timeline, command_started
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from ..hardware import HardwareProfile
     from ..swarm.record import RunRecord
     from ..swarm.supervisor import Supervisor
 
 
 def _plan_table(plan: Plan) -> Table:
+    from rich.table import Table  # imported once the instances are spawned, like all output's
+
+    from .plan import plan_rows
+
     table = Table(title="Starting", title_justify="left", show_header=False, show_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -188,9 +190,6 @@ def command(
         shared_kv=binary.shares_kv,
         fallback=model.fallback.as_dict() if model.fallback else None,
     )
-    ctx.console.print(_plan_table(plan))
-    ctx.console.print()
-
     prestarted: Prestarted | None = click.get_current_context().meta.get(META_KEY)
     if foreground:
         # the supervisor and the proxy run in this process; in the background they run in their own
@@ -198,6 +197,8 @@ def command(
 
         if prestarted is not None:
             prestarted.close()  # not needed: let it go now
+        ctx.console.print(_plan_table(plan))
+        ctx.console.print()
 
         claim_foreground(rf, spec)
 
@@ -215,11 +216,15 @@ def command(
 
     spawned = time.time()
     proc = start_detached(rf, spec, prestarted)
+    ctx.console.print(_plan_table(plan))  # the instances load meanwhile
+    ctx.console.print()
     timeout = config.supervisor.ready_timeout_s * max(plan.processes, 1) + 30.0
     try:
         with ctx.console.status(f"starting {len(spec.instances)} instance(s) of {plan.model_id} ..."):
             rec = wait_until_up(rf, proc, timeout)
     except KeyboardInterrupt:
+        from ..swarm.teardown import teardown
+
         ctx.err.print("interrupted: stopping what was started")
         teardown(rf, config.supervisor.stop_grace_s)
         sys.exit(130)
@@ -258,6 +263,8 @@ def _supervisor_spans(tl: Timeline, spawned: float, done: float, rec: RunRecord)
 
 
 def _print_up(ctx: Ctx, status: dict[str, Any], took_s: float | None = None) -> None:
+    from ..render import render_status
+
     ctx.console.print(render_status(status, time.time(), ctx.console.width))
     ctx.console.print()
     for line in next_steps(status, swarm_command(), took_s=took_s):
