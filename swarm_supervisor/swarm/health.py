@@ -107,3 +107,11 @@ class VramReader:
             with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
             self._nvml = None
+
+
+def degraded_reason(rounds: int, last: str) -> str:
+    """What `swarm ps` says when the health loop failed ``rounds`` rounds in a row."""
+    return (
+        f"the health loop failed {rounds} rounds in a row (last: {last}); instances are not "
+        "checked or restarted meanwhile: see `swarm logs`, or `swarm down` and `swarm up`"
+    )

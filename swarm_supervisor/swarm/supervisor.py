@@ -32,10 +32,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ProcessError
-from ..units import format_bytes
+from .aio import unless_stopped
 from .events import InstanceEvent, Listener, RouteState, StatusEvent, Traffic, no_traffic
-from .health import CrashTracker, VramReader, available_memory
+from .health import CrashTracker, VramReader, available_memory, degraded_reason
 from .instance import Instance, State
+from .memguard import MemoryGuard
 from .record import RunRecord
 from .runfile import RunFile
 from .spec import SwarmSpec, start_groups
@@ -74,13 +75,11 @@ class Supervisor:
         self.on_event = on_event
         self.traffic = traffic
         self.runfile = runfile
-        self.free_memory = free_memory
         self.vram = vram or VramReader()
         self.probe_timeout_s = probe_timeout_s
         #: time between two memory-guard stops, so freed memory shows before the next decision
-        self.guard_cooldown_s = (
-            max(3 * self.cfg.health_interval_s, 5.0) if guard_cooldown_s is None else guard_cooldown_s
-        )
+        cooldown = max(3 * self.cfg.health_interval_s, 5.0) if guard_cooldown_s is None else guard_cooldown_s
+        self.guard = MemoryGuard(self.cfg.min_free_memory_bytes, cooldown, free_memory)
         self.instances = {c.id: Instance(c) for c in spec.instances}
         self.trackers = {
             c.id: CrashTracker(
@@ -101,8 +100,6 @@ class Supervisor:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._stop_reason: str | None = None
-        self._guard_at = -1e9
-        self._guard_warned = False
         self._http: httpx.AsyncClient | None = None
         self._entered = False
         self._saved: RunRecord | None = None
@@ -175,18 +172,12 @@ class Supervisor:
         """
         groups = [[self.instances[c.id] for c in group] for group in start_groups(self.spec)]
         self._save()
-        starting: asyncio.Future[Any] = asyncio.ensure_future(
-            asyncio.gather(*(self._start_group(g) for g in groups), return_exceptions=True)
+        done, results = await unless_stopped(
+            asyncio.gather(*(self._start_group(g) for g in groups), return_exceptions=True), self._stop
         )
-        stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
-        await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if not starting.done():
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
+        if not done:
             return
-        errors = [r for r in starting.result() if isinstance(r, BaseException)]
+        errors = [r for r in results or [] if isinstance(r, BaseException)]
         if errors:
             await self._start_failed(errors[0])
             raise errors[0] if isinstance(errors[0], ProcessError) else ProcessError(str(errors[0]))
@@ -252,10 +243,7 @@ class Supervisor:
         else:
             log.error("a round of the health loop failed (%d in a row): %s", self.failed_rounds, what)
         if self.failed_rounds >= DEGRADED_AFTER:
-            self.degraded = (
-                f"the health loop failed {self.failed_rounds} rounds in a row (last: {what}); instances "
-                "are not checked or restarted meanwhile: see `swarm logs`, or `swarm down` and `swarm up`"
-            )
+            self.degraded = degraded_reason(self.failed_rounds, what)
         with contextlib.suppress(Exception):
             self._save()
 
@@ -369,24 +357,9 @@ class Supervisor:
         self._report(inst, "failed")
 
     def _memory_guard(self) -> None:
-        threshold = self.cfg.min_free_memory_bytes
-        free = self.free_memory()
-        if free >= threshold or time.monotonic() - self._guard_at < self.guard_cooldown_s:
+        if (found := self.guard.victim(i for i in self.instances.values() if i.state in _LIVE)) is None:
             return
-        live = [i for i in self.instances.values() if i.state in _LIVE]
-        if len(live) <= 1:
-            if not self._guard_warned:
-                log.warning("free memory %s is under %s, but one instance is left", format_bytes(free),
-                            format_bytes(threshold))  # fmt: skip
-                self._guard_warned = True
-            return
-        newest = max(live, key=lambda i: (i.started_at or 0.0, int(i.id) if i.id.isdigit() else 0))
-        reason = (
-            f"stopped by the memory guard: {format_bytes(free)} free, under "
-            f"supervisor.min_free_memory_bytes ({format_bytes(threshold)})"
-        )
-        log.warning("instance %s %s", newest.id, reason)
-        self._guard_at = time.monotonic()
+        newest, reason = found
         old = self._tasks.pop(newest.id, None)
         if old is not None:
             old.cancel()
