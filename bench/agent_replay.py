@@ -18,8 +18,6 @@ import copy
 import glob
 import gzip
 import json
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,6 +28,8 @@ from typing import Any
 import click
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+
+from bench.common import stop_group
 
 DATA = Path(__file__).resolve().parent / "data" / "agent"
 DEFAULT_GLOB = str(DATA / "*.json.gz")
@@ -259,12 +259,4 @@ def baseline_server(argv: list[str], log: Path, timeout_s: float = 300.0) -> Ite
                 time.sleep(0.1)
         yield Baseline(url, argv, proc)
     finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop_group(proc, 15.0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import signal
 import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -80,9 +82,24 @@ def print_table(
 def exit_on_sigterm() -> None:
     """Make SIGTERM (a timeout's, a kill's) raise SystemExit, so ``finally`` blocks and context
     managers stop the swarms and servers a benchmark started instead of leaving them running."""
-    import signal
 
     def _terminate(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, _terminate)
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """Stop a process started in its own session (``start_new_session``) and its children:
+    SIGTERM to the group, ``grace_s`` to exit, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    except ProcessLookupError:
+        pass

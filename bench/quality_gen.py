@@ -12,7 +12,6 @@ import json
 import os
 import queue
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from bench.common import stop_group
 from swarm_supervisor.consensus.code import code_blocks
 
 USER_TEMPLATE = (
@@ -100,16 +100,7 @@ def start_server(
 
 
 def stop_server(server: Server) -> None:
-    if server.proc.poll() is not None:
-        return
-    try:
-        os.killpg(server.proc.pid, signal.SIGTERM)
-        server.proc.wait(5)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.proc.pid, signal.SIGKILL)
-        server.proc.wait(5)
-    except ProcessLookupError:
-        pass
+    stop_group(server.proc, 5.0)
 
 
 # --------------------------------------------------------------------------- generation

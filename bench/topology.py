@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import statistics
 import subprocess
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import click
 
-from bench.common import print_table, write_result
+from bench.common import print_table, stop_group, write_result
 
 PROMPT = "Write a Python function that parses a CSV line with quoted fields, with a docstring and tests."
 
@@ -94,19 +93,6 @@ def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    except ProcessLookupError:
-        pass
-
-
 @contextmanager
 def servers(argvs: list[list[str]], logdir: Path) -> Iterator[list[Server]]:
     """Start every argv (each has its own ``--port``), wait until all are ready, stop them after."""
@@ -122,7 +108,7 @@ def servers(argvs: list[list[str]], logdir: Path) -> Iterator[list[Server]]:
         yield procs
     finally:
         for s in procs:
-            stop(s.proc)
+            stop_group(s.proc)
 
 
 # --------------------------------------------------------------------------- the plan's argv

@@ -10,6 +10,7 @@ module on ``PYTHONPATH``; it observes the real ``swarm up``, it changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -24,15 +25,15 @@ import httpx
 import psutil
 import pytest
 
-from swarm_supervisor.config import Config, SupervisorConfig
 from swarm_supervisor.errors import ProcessError
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.swarm.launcher import start_detached, wait_until_up
 from swarm_supervisor.swarm.prestart import WAIT_FLAG, Prestarted
 from swarm_supervisor.swarm.runfile import RunFile, list_names
-from swarm_supervisor.swarm.spec import InstanceConfig, SwarmSpec
+from swarm_supervisor.swarm.spec import SwarmSpec
 from swarm_supervisor.swarm.teardown import teardown
 from testkit.llama import FAKE_LLAMA_SERVER
+from tests.test_supervisor import make_spec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -145,32 +146,9 @@ def test_the_instances_are_spawned_before_the_proxy_is_imported(
 
 
 def _spec(home: Path, model: Path, proxy_port: int) -> SwarmSpec:
-    log_dir = home / "state" / "logs" / "default"
-    insts = tuple(
-        InstanceConfig(
-            id=str(i),
-            binary=FAKE_LLAMA_SERVER,
-            model_path=model,
-            model_id="test:model",
-            context=1024,
-            threads=1,
-            log_path=log_dir / f"instance-{i}.log",
-        )
-        for i in range(2)
-    )
-    return SwarmSpec(
-        name="default",
-        model_id="test:model",
-        model_path=str(model),
-        context=1024,
-        device="cpu",
-        instances=insts,
-        api_key="k",
-        proxy_host="127.0.0.1",
-        proxy_port=proxy_port,
-        config=Config(supervisor=SupervisorConfig(stop_grace_s=3.0)),
-        log_dir=str(log_dir),
-    )
+    """Two fake instances, as `swarm up` would hand them to the supervisor of swarm "default"."""
+    spec = make_spec(home / "state" / "logs" / "default", FAKE_LLAMA_SERVER, model, 2)
+    return dataclasses.replace(spec, name="default", proxy_host="127.0.0.1", proxy_port=proxy_port)
 
 
 def test_a_proxy_port_taken_after_the_check_fails_the_start_and_stops_the_instances(
