@@ -128,7 +128,8 @@ def test_swarm_plan_shows_the_cache(swarm_home: Path) -> None:
         main, ["plan", "--cpu-only", "--ram", "32GiB", "--model", "qwen2.5-coder:1.5b:q4_k_m"]
     )
     assert r.exit_code == 0, r.output
-    assert "prompt cache (--cache-ram " in r.output
+    assert "prompt cache (--cache-ram " in r.output  # the memory sum
+    assert "Prompt cache" in r.output and ", counted in Memory" in r.output  # the table
     j = CliRunner().invoke(main, ["plan", "--json", "--gpu-memory", "24GiB", "--ram", "16GiB"])
     assert j.exit_code == 0, j.output
     data = json.loads(j.output)
