@@ -46,13 +46,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: the run file is rewritten for request counts alone at most this often (the first change at once)
+#: the run file is rewritten for request counts alone at most this often (the first change at once:
+#: on the event loop's next turn)
 TRAFFIC_SAVE_S = 0.1
 
 
 class Throttle:
-    """Call ``fn`` at once on a change, then at most once per ``interval_s`` while changes keep
-    coming; the last change is always followed by a call. Runs in the event loop.
+    """Call ``fn`` soon after a change (on the event loop's next turn), then at most once per
+    ``interval_s`` while changes keep coming; the last change is always followed by a call.
 
     The proxy counts every answered request in the pool; the supervisor writes the run file (which
     `swarm ps` reads) once per health round and on every change of state. Without this, a request
@@ -71,10 +72,8 @@ class Throttle:
             return  # a call is due already; it will see this change too
         loop = asyncio.get_running_loop()
         wait = self._last + self.interval_s - loop.time()
-        if wait <= 0:
-            self._fire()
-        else:
-            self._timer = loop.call_later(wait, self._fire)
+        # never inside the caller (a request's bookkeeping): on the loop's next turn, or later
+        self._timer = loop.call_later(max(0.0, wait), self._fire)
 
     def _fire(self) -> None:
         self._timer = None
