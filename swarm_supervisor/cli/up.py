@@ -188,6 +188,7 @@ def command(
         gpu_vendor=gpu_vendor,
         extra_args=extra_args_for(plan, catalogue, config),
         shared_kv=binary.shares_kv,
+        cache_ram=binary.cache_ram,
         fallback=model.fallback.as_dict() if model.fallback else None,
     )
     prestarted: Prestarted | None = click.get_current_context().meta.get(META_KEY)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..units import format_bytes
+from ..units import MiB, format_bytes
 from .types import Plan
 
 
@@ -46,6 +46,11 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "per_instance_bytes": m.per_instance_bytes,
         "total_bytes": m.total_bytes,
         "shared_weights": m.shared_weights,
+        "cache_ram_bytes": m.cache_ram_bytes,
+        "cache_ram_mib": m.cache_ram_bytes // MiB,
+        "cache_total_bytes": m.cache_total_bytes,
+        "cache_in_budget": m.cache_in_budget,
+        "host_ram_budget_bytes": m.host_ram_budget_bytes,
         "placements": [
             {
                 "instance": p.instance,
@@ -75,17 +80,27 @@ def arithmetic_lines(plan: Plan) -> list[str]:
     lines = []
     span = max((len(p.gpus) for p in plan.placements), default=1) or 1
     compute = f"{f(m.compute_bytes)} compute" + (f" x {span} GPUs" if span > 1 else "")
+    n = plan.processes
+    cache = f"{n} x {f(m.cache_ram_bytes)} prompt cache (--cache-ram {m.cache_ram_bytes // MiB})"
+    counted = f" + {cache}" if m.cache_in_budget and m.cache_ram_bytes else ""
     if m.shared_weights:
         lines.append(f"per process: {kv} + {compute} = {f(m.per_instance_bytes)}")
         lines.append(
-            f"total: {f(m.weights_bytes)} weights (memory-mapped, shared) + {plan.processes} x "
-            f"{f(m.per_instance_bytes)} = {f(m.total_bytes)}"
+            f"total: {f(m.weights_bytes)} weights (memory-mapped, shared) + {n} x "
+            f"{f(m.per_instance_bytes)}{counted} = {f(m.total_bytes)}"
         )
     else:
         lines.append(
             f"per process: {f(m.weights_bytes)} weights + {kv} + {compute} = {f(m.per_instance_bytes)}"
         )
-        lines.append(f"total: {plan.processes} x {f(m.per_instance_bytes)} = {f(m.total_bytes)}")
+        lines.append(f"total: {n} x {f(m.per_instance_bytes)}{counted} = {f(m.total_bytes)}")
+    if not m.cache_in_budget and m.cache_ram_bytes:
+        lines.append(
+            f"host RAM: {cache} = {f(m.cache_total_bytes)} of {f(m.host_ram_budget_bytes)} "
+            "(hardware.ram_fraction), beside the VRAM"
+        )
+    elif not m.cache_ram_bytes:
+        lines.append("prompt cache: off (--cache-ram 0): the memory is short")
     share = m.total_bytes / m.budget_bytes if m.budget_bytes else 0.0
     lines.append(f"budget: {f(m.budget_bytes)}, {share:.0%} used, {f(m.budget_bytes - m.total_bytes)} left")
     return lines

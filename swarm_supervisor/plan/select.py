@@ -18,10 +18,11 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from ..config import Catalogue, Config, KvType
+from ..config import Catalogue, Config, HardwareConfig, KvType
 from ..errors import PlanError
 from ..hardware.profile import HardwareProfile
 from ..units import GiB, format_bytes
+from .cache import prompt_cache
 from .candidates import Candidate, auto_candidates, explicit_candidates
 from .export import per_gpu_bytes
 from .guard import cpu_envelope
@@ -84,6 +85,7 @@ def _bigger_warning(chosen: Candidate, cands: list[Candidate], s: Search, ctx: i
 
 def _build(
     hw: HardwareProfile,
+    hw_cfg: HardwareConfig,
     s: Search,
     cand: Candidate,
     ctx: int,
@@ -93,6 +95,8 @@ def _build(
 ) -> Plan:
     bud = s.bud
     need = s.need(cand, ctx)
+    cache = prompt_cache(hw, hw_cfg, bud, layout, need, ctx)
+    caches = cache.bytes_per_process * layout.processes
     memory = MemoryBreakdown(
         budget_bytes=bud.total,
         weights_bytes=need.weights,
@@ -100,8 +104,13 @@ def _build(
         compute_bytes=need.compute,
         per_instance_bytes=layout.per_instance_bytes,
         shared_weights=layout.shared_weights,
-        total_bytes=layout.total_bytes,
+        total_bytes=layout.total_bytes + (caches if cache.in_budget else 0),
+        cache_ram_bytes=cache.bytes_per_process,
+        cache_total_bytes=caches,
+        cache_in_budget=cache.in_budget,
+        host_ram_budget_bytes=0 if cache.in_budget else cache.room_bytes,
     )
+    reasons.append(cache.why)
     if not cand.chat:
         warnings.append(f"{cand.model_id} is a base model without a chat template: expect poor chat answers")
     return Plan(
@@ -192,7 +201,7 @@ def _plan(
         more = _bigger_warning(cand, cands, s, ctx)
         if more:
             warnings.append(more)
-    plan = _build(hw, s, cand, ctx, layout, reasons, warnings)
+    plan = _build(hw, config.hardware, s, cand, ctx, layout, reasons, warnings)
     return replace(plan, warnings=plan.warnings + _busy_warnings(hw, plan))
 
 

@@ -32,7 +32,20 @@ class MemoryBreakdown:
     compute_bytes: int  # per process
     per_instance_bytes: int  # one process: weights (unless shared) + kv * slots + compute
     shared_weights: bool  # CPU / Apple: mmap'd weights counted once
-    total_bytes: int
+    total_bytes: int  # every process, and their prompt caches where they share the budget's memory
+    #: llama-server's host-RAM prompt cache per process (``--cache-ram``; 0: off): plan/cache.py
+    cache_ram_bytes: int = 0
+    cache_total_bytes: int = 0  # the caches of all processes, full
+    #: True on CPU / Apple (the caches are in ``total_bytes``); False on a GPU: host RAM, not VRAM
+    cache_in_budget: bool = True
+    #: GPU: the host's share of RAM the caches are sized against (0 on CPU / Apple)
+    host_ram_budget_bytes: int = 0
+
+    @property
+    def process_bytes(self) -> int:
+        """What the processes themselves hold (weights, KV, compute), their prompt caches left out:
+        what they take before any prompt is cached."""
+        return self.total_bytes - (self.cache_total_bytes if self.cache_in_budget else 0)
 
 
 @dataclass(frozen=True)

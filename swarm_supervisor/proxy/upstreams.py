@@ -7,6 +7,7 @@ in it. Both run in the same event loop, so no lock is needed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,9 @@ class UpstreamPool:
     client_requests: int = 0
     #: set when the model is a stand-in for the planned one: {"planned", "running", "why", "fix"}
     fallback: dict[str, str] | None = None
+    #: called after every :meth:`record` (the daemon brings the run file up to date with it, so
+    #: `swarm ps` counts a request once it is answered); None: nobody listens
+    on_record: Callable[[], None] | None = None
 
     def add(self, upstream: Upstream, state: str = "starting") -> None:
         self.upstreams[upstream.id] = upstream
@@ -93,6 +97,8 @@ class UpstreamPool:
             st.total_seconds += seconds
         else:
             st.errors += 1
+        if self.on_record is not None:
+            self.on_record()
 
     def ready(self) -> list[Upstream]:
         return [u for uid, u in sorted(self.upstreams.items()) if uid in self._ready]

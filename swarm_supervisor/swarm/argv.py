@@ -46,6 +46,9 @@ def llama_server_argv(cfg: InstanceConfig, port: int) -> list[str]:
         # instead of copying them; each slot keeps the plan's context as its limit, so one long
         # answer cannot take the cells that the other slots' requests are using
         argv += ["--kv-unified", "--kv-unified-per-slot", str(cfg.context)]
+    if cfg.cache_ram_mib is not None:
+        # the host-RAM prompt cache as the plan counted it (llama-server's default: 8192 MiB a process)
+        argv += ["--cache-ram", str(cfg.cache_ram_mib)]
     return argv + list(cfg.extra_args)
 
 

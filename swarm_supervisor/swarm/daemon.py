@@ -46,6 +46,40 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: the run file is rewritten for request counts alone at most this often (the first change at once:
+#: on the event loop's next turn)
+TRAFFIC_SAVE_S = 0.1
+
+
+class Throttle:
+    """Call ``fn`` soon after a change (on the event loop's next turn), then at most once per
+    ``interval_s`` while changes keep coming; the last change is always followed by a call.
+
+    The proxy counts every answered request in the pool; the supervisor writes the run file (which
+    `swarm ps` reads) once per health round and on every change of state. Without this, a request
+    showed up in `swarm ps` only at the next round (``supervisor.health_interval_s``, 2 s); with a
+    save per request, a busy proxy would rebuild the status hundreds of times a second.
+    """
+
+    def __init__(self, fn: Callable[[], None], interval_s: float = TRAFFIC_SAVE_S) -> None:
+        self.fn = fn
+        self.interval_s = interval_s
+        self._last = float("-inf")
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __call__(self) -> None:
+        if self._timer is not None:
+            return  # a call is due already; it will see this change too
+        loop = asyncio.get_running_loop()
+        wait = self._last + self.interval_s - loop.time()
+        # never inside the caller (a request's bookkeeping): on the loop's next turn, or later
+        self._timer = loop.call_later(max(0.0, wait), self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._last = asyncio.get_running_loop().time()
+        self.fn()
+
 
 class PoolBridge:
     """The supervisor's events into the proxy's pool; the proxy's counts back as :class:`Traffic`."""
@@ -81,6 +115,7 @@ def wire(spec: SwarmSpec, runfile: RunFile | None = None, **kw: Any) -> tuple[Su
     )
     bridge = PoolBridge(pool)
     sup = Supervisor(spec, runfile=runfile, on_event=bridge.on_event, traffic=bridge.traffic, **kw)
+    pool.on_record = Throttle(sup.save)  # `swarm ps` counts a request once it is answered
     return sup, pool
 
 

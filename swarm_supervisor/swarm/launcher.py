@@ -57,6 +57,7 @@ def build_spec(
     gpu_vendor: GpuVendor | None = None,
     extra_args: tuple[str, ...] = (),
     shared_kv: bool = False,
+    cache_ram: bool = False,
     fallback: dict[str, str] | None = None,
 ) -> SwarmSpec:
     """The spec of the swarm ``rf.name`` with a new internal key. Nothing is written: the key file
@@ -80,6 +81,7 @@ def build_spec(
             gpu_vendor=gpu_vendor,
             extra_args=extra_args,
             shared_kv=shared_kv,
+            cache_ram=cache_ram,
         ),
         api_key=key,
         proxy_host=host,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
+from ..units import MiB
 from ..vocabulary import Backend, GpuVendor
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ class InstanceConfig:
     #: ``--kv-unified --kv-unified-per-slot``): the n answers of one voted request share the
     #: prompt's cells instead of each copying them. Only where the binary has both flags.
     shared_kv: bool = False
+    #: llama-server's host-RAM prompt cache in MiB (``--cache-ram``, 0: off), as the plan sized
+    #: and counted it (plan/cache.py); None: the flag is not passed (a binary without it)
+    cache_ram_mib: int | None = None
 
     @property
     def visible_gpus(self) -> tuple[int, ...]:
@@ -174,10 +178,13 @@ def instance_configs(
     gpu_vendor: GpuVendor | None = None,
     extra_args: tuple[str, ...] = (),
     shared_kv: bool = False,
+    cache_ram: bool = False,
 ) -> tuple[InstanceConfig, ...]:
     """One :class:`InstanceConfig` per placement of ``plan`` (pure): ``slots`` = the process's
     voters x the plan's concurrency (``--parallel``), ``voters`` = what one voted request asks of
-    it (``n``), ``context`` per slot (``-c`` gets context x slots)."""
+    it (``n``), ``context`` per slot (``-c`` gets context x slots); ``cache_ram`` (the binary takes
+    ``--cache-ram``): the plan's prompt cache per process."""
+    cache_mib = plan.memory.cache_ram_bytes // MiB if cache_ram else None
     out = []
     for p in plan.placements:
         out.append(
@@ -201,6 +208,7 @@ def instance_configs(
                 seed=SEED_BASE + p.instance,
                 extra_args=extra_args,
                 shared_kv=shared_kv and plan.slots > 1,
+                cache_ram_mib=cache_mib,
             )
         )
     return tuple(out)

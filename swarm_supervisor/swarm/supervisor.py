@@ -156,7 +156,7 @@ class Supervisor:
         """
         if self.stopping:
             return
-        self._save()
+        self.save()
         try:
             for group in start_groups(self.spec):
                 self._spawn_one(self.instances[group[0].id])
@@ -171,7 +171,7 @@ class Supervisor:
         stop requested meanwhile aborts the start (no error: the caller then shuts down).
         """
         groups = [[self.instances[c.id] for c in group] for group in start_groups(self.spec)]
-        self._save()
+        self.save()
         done, results = await unless_stopped(
             asyncio.gather(*(self._start_group(g) for g in groups), return_exceptions=True), self._stop
         )
@@ -182,7 +182,7 @@ class Supervisor:
             await self._start_failed(errors[0])
             raise errors[0] if isinstance(errors[0], ProcessError) else ProcessError(str(errors[0]))
         self.status = "up"
-        self._save()
+        self.save()
         if self.writer is not None:
             await self.writer.flush()  # `swarm up` waits for the run file to say "up"
 
@@ -199,7 +199,7 @@ class Supervisor:
         port = inst.port if inst.port is not None and port_is_free(inst.port) else free_port()
         inst.spawn(port)
         self._report(inst, "starting")
-        self._save()
+        self.save()
 
     async def _start_one(self, inst: Instance) -> None:
         if inst.state != State.STARTING:  # else spawn_ahead spawned it
@@ -207,7 +207,7 @@ class Supervisor:
         await inst.wait_ready(self.http, self.cfg.ready_timeout_s)
         self._misses[inst.id] = 0
         self._report(inst, "ready")
-        self._save()
+        self.save()
 
     def _report(self, inst: Instance, state: RouteState) -> None:
         """Tell the listener (the proxy's side) what became of ``inst``."""
@@ -245,7 +245,7 @@ class Supervisor:
         if self.failed_rounds >= DEGRADED_AFTER:
             self.degraded = degraded_reason(self.failed_rounds, what)
         with contextlib.suppress(Exception):
-            self._save()
+            self.save()
 
     def _round_ok(self) -> None:
         if self.failed_rounds:
@@ -253,7 +253,7 @@ class Supervisor:
         self.failed_rounds = 0
         if self.degraded is not None:
             self.degraded = None
-            self._save()
+            self.save()
 
     async def shutdown(self, final_status: str = "stopped") -> None:
         """Cancel pending restarts and stop every instance (TERM, grace, KILL), concurrently."""
@@ -261,14 +261,14 @@ class Supervisor:
             return
         if self.status != "failed":
             self.status = "stopping"
-        self._save()
+        self.save()
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
         await asyncio.gather(*(self._stop_instance(i, "swarm stopped") for i in self.instances.values()))
         self.status = final_status if self.status != "failed" else "failed"
-        self._save()
+        self.save()
 
     async def _stop_instance(self, inst: Instance, reason: str) -> None:
         self._report(inst, "stopping")
@@ -303,7 +303,7 @@ class Supervisor:
         for inst in self.instances.values():
             if inst.state in _LIVE:
                 rotate_running_log(inst.cfg.log_path)
-        self._save(publish=True)  # memory readings change: the status is published every round
+        self.save(publish=True)  # memory readings change: the status is published every round
         if self.writer is not None:
             self.writer.verify()  # a deleted or damaged run file is written again
 
@@ -316,7 +316,7 @@ class Supervisor:
                 del self._tasks[inst.id]
             if not t.cancelled() and t.exception() is not None:
                 log.error("instance %s: %s", inst.id, t.exception())
-            self._save()
+            self.save()
 
         task.add_done_callback(done)
 
@@ -387,7 +387,7 @@ class Supervisor:
         """What ``swarm ps --json`` and the proxy's /swarm/status show: the record plus memory."""
         return live_snapshot(self.record(), self.vram.by_pid())
 
-    def _save(self, publish: bool = False) -> None:
+    def save(self, publish: bool = False) -> None:
         """Write the record if it changed, and publish the status (also when ``publish``)."""
         rec = self.record()
         if rec == self._saved and not publish:

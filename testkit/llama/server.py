@@ -62,6 +62,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-fa", "--flash-attn", choices=["on", "off", "auto"], default="auto")
     p.add_argument("-kvu", "--kv-unified", action="store_true")  # what the swarm passes for 2+ slots
     p.add_argument("-no-kvu", "--no-kv-unified", action="store_true")
+    p.add_argument("-cram", "--cache-ram", type=int, default=8192)  # the host-RAM prompt cache, MiB
     p.add_argument("--fake-ignore-sigterm", action="store_true")
     p.add_argument("--fake-never-ready", action="store_true")
     p.add_argument("--fake-load-s", type=float, default=0.2)
