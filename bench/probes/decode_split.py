@@ -118,20 +118,27 @@ def main(
     arms: dict[str, tuple[int, int]] = {"one answer": (1, 1)}  # (processes, n per process)
     for p in (int(s) for s in splits.split(",")):
         arms[f"{voters} voters in {p} process{'es' if p > 1 else ''}"] = (p, voters // p)
+    lean = {"samplers": ["top_k", "temperature"]}  # llama-server's chain cut to two: does sampling cost?
+    one = f"{voters} voters in 1 process"
     servers: dict[str, list[tuple[subprocess.Popen[bytes], str]]] = {}
     rows: dict[str, list[dict[str, float]]] = {a: [] for a in arms}
     try:
         extra = ["--threads", str(threads)] if threads else []
         for arm, (procs, k) in arms.items():
             servers[arm] = [_start(binary, model, max(1, k), ngl, extra) for _ in range(procs)]
+        if one in servers:
+            arms[f"{one}, lean sampling"] = arms[one]
+            servers[f"{one}, lean sampling"] = servers[one]
+            rows[f"{one}, lean sampling"] = []
         with ThreadPoolExecutor(16) as pool:
             for i, body in enumerate(bodies):
                 for r in range(rounds + 1):
                     order = list(arms) if (i + r) % 2 == 0 else list(reversed(arms))
                     for arm in order:
                         procs, k = arms[arm]
+                        b = {**body, **lean} if arm.endswith("lean sampling") else body
                         t0 = time.perf_counter()
-                        got = list(pool.map(lambda s, b=body, n=k: _ask(s[1], b, n), servers[arm]))
+                        got = list(pool.map(lambda s, b=b, n=k: _ask(s[1], b, n), servers[arm]))
                         wall = time.perf_counter() - t0
                         if r == 0:
                             continue  # warms the prompt cache of every process
