@@ -8,10 +8,11 @@ the plan or the downloads (``python -X importtime -m swarm_supervisor ps`` shows
 from __future__ import annotations
 
 import importlib
+import sys
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -89,6 +90,17 @@ class SwarmGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
+        """As a program (``args`` None: the process's own command line), ``swarm up`` first tries
+        its remembered launch (quick.py), before click or any command module is loaded."""
+        if args is None:
+            from .quick import quick_up
+
+            code = quick_up(sys.argv[1:])
+            if code is not None:
+                sys.exit(code)
+        return super().main(args, *a, **kw)
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
@@ -101,10 +113,12 @@ def _prestart_supervisor(ctx: click.Context) -> None:
     that the two Python starts overlap (swarm/prestart.py); it waits for the swarm's name, and
     exits on its own unless ``swarm up`` hands one over."""
     from ..swarm.prestart import META_KEY, Prestarted
+    from .quick import missed
 
     if META_KEY in ctx.meta:
         return
-    pre = Prestarted.start()
+    miss = missed()  # quick.py started it already, when its remembered launch did not fit
+    pre = miss.prestarted if miss is not None else Prestarted.start()
     ctx.meta[META_KEY] = pre
     ctx.call_on_close(pre.close)
 

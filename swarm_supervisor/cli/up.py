@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import click
 
 from .. import IMPORTED_AT
 from ..binary import find_binary
-from ..config import Config
+from ..config import Config, default_catalogue_path
 from ..errors import PlanError, RunFileDamaged, SwarmStateError
 from ..hardware import detect
 from ..plan import Plan
@@ -24,35 +25,28 @@ from ..swarm.launcher import (
     exposure_warning,
     extra_args_for,
     start_detached,
-    wait_until_up,
 )
 from ..swarm.prestart import META_KEY, Prestarted
 from ..swarm.runfile import RunFile, ensure_not_running, live_status
+from . import quick
 from .app import Ctx, pass_ctx
 from .next_steps import next_steps, swarm_command
 from .options import PlanChoices, run_plan_options
 from .planning import plan_for
 from .timeline import Timeline, command_started
+from .up_screen import print_plan, print_timeline, print_up, wait_shown
 
 if TYPE_CHECKING:
-    from rich.table import Table
-
     from ..hardware import HardwareProfile
-    from ..swarm.record import RunRecord
+    from ..store.resolve import LocalModel
+    from ..swarm.spec import SwarmSpec
     from ..swarm.supervisor import Supervisor
 
 
-def _plan_table(plan: Plan) -> Table:
-    from rich.table import Table  # imported once the instances are spawned, like all output's
+def _rows(plan: Plan) -> list[tuple[str, str]]:
+    from .plan import plan_rows  # with rich: imported once the instances are spawned
 
-    from .plan import plan_rows
-
-    table = Table(title="Starting", title_justify="left", show_header=False, show_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for label, value in plan_rows(plan):
-        table.add_row(label, value)
-    return table
+    return [(str(a), str(b)) for a, b in plan_rows(plan)]
 
 
 def _with_strategy(config: Config, strategy: str | None) -> Config:
@@ -150,9 +144,11 @@ def command(
     host = host or config.proxy.host
     port = config.proxy.port if port is None else port
     check_port(host, port)
+    warned: list[str] = []  # what a remembered launch shows again (quick.py)
     exposed = exposure_warning(host, config.proxy.api_key)
     if exposed:
         ctx.warn(exposed)
+        warned.append(exposed)
 
     tl.mark("config and port check")
     hw = detect()
@@ -161,7 +157,7 @@ def command(
     tl.mark("model file's GGUF facts" if planned.overrides.facts else "plan inputs")
     plan = planned.plan
     tl.mark("plan")
-    _guard(plan, hw, config, force, ctx)  # before any download
+    warned += _guard(plan, hw, config, force, ctx)  # before any download
     model = resolve_model(
         plan, catalogue, ctx.dirs, allow_fallback=not no_fallback, fallback=planned.fallback
     )
@@ -198,13 +194,12 @@ def command(
 
         if prestarted is not None:
             prestarted.close()  # not needed: let it go now
-        ctx.console.print(_plan_table(plan))
-        ctx.console.print()
+        print_plan(ctx.console, _rows(plan))
 
         claim_foreground(rf, spec)
 
         def on_up(sup: Supervisor) -> None:
-            _print_up(ctx, sup.snapshot(), took_s=tl.total())
+            print_up(ctx.console, sup.snapshot(), took_s=tl.total())
             ctx.console.print("Ctrl-C stops the swarm.")
 
         code = run_until_done(run_swarm(spec, rf, on_up=on_up))
@@ -216,58 +211,72 @@ def command(
         sys.exit(code)
 
     spawned = time.time()
+    missed = quick.missed()  # the key of this command's inputs, when it runs as `swarm up` itself
     proc = start_detached(rf, spec, prestarted)
-    ctx.console.print(_plan_table(plan))  # the instances load meanwhile
-    ctx.console.print()
+    print_plan(ctx.console, _rows(plan))  # the instances load meanwhile
     timeout = config.supervisor.ready_timeout_s * max(plan.processes, 1) + 30.0
-    try:
-        with ctx.console.status(f"starting {len(spec.instances)} instance(s) of {plan.model_id} ..."):
-            rec = wait_until_up(rf, proc, timeout)
-    except KeyboardInterrupt:
-        from ..swarm.teardown import teardown
-
-        ctx.err.print("interrupted: stopping what was started")
-        teardown(rf, config.supervisor.stop_grace_s)
-        sys.exit(130)
+    what = f"starting {len(spec.instances)} instance(s) of {plan.model_id} ..."
+    rec = wait_shown(
+        ctx.console, ctx.err, rf, proc, timeout_s=timeout, what=what, grace_s=config.supervisor.stop_grace_s
+    )
     done = time.time()
+    if missed is not None and not (model.warning or plan.warnings or model.fallback):
+        _remember(ctx, missed.key, spec, plan, model, binary.path, llama_server, timeout, warned)
     if timings or ctx.verbose:
-        _supervisor_spans(tl, spawned, done, rec)
-        ctx.console.print("Where the time went (from the command's start):", highlight=False)
-        for line in tl.lines():
-            ctx.console.print(line, highlight=False)
-        ctx.console.print()
-    _print_up(ctx, live_status(rec), took_s=tl.total(done))
+        tl.mark("spec and run file", spawned)
+        print_timeline(ctx.console, tl, done, rec)
+    print_up(ctx.console, live_status(rec), took_s=tl.total(done))
 
 
-def _guard(plan: Plan, hw: HardwareProfile, config: Config, force: bool, ctx: Ctx) -> None:
-    """Refuse more voters than the machine runs usefully (:func:`voter_excess`), unless --force."""
+def _remember(
+    ctx: Ctx,
+    key: dict[str, Any],
+    spec: SwarmSpec,
+    plan: Plan,
+    model: LocalModel,
+    binary: Path,
+    flag: Path | None,
+    timeout_s: float,
+    warned: list[str],
+) -> None:
+    """Remember this clean start for the next `swarm up` of the same inputs (swarm/relaunch.py):
+    the files it was made from, and where the binary was searched for when none was given."""
+    import os
+
+    from ..binary import explicit_binary
+    from ..swarm.relaunch import deps_of, remember
+
+    searched: list[Path] = []
+    if explicit_binary(flag, ctx.config) is None:  # bin_fetch looked on PATH and in the cache
+        searched = [Path(p) for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+        searched += [ctx.dirs.bin, ctx.dirs.bin / "llama-server"]
+    deps = deps_of(
+        config_file=ctx.config_path or ctx.dirs.config_file,
+        catalogue_file=ctx.catalogue_path or default_catalogue_path(),
+        model_files=model.parts or (model.path,),
+        binary=binary,
+        searched=searched,
+    )
+    with contextlib.suppress(OSError):  # a cache we cannot write costs only the next start's time
+        remember(
+            ctx.dirs,
+            key,
+            launch_json=spec.to_json(),
+            deps=deps,
+            plan_rows=_rows(plan),
+            warnings=warned,
+            memory_bytes=plan.memory.total_bytes,
+            ready_timeout_s=timeout_s,
+        )
+
+
+def _guard(plan: Plan, hw: HardwareProfile, config: Config, force: bool, ctx: Ctx) -> list[str]:
+    """Refuse more voters than the machine runs usefully (:func:`voter_excess`), unless --force;
+    the warning given, if any."""
     problem = voter_excess(plan, hw, config)
     if problem is None:
-        return
+        return []
     if not force:
         raise PlanError(problem)
     ctx.warn(f"--force: {problem}")
-
-
-def _supervisor_spans(tl: Timeline, spawned: float, done: float, rec: RunRecord) -> None:
-    """The run file's clocks: the supervisor's start until its first instance was spawned, the
-    instances' start until the last was ready, and the rest until `swarm up` saw it."""
-    tl.mark("spec and run file", spawned)
-    started = [i.started_at for i in rec.instances if i.started_at is not None]
-    ready = [i.ready_at for i in rec.instances if i.ready_at is not None]
-    if started and ready:
-        tl.mark("supervisor start (to the first spawn)", min(started))
-        tl.mark("instances ready (spawn to the last ready)", max(ready))
-        tl.mark("until `swarm up` saw it", done)
-    else:
-        tl.mark("supervisor and instances", done)
-
-
-def _print_up(ctx: Ctx, status: dict[str, Any], took_s: float | None = None) -> None:
-    from ..render import render_status
-
-    ctx.console.print(render_status(status, time.time(), ctx.console.width))
-    ctx.console.print()
-    for line in next_steps(status, swarm_command(), took_s=took_s):
-        style = "bold yellow" if line.startswith(("NOTE:", "To get the planned")) else None
-        ctx.console.print(line, highlight=False, markup=False, style=style, soft_wrap=True)
+    return [f"--force: {problem}"]

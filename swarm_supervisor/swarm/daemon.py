@@ -5,25 +5,25 @@ becomes of each instance (:mod:`.events`) and :class:`PoolBridge` turns that int
 :class:`~swarm_supervisor.proxy.upstreams.UpstreamPool` (which upstreams take requests, the
 status /swarm/status serves) and reads the proxy's request counts back for the run file.
 
-``swarm up`` starts it detached (``python -m swarm_supervisor.swarm.daemon NAME``), with
-stdout/stderr going to ``<state>/logs/NAME/supervisor.log``; it reads the spec ``swarm up``
-left in ``<state>/runs/NAME.launch.json``. ``swarm up --foreground`` calls :func:`run_swarm`
+``swarm up`` starts it detached (``python -m swarm_supervisor.swarm.boot NAME``, which spawns
+the instances and then calls :func:`serve`), with stdout/stderr going to
+``<state>/logs/NAME/supervisor.log``; it reads the spec ``swarm up`` left in
+``<state>/runs/NAME.launch.json``. ``swarm up --foreground`` calls :func:`run_swarm`
 in its own process instead. SIGTERM, SIGINT and SIGHUP stop everything cleanly; the run file is
 removed after a clean stop and left (status ``failed``, with the reason) after a failed start,
 for ``swarm up`` to report.
 
-Start order: the instances are spawned first, and only then is the proxy imported (starlette,
-aiohttp, httpx, jsonschema: about a second of a busy CPU), bound, and the instances waited for,
-so the imports overlap the models' loading. The pool comes from the light
+Start order: :mod:`.boot` spawns the instances before this module is imported; only then are
+pydantic, the supervisor and the proxy imported (starlette, aiohttp, jsonschema: about a second
+of a busy CPU), the proxy bound, and the instances waited for, so the imports overlap the
+models' loading. The pool comes from the light
 :mod:`~swarm_supervisor.proxy.upstreams`, so no event of the start is lost meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import signal
 import sys
 import time
@@ -34,12 +34,11 @@ from ..bind import describe_bind_error
 from ..errors import ProcessError, SwarmError
 from ..proxy.upstreams import Upstream, UpstreamPool
 from .events import Event, InstanceEvent, InstanceTraffic, Traffic
-from .instance import State
-from .prestart import WAIT_FLAG
+from .instance import Instance, State
 from .runfile import RunFile
 from .spec import SwarmSpec
 from .supervisor import Supervisor
-from .system import raise_open_file_limit
+from .system import signal_group
 
 if TYPE_CHECKING:
     from ..proxy.server import ProxyServer
@@ -124,9 +123,11 @@ async def run_swarm(
     runfile: RunFile | None,
     *,
     on_up: Callable[[Supervisor], None] | None = None,
+    spawned: dict[str, Instance] | None = None,
 ) -> int:
-    """Serve until a signal; returns the exit code (0 after a clean stop, 1 after a failed start)."""
-    sup, pool = wire(spec, runfile)
+    """Serve until a signal; returns the exit code (0 after a clean stop, 1 after a failed start).
+    ``spawned``: instances :mod:`.boot` already spawned, which the supervisor takes over."""
+    sup, pool = wire(spec, runfile, spawned=spawned)
     loop = asyncio.get_running_loop()
     if sys.platform != "win32":
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -199,52 +200,28 @@ def run_until_done(coro: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(coro)
 
 
-def wait_for_name() -> str | None:
-    """Prestarted (``--wait``, :mod:`.prestart`): the swarm's name from stdin, once ``swarm up`` has
-    claimed the run file; then stdout/stderr go to its supervisor.log. None when ``swarm up``
-    ended without handing over (the pipe closed)."""
-    with contextlib.suppress(ImportError):  # what run_until_done needs, loaded while waiting
-        import uvloop  # noqa: F401
-    name = sys.stdin.readline().strip()
-    if not name:
-        return None
-    rf = RunFile(name)
-    fd = os.open(rf.log_dir / "supervisor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    for std in (1, 2):
-        os.dup2(fd, std)
-    os.close(fd)
-    os.chdir(rf.log_dir)
-    return name
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args == [WAIT_FLAG]:
-        name = wait_for_name()
-        if name is None:
-            return 0
-        args = [name]
-    if len(args) != 1:
-        print("usage: python -m swarm_supervisor.swarm.daemon NAME|--wait", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def serve(rf: RunFile, launch_text: str, spawned: dict[str, Instance]) -> int:
+    """The supervisor process after :mod:`.boot` spawned ``spawned``: read the spec, serve."""
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per health probe
-    log.info("open-file limit: %d", raise_open_file_limit())  # each client connection is a file
-    rf = RunFile(args[0])
     try:
-        spec = SwarmSpec.from_json(rf.launch_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError) as exc:
+        spec = SwarmSpec.from_json(launch_text)
+    except (ValueError, TypeError) as exc:
         log.error("cannot read the launch spec %s: %s", rf.launch_path, exc)
+        for inst in spawned.values():
+            signal_group(inst.pid or 0, signal.SIGKILL)
         return 2
     try:
-        return run_until_done(run_swarm(spec, rf))
+        return run_until_done(run_swarm(spec, rf, spawned=spawned))
     except SwarmError as exc:
         log.error("%s", exc)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m swarm_supervisor.swarm.daemon NAME|--wait``: the same as :mod:`.boot`."""
+    from .boot import main as boot_main
+
+    return boot_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The supervisor process started before ``swarm up`` knows what to run, so that its Python start
 and imports (about half a second) overlap the CLI's own.
 
-``swarm up`` starts ``python -P -m swarm_supervisor.swarm.daemon --wait`` before it imports its
+``swarm up`` starts ``python -P -m swarm_supervisor.swarm.boot --wait`` before it imports its
 modules; that process imports what it needs to spawn the instances, then waits for a swarm's
 name on its stdin. Once the run file is claimed and the launch spec written,
 :meth:`Prestarted.hand_over` sends the name; the process then writes to the swarm's
@@ -38,7 +38,7 @@ class Prestarted:
     @classmethod
     def start(cls) -> Prestarted:
         proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "swarm_supervisor.swarm.daemon", WAIT_FLAG],
+            [sys.executable, "-P", "-m", "swarm_supervisor.swarm.boot", WAIT_FLAG],
             cwd=os.sep,  # the daemon moves to the swarm's log dir once it has a name
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,  # until it has a name; then its supervisor.log

@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..config import Config
 from ..units import MiB
 from ..vocabulary import Backend, GpuVendor
 
 if TYPE_CHECKING:
+    from ..config import Config  # imported when a spec is read: the daemon spawns before pydantic
     from ..plan import Plan  # the daemon reads a spec without the planner
 
 #: seeds of the instances: SEED_BASE + instance index, so no two instances sample alike
@@ -85,7 +85,7 @@ class SwarmSpec:
     api_key: str  # the instances' internal key; only the proxy sends it
     proxy_host: str = "127.0.0.1"
     proxy_port: int = 8000
-    config: Config = field(default_factory=Config)
+    config: Config = field(default_factory=lambda: _config_model()())
     log_dir: str = ""
     plan_summary: dict[str, Any] = field(default_factory=dict)  # shown by ps / kept for the record
     #: set when model_id is the embedded stand-in for the planned model: {"planned", "running",
@@ -106,9 +106,15 @@ class SwarmSpec:
     @classmethod
     def from_json(cls, text: str) -> SwarmSpec:
         data = json.loads(text)
-        data["config"] = Config.model_validate(data.get("config") or {})
+        data["config"] = _config_model().model_validate(data.get("config") or {})
         data["instances"] = tuple(_instance_from_dict(d) for d in data["instances"])
         return cls(**data)
+
+
+def _config_model() -> type[Config]:
+    from ..config import Config
+
+    return Config
 
 
 def files_named(text: str) -> list[str]:
@@ -159,12 +165,27 @@ def start_groups(spec: SwarmSpec) -> list[list[InstanceConfig]]:
     >>> [[i.id for i in g] for g in start_groups(SwarmSpec("x", "m", "m", 512, "gpu", tuple(on), "k"))]
     [['0', '1'], ['2']]
     """
+    return groups_of(spec.device, spec.instances)
+
+
+def groups_of(device: str, instances: tuple[InstanceConfig, ...]) -> list[list[InstanceConfig]]:
+    """:func:`start_groups` of a spec's device and instances."""
     groups: dict[str, list[InstanceConfig]] = {}
-    for cfg in spec.instances:
+    for cfg in instances:
         gpus = cfg.visible_gpus
-        key = f"gpu{','.join(map(str, gpus))}" if gpus and spec.device == "gpu" else f"cpu{cfg.id}"
+        key = f"gpu{','.join(map(str, gpus))}" if gpus and device == "gpu" else f"cpu{cfg.id}"
         groups.setdefault(key, []).append(cfg)
     return list(groups.values())
+
+
+def first_to_start(text: str) -> list[InstanceConfig]:
+    """The instances of a launch spec (:meth:`SwarmSpec.to_json`) that start at once: the first of
+    each start group. Read as plain JSON, without the config's models (the supervisor process
+    spawns these before it imports pydantic); ValueError, KeyError or TypeError when it is not one.
+    """
+    data = json.loads(text)
+    instances = tuple(_instance_from_dict(d) for d in data["instances"])
+    return [group[0] for group in groups_of(str(data["device"]), instances)]
 
 
 def instance_configs(

@@ -69,6 +69,7 @@ class Supervisor:
         vram: VramReader | None = None,
         probe_timeout_s: float = PROBE_TIMEOUT_S,
         guard_cooldown_s: float | None = None,
+        spawned: dict[str, Instance] | None = None,
     ) -> None:
         self.spec = spec
         self.cfg = spec.config.supervisor
@@ -80,7 +81,8 @@ class Supervisor:
         #: time between two memory-guard stops, so freed memory shows before the next decision
         cooldown = max(3 * self.cfg.health_interval_s, 5.0) if guard_cooldown_s is None else guard_cooldown_s
         self.guard = MemoryGuard(self.cfg.min_free_memory_bytes, cooldown, free_memory)
-        self.instances = {c.id: Instance(c) for c in spec.instances}
+        #: ``spawned``: instances already spawned (swarm/boot.py), taken over by :meth:`spawn_ahead`
+        self.instances = {c.id: (spawned or {}).get(c.id) or Instance(c) for c in spec.instances}
         self.trackers = {
             c.id: CrashTracker(
                 self.cfg.max_crashes,
@@ -159,7 +161,12 @@ class Supervisor:
         self.save()
         try:
             for group in start_groups(self.spec):
-                self._spawn_one(self.instances[group[0].id])
+                inst = self.instances[group[0].id]
+                if inst.state == State.STARTING:  # spawned by swarm/boot.py: reported now
+                    self._report(inst, "starting")
+                    self._save()
+                else:
+                    self._spawn_one(inst)
         except ProcessError as exc:
             await self._start_failed(exc)
             raise

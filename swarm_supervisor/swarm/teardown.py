@@ -18,9 +18,13 @@ from .record import RunRecord
 from .runfile import RunFile, alive
 from .system import port_is_free, same_process, terminate_group
 
-#: the module a supervisor process runs (``python -m``): today's, and its name before the swarm/ package
-#: (a swarm started before an upgrade is still found)
-DAEMON_MODULES = ("swarm_supervisor.swarm.daemon", "swarm_supervisor.supervisor_main")
+#: the module a supervisor process runs (``python -m``): today's, and its names before (a swarm
+#: started before an upgrade is still found)
+DAEMON_MODULES = (
+    "swarm_supervisor.swarm.boot",
+    "swarm_supervisor.swarm.daemon",
+    "swarm_supervisor.supervisor_main",
+)
 
 
 def _wait_gone(pid: int, create_time: float | None, timeout_s: float) -> bool:
