@@ -84,14 +84,15 @@ def _leftovers(home: Path) -> list[list[str]]:
 
 
 def swarm_up_observed(
-    tmp_path: Path, *args: str
+    tmp_path: Path, *args: str, watch: tuple[str, ...] = PROXY_MODULES
 ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     """``swarm up ARGS`` with the audit hook: its result, and every process start of the CLI and
-    of its supervisor process (pid of the starter, argv, the watched modules it had loaded)."""
+    of its supervisor process (pid of the starter, argv, the ``watch`` modules it had loaded)."""
     hooks = tmp_path / "hooks"
     hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE.format(watch=PROXY_MODULES), encoding="utf-8")
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE.format(watch=watch), encoding="utf-8")
     spawn_log = tmp_path / "spawns.jsonl"
+    spawn_log.unlink(missing_ok=True)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(hooks), str(REPO), os.environ.get("PYTHONPATH", "")]),

@@ -60,8 +60,7 @@ def real_cfg(tmp_path: Path, binary: Path, model: Path, *extra: str) -> Instance
 
 
 async def _run(inst: Instance, timeout_s: float = 60.0) -> None:
-    async with httpx.AsyncClient() as client:
-        await inst.wait_ready(client, timeout_s)
+    await inst.wait_ready(timeout_s)
 
 
 def _cleanup(inst: Instance) -> None:

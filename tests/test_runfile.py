@@ -172,11 +172,8 @@ def test_teardown_without_a_run_file_says_so(swarm_home: Path) -> None:
 
 
 async def _ready(*insts: Instance) -> None:
-    import httpx
-
-    async with httpx.AsyncClient() as client:
-        for inst in insts:
-            await inst.wait_ready(client, 20)
+    for inst in insts:
+        await inst.wait_ready(20)
 
 
 # --------------------------------------------------------------------------- the record's JSON

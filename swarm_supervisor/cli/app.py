@@ -93,7 +93,7 @@ class SwarmGroup(click.Group):
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
         """As a program (``args`` None: the process's own command line), ``swarm up`` first tries
         its remembered launch (quick.py), before click or any command module is loaded."""
-        if args is None:
+        if args is None and sys.argv[1:2] == ["up"]:
             from .quick import quick_up
 
             code = quick_up(sys.argv[1:])

@@ -17,6 +17,7 @@ from ..errors import PlanError, RunFileDamaged, SwarmStateError
 from ..hardware import detect
 from ..plan import Plan
 from ..plan.guard import voter_excess
+from ..plan.select import busy_warnings
 from ..store import resolve_model
 from ..swarm.launcher import (
     build_spec,
@@ -220,7 +221,11 @@ def command(
         ctx.console, ctx.err, rf, proc, timeout_s=timeout, what=what, grace_s=config.supervisor.stop_grace_s
     )
     done = time.time()
-    if missed is not None and not (model.warning or plan.warnings or model.fallback):
+    # a clean start is remembered, with the warnings it gave that depend on nothing but its inputs
+    # (not a fallback's, nor one about memory busy now: RAM is checked again, VRAM cannot be cheaply)
+    busy = busy_warnings(hw, plan)
+    if missed is not None and not (model.warning or model.fallback or busy):
+        warned += list(plan.warnings)
         _remember(ctx, missed.key, spec, plan, model, binary.path, llama_server, timeout, warned)
     if timings or ctx.verbose:
         tl.mark("spec and run file", spawned)

@@ -27,10 +27,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from jsonschema import exceptions as schema_errors
-from jsonschema import validators
-from referencing.exceptions import Unresolvable
-
 from .recover import Form, decode_arguments, recover_calls
 from .types import Candidate, Dropped
 
@@ -87,6 +83,9 @@ class Toolbox:
         validator = self.validator(name)
         if validator is None:
             return None
+        from jsonschema import exceptions as schema_errors
+        from referencing.exceptions import Unresolvable
+
         try:
             error = schema_errors.best_match(validator.iter_errors(arguments))
         except (Unresolvable, RecursionError):
@@ -113,6 +112,10 @@ def _json_type(value: Any) -> str:
 def _validator(schema: Any) -> Any:
     if not isinstance(schema, dict | bool):
         return None
+    # jsonschema (with referencing, attrs, rpds: about 50 ms) on the first request with tools,
+    # not at the proxy's start, which `swarm up` waits for
+    from jsonschema import validators
+
     cls = validators.validator_for(schema, default=validators.Draft202012Validator)
     try:
         text = json.dumps(schema, sort_keys=True)
@@ -126,6 +129,9 @@ def _valid_schema(text: str) -> bool:
     """Whether the JSON text of a schema is a valid schema of its draft. Checking against the
     metaschema is the slow part (about 3 ms for one of opencode's tools) and clients send the
     same tools with every request, so the answer is remembered."""
+    from jsonschema import exceptions as schema_errors
+    from jsonschema import validators
+
     schema = json.loads(text)
     cls = validators.validator_for(schema, default=validators.Draft202012Validator)
     try:

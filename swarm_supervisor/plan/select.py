@@ -202,7 +202,7 @@ def _plan(
         if more:
             warnings.append(more)
     plan = _build(hw, config.hardware, s, cand, ctx, layout, reasons, warnings)
-    return replace(plan, warnings=plan.warnings + _busy_warnings(hw, plan))
+    return replace(plan, warnings=plan.warnings + busy_warnings(hw, plan))
 
 
 def _context_reason(target: ContextTarget, requested: int, ctx: int, cand: Candidate) -> str:
@@ -229,7 +229,7 @@ def _kv_reason(kv: KvType, overrides: PlanOverrides) -> str:
     return f"KV cache: {kv} ({src}), with flash attention, which a quantized V cache needs"
 
 
-def _busy_warnings(hw: HardwareProfile, plan: Plan) -> tuple[str, ...]:
+def busy_warnings(hw: HardwareProfile, plan: Plan) -> tuple[str, ...]:
     """The budget counts all memory; say so when other programs hold some of it right now."""
     out = []
     if plan.device == "gpu":

@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ProcessError
 from .aio import unless_stopped
@@ -43,9 +43,6 @@ from .spec import SwarmSpec, start_groups
 from .status import base_url, build_record, live_snapshot
 from .system import free_port, port_is_free, rotate_running_log
 from .writer import RunFileWriter
-
-if TYPE_CHECKING:
-    import httpx  # imported on first use: the daemon spawns the instances before it loads httpx
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +99,6 @@ class Supervisor:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stop = asyncio.Event()
         self._stop_reason: str | None = None
-        self._http: httpx.AsyncClient | None = None
-        self._entered = False
         self._saved: RunRecord | None = None
         self.writer = RunFileWriter(runfile) if runfile is not None else None
         #: rounds of the health loop in a row that raised, and why the swarm is degraded (or None)
@@ -113,7 +108,6 @@ class Supervisor:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Supervisor:
-        self._entered = True
         return self
 
     async def __aexit__(
@@ -124,22 +118,7 @@ class Supervisor:
         finally:
             if self.writer is not None:
                 await self.writer.close()
-            if self._http is not None:
-                await self._http.aclose()
-                self._http = None
-            self._entered = False
             self.vram.close()
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        """The health checks' client, made on first use (httpx costs a few hundred ms to import)."""
-        if not self._entered:
-            raise RuntimeError("use `async with Supervisor(...)`")
-        if self._http is None:
-            import httpx
-
-            self._http = httpx.AsyncClient(trust_env=False)
-        return self._http
 
     def request_stop(self, why: str = "stop requested") -> None:
         """Safe from a signal handler: records, the loop acts."""
@@ -211,7 +190,7 @@ class Supervisor:
     async def _start_one(self, inst: Instance) -> None:
         if inst.state != State.STARTING:  # else spawn_ahead spawned it
             self._spawn_one(inst)
-        await inst.wait_ready(self.http, self.cfg.ready_timeout_s)
+        await inst.wait_ready(self.cfg.ready_timeout_s)
         self._misses[inst.id] = 0
         self._report(inst, "ready")
         self.save()
@@ -291,7 +270,7 @@ class Supervisor:
         """One round of the health loop (public so tests can drive it step by step)."""
         idle = [i for i in self.instances.values() if i.id not in self._tasks]
         ready = [i for i in idle if i.state == State.READY]
-        codes = await asyncio.gather(*(i.probe(self.http, self.probe_timeout_s) for i in ready))
+        codes = await asyncio.gather(*(i.probe(self.probe_timeout_s) for i in ready))
         for inst, code in zip(ready, codes, strict=True):
             rc = inst.returncode()
             if rc is not None:

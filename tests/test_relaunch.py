@@ -1,0 +1,230 @@
+"""A remembered launch (swarm/relaunch.py, cli/quick.py): the second `swarm up` of the same command
+starts the same instances without planning again, before the CLI loads the plan or pydantic;
+a change of anything that decides the launch (the model file, the config, the binary, the
+environment, the flags) plans again, and a remembered launch never starts what changed.
+
+The swarms run the fake llama-server on a tiny real GGUF: what is checked is what the CLI
+decides and hands the supervisor (the instances' argv), not the models.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from swarm_supervisor.errors import SwarmStateError
+from swarm_supervisor.paths import dirs
+from swarm_supervisor.swarm import relaunch
+from swarm_supervisor.swarm.runfile import RunFile, list_names
+from swarm_supervisor.swarm.teardown import teardown
+from testkit.hub_server import tiny_gguf
+from testkit.llama import FAKE_LLAMA_SERVER
+from tests.test_daemon_start import swarm_up_observed
+
+#: what `swarm up --verbose` says when it started from its record
+REMEMBERED = "remembered launch checked"
+
+
+@pytest.fixture
+def home(swarm_home: Path) -> Iterator[Path]:
+    (swarm_home / "config").mkdir(parents=True)
+    (swarm_home / "config" / "config.toml").write_text("[supervisor]\nstop_grace_s = 3.0\n")
+    try:
+        yield swarm_home
+    finally:
+        for name in list_names(dirs()):
+            with contextlib.suppress(SwarmStateError):
+                teardown(RunFile(name, dirs()), grace_s=2.0)
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Path:
+    """A copy of the fake llama-server that a test may change."""
+    path = tmp_path / "bin" / "llama-server"
+    path.parent.mkdir()
+    shutil.copy2(FAKE_LLAMA_SERVER, path)
+    return path
+
+
+def swarm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "swarm_supervisor", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+    )
+
+
+def up(
+    model: Path, binary: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    args = ["--model", str(model), "--instances", "2", "--topology", "processes"]
+    return swarm("up", *args, "--llama-server", str(binary), "--port", "0", "--verbose", *extra, env=env)
+
+
+def started(
+    model: Path, binary: Path, *extra: str, env: dict[str, str] | None = None
+) -> tuple[bool, list[str]]:
+    """``swarm up`` (it must succeed), then ``swarm down``: whether it started from its record, and
+    the argv of its first instance with the port taken out."""
+    r = up(model, binary, *extra, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rec = json.loads(RunFile("default", dirs()).path.read_text())
+    argv = psutil.Process(rec["instances"][0]["pid"]).cmdline()
+    argv[argv.index("--port") + 1] = "P"
+    assert swarm("down").returncode == 0
+    return REMEMBERED in r.stdout, argv
+
+
+def test_the_same_command_starts_the_same_instances_from_its_record(
+    home: Path, tmp_path: Path, fake: Path
+) -> None:
+    model = tiny_gguf(tmp_path / "tiny.gguf")
+    first, argv = started(model, fake)
+    assert not first  # nothing remembered yet: planned
+    key_before = None
+    r = up(model, fake)
+    assert r.returncode == 0, r.stderr
+    assert REMEMBERED in r.stdout
+    assert "Starting" in r.stdout and "Base URL" in r.stdout  # the same screens as a planned start
+    rec = RunFile("default", dirs()).read()
+    assert rec is not None and rec.status == "up" and rec.base_url
+    models = httpx.get(f"{rec.base_url}/models", timeout=10, trust_env=False)
+    assert models.status_code == 200  # the proxy serves
+    inst = psutil.Process(rec.instances[0].pid).cmdline()
+    inst[inst.index("--port") + 1] = "P"
+    assert inst == argv
+    key_before = RunFile("default", dirs()).key_path.read_text()
+    assert swarm("down").returncode == 0
+    # the record holds no internal key; every start gets a new one
+    for record in (dirs().cache / "launch").glob("*.json"):
+        assert key_before.strip() not in record.read_text()
+        assert json.loads(record.read_text())["launch"]["api_key"] == ""
+
+
+def test_the_cli_spawns_from_its_record_before_it_loads_the_plan(
+    home: Path, tmp_path: Path, fake: Path
+) -> None:
+    model = tiny_gguf(tmp_path / "tiny.gguf")
+    args = ("--model", str(model), "--instances", "2", "--llama-server", str(fake), "--port", "0")
+    heavy = ("pydantic", "swarm_supervisor.plan", "swarm_supervisor.config", "swarm_supervisor.store")
+    first, _ = swarm_up_observed(tmp_path, *args, watch=heavy)
+    assert first.returncode == 0, first.stderr
+    assert swarm("down").returncode == 0
+    second, events = swarm_up_observed(tmp_path, *args, watch=heavy)
+    assert second.returncode == 0, second.stderr
+    cli = events[0]  # the CLI's first process start: the supervisor process
+    assert "swarm_supervisor.swarm.boot" in cli["argv"], events
+    assert cli["loaded"] == [], f"the CLI loaded {cli['loaded']} before it started the supervisor"
+
+
+@pytest.mark.parametrize("change", ["model", "config", "binary", "env", "flag"])
+def test_a_changed_input_plans_again(home: Path, tmp_path: Path, fake: Path, change: str) -> None:
+    model = tiny_gguf(tmp_path / "tiny.gguf", context=2048)
+    started(model, fake)
+    again, argv = started(model, fake)
+    assert again and argv[argv.index("-c") + 1] == "2048"
+    env: dict[str, str] = {}
+    extra: list[str] = []
+    if change == "model":  # the same path, a model of another context
+        tiny_gguf(model, context=1024)
+    elif change == "config":
+        (home / "config" / "config.toml").write_text(
+            "[supervisor]\nstop_grace_s = 3.0\n[plan]\ncontext = 1024\n"
+        )
+    elif change == "binary":  # a new build over the old one
+        fake.write_text(fake.read_text() + "\n# rebuilt\n")
+    elif change == "env":
+        env = {"CUDA_VISIBLE_DEVICES": "1"}
+    else:
+        extra = ["--context", "1024"]
+    remembered, argv = started(model, fake, *extra, env=env)
+    assert not remembered, f"a changed {change} started from the old record"
+    if change in ("model", "config", "flag"):
+        assert argv[argv.index("-c") + 1] == "1024"  # what changed is what runs
+    assert started(model, fake, *extra, env=env)[0]  # and that start is remembered in turn
+
+
+def test_a_running_swarm_is_reported_as_before(home: Path, tmp_path: Path, fake: Path) -> None:
+    model = tiny_gguf(tmp_path / "tiny.gguf")
+    started(model, fake)
+    assert up(model, fake).returncode == 0
+    r = up(model, fake)
+    assert r.returncode != 0 and "already running" in r.stderr
+
+
+# --------------------------------------------------------------------------- the record itself
+
+
+def _remember(where: Any, key: dict[str, Any], dep: Path, device: str = "cpu", memory: int = 10) -> None:
+    launch = json.dumps({"name": "default", "device": device, "api_key": "sk-secret", "instances": []})
+    relaunch.remember(
+        where,
+        key,
+        launch_json=launch,
+        deps=[(str(dep), relaunch.stat_sig(dep))],
+        plan_rows=[("Voters", "2")],
+        warnings=["w"],
+        memory_bytes=memory,
+        ready_timeout_s=60.0,
+    )
+
+
+def test_a_record_is_recalled_only_while_its_key_and_files_are_unchanged(
+    swarm_home: Path, tmp_path: Path
+) -> None:
+    where = dirs()
+    dep = tmp_path / "model.gguf"
+    dep.write_bytes(b"GGUF1")
+    env = {"SWARM_HOME": str(swarm_home), "PATH": "/usr/bin", "TERM": "xterm"}
+    key = relaunch.launch_key(["up", "--port", "8001"], env, "/here")
+    _remember(where, key, dep)
+    got = relaunch.recall(where, key)
+    assert got is not None and got.launch["api_key"] == "" and got.plan_rows == [("Voters", "2")]
+    # the proxy port and variables that decide nothing are not part of the key
+    assert relaunch.recall(where, relaunch.launch_key(["up", "--port=9"], {**env, "TERM": "x"}, "/here"))
+    for other in (
+        relaunch.launch_key(["up", "--port", "8001", "--instances", "3"], env, "/here"),
+        relaunch.launch_key(["up", "--port", "8001"], {**env, "SWARM_CONFIG": "/c.toml"}, "/here"),
+        relaunch.launch_key(["up", "--port", "8001"], {**env, "PATH": "/opt/bin:/usr/bin"}, "/here"),
+        relaunch.launch_key(["up", "--port", "8001"], env, "/elsewhere"),  # relative paths
+    ):
+        assert relaunch.recall(where, other) is None
+    dep.write_bytes(b"GGUF22")  # another file at the same path
+    assert relaunch.recall(where, key) is None
+    dep.unlink()
+    assert relaunch.recall(where, key) is None
+
+
+def test_a_cpu_record_needs_the_ram_its_plan_counts_on(swarm_home: Path, tmp_path: Path) -> None:
+    dep = tmp_path / "m"
+    dep.write_bytes(b"x")
+    key = relaunch.launch_key(["up"], {}, "/")
+    _remember(dirs(), key, dep, memory=1000)
+    assert relaunch.recall(dirs(), key, available_ram=1000) is not None
+    assert relaunch.recall(dirs(), key, available_ram=999) is None  # the full start warns about it
+    _remember(dirs(), key, dep, device="gpu", memory=1000)
+    assert relaunch.recall(dirs(), key, available_ram=10) is not None  # VRAM is not RAM
+
+
+def test_a_damaged_record_is_a_miss(swarm_home: Path, tmp_path: Path) -> None:
+    dep = tmp_path / "m"
+    dep.write_bytes(b"x")
+    key = relaunch.launch_key(["up"], {}, "/")
+    _remember(dirs(), key, dep)
+    path = relaunch.record_path(dirs(), key)
+    for text in ("{", "[]", '{"key": 1}', json.dumps({**json.loads(path.read_text()), "deps": [[1]]})):
+        path.write_text(text)
+        assert relaunch.recall(dirs(), key) is None
