@@ -51,16 +51,17 @@ def quick_up(args: list[str]) -> int | None:
     if not args or args[0] != "up" or _NOT_QUICK.intersection(args):
         return None
     started = time.time()
+    pre = Prestarted.start()  # either way: its Python start overlaps the checks
     from ..paths import dirs
     from ..swarm.relaunch import launch_key, recall
 
     where = dirs()
     key = launch_key(args, os.environ, str(Path.cwd()))
     got = recall(where, key, _available_ram())
-    if got is None:
-        _missed = Missed(key, Prestarted.start())
-        return None
-    return _start(args, got, where, started)
+    code = None if got is None else _start(args, got, where, started, pre)
+    if code is None:
+        _missed = Missed(key, pre)
+    return code
 
 
 def _available_ram() -> int | None:
@@ -72,7 +73,7 @@ def _available_ram() -> int | None:
         return None
 
 
-def _start(args: list[str], got: Any, where: Any, started: float) -> int | None:
+def _start(args: list[str], got: Any, where: Any, started: float, pre: Prestarted) -> int | None:
     from ..bind import bind_problem
     from ..errors import SwarmError
     from ..swarm.launcher import initial_record_of, launch_detached
@@ -91,17 +92,13 @@ def _start(args: list[str], got: Any, where: Any, started: float) -> int | None:
     try:
         rf = RunFile(launch["name"], where)
         launch["api_key"] = new_api_key()
-        pre = Prestarted.start()
-        try:
-            proc = launch_detached(
-                rf,
-                json.dumps(launch, indent=2),
-                launch["api_key"],
-                lambda pid: initial_record_of(rf, launch, pid),
-                pre,
-            )
-        finally:
-            pre.close()  # no-op after the hand-over
+        proc = launch_detached(
+            rf,
+            json.dumps(launch, indent=2),
+            launch["api_key"],
+            lambda pid: initial_record_of(rf, launch, pid),
+            pre,
+        )
     except SwarmError:  # running already, or its lock busy: the full path says what to do
         return None
     return _shown(args, got, rf, proc, launch, started)

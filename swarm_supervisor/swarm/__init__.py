@@ -14,7 +14,10 @@ By role, each module a step of the way from a plan to running processes (data fl
     events      what the supervisor reports, in types it owns (InstanceEvent, StatusEvent, Traffic)
     supervisor  the health loop over all instances; reports each change to one callback
     status      what the supervisor reports: its RunRecord and the live status
+    probe       GET /health over a fresh loopback connection (plain asyncio)
+    relaunch    a remembered launch: the key of what decides it, the record, its checks
     launcher    what `swarm up` does: build the spec, start the background process, wait
+    boot        the background process's entry: spawns the instances, then loads the daemon
     daemon      the background process: the ONLY module here that imports the proxy; it wires
                 the supervisor's events into the proxy's UpstreamPool
 
