@@ -33,7 +33,6 @@ from .client import UpstreamClient, new_session
 from .errors import ApiError, error_body
 from .handlers import Context, handle
 from .metrics import CONTENT_TYPE, ProxyMetrics
-from .openapi import openapi_document
 from .served import FALLBACK_HEADER, fallback_headers, model_entries, not_found
 from .settings import ProxySettings
 from .upstreams import UpstreamPool
@@ -167,6 +166,8 @@ def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Sta
         return JSONResponse(minimal_status(pool))
 
     async def openapi(request: Request) -> Response:
+        from .openapi import openapi_document  # built on request: not at the start `swarm up` waits for
+
         return JSONResponse(openapi_document(settings))
 
     middleware = []

@@ -68,9 +68,9 @@ def rss_bytes(pid: int | None) -> int | None:
 class VramReader:
     """GPU memory per process through NVML; ``by_pid()`` is None where NVML is absent."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self._nvml: Any = None
-        self._tried = False
+        self._tried = not enabled  # a CPU swarm: no VRAM to read, and pynvml (30 ms) not imported
 
     def _init(self) -> Any:
         if not self._tried:

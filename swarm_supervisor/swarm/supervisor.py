@@ -73,7 +73,7 @@ class Supervisor:
         self.on_event = on_event
         self.traffic = traffic
         self.runfile = runfile
-        self.vram = vram or VramReader()
+        self.vram = vram or VramReader(enabled=spec.device == "gpu")
         self.probe_timeout_s = probe_timeout_s
         #: time between two memory-guard stops, so freed memory shows before the next decision
         cooldown = max(3 * self.cfg.health_interval_s, 5.0) if guard_cooldown_s is None else guard_cooldown_s
