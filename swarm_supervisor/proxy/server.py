@@ -59,6 +59,7 @@ class ProxyServer:
             host=host,
             port=port,
             http=guarded_protocol(self.limits),
+            ws="none",  # no WebSocket endpoint: and "auto" imports websockets (45 ms) at every start
             lifespan="on",
             log_level=log_level,
             access_log=False,

@@ -16,6 +16,7 @@ reports the failure in the run file as it does for any start.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -84,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot read the launch spec %s: %s", rf.launch_path, exc)
         return 2
     spawned = spawn_first(first)
-    from .daemon import serve  # the heavy part, while the models load
+    # the heavy part, while the models load: the cyclic garbage collector is held off until the
+    # swarm is up (daemon.serve), it only slows imports down (about a tenth of their CPU time)
+    gc.disable()
+    from .daemon import serve
 
     return serve(rf, text, spawned)
 

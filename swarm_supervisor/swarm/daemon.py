@@ -23,6 +23,7 @@ models' loading. The pool comes from the light
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -211,7 +212,7 @@ def serve(rf: RunFile, launch_text: str, spawned: dict[str, Instance]) -> int:
             signal_group(inst.pid or 0, signal.SIGKILL)
         return 2
     try:
-        return run_until_done(run_swarm(spec, rf, spawned=spawned))
+        return run_until_done(run_swarm(spec, rf, spawned=spawned, on_up=lambda _: gc.enable()))
     except SwarmError as exc:
         log.error("%s", exc)
         return 1
