@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +30,7 @@ from swarm_supervisor.swarm.system import port_is_free
 from testkit.llama import FAKE_LLAMA_SERVER
 
 FAKE = FAKE_LLAMA_SERVER
+REPO = Path(__file__).resolve().parent.parent
 
 
 def make_spec(
@@ -258,3 +261,21 @@ def test_the_supervisor_reports_each_change_as_an_event(tmp_path: Path) -> None:
     assert [s["status"] for s in statuses][-1] == "stopped"
     assert any(s["instances"][0]["state"] == "ready" for s in statuses)
     assert all("internal_key" not in s for s in statuses)
+
+
+def test_a_cpu_swarm_asks_nvml_nothing(tmp_path: Path) -> None:
+    """The status of a CPU swarm has no VRAM to read: pynvml (30 ms to import, and the driver's
+    library looked for) stays out of the supervisor process, which starts while the models load."""
+    code = (
+        "import sys, asyncio\n"
+        "from pathlib import Path\n"
+        "from tests.test_supervisor import make_spec\n"
+        "from swarm_supervisor.swarm.supervisor import Supervisor\n"
+        f"spec = make_spec(Path({str(tmp_path)!r}), Path('/bin/true'), Path('m.gguf'), 2)\n"
+        "assert spec.device == 'cpu'\n"
+        "snap = Supervisor(spec).snapshot()\n"
+        "print(len(snap['instances']), 'pynvml' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "False"]
