@@ -143,7 +143,7 @@ class Supervisor:
                 inst = self.instances[group[0].id]
                 if inst.state == State.STARTING:  # spawned by swarm/boot.py: reported now
                     self._report(inst, "starting")
-                    self._save()
+                    self.save()
                 else:
                     self._spawn_one(inst)
         except ProcessError as exc:
