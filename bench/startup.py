@@ -8,7 +8,8 @@ warms the page cache and records the argv):
 
 - swarm: ``swarm up --model <gguf> --instances N [--topology T] --llama-server <bin> --port P``
   in an isolated ``SWARM_HOME`` (its own config, cache and state; one for the whole run, so that
-  from the second ``up`` on the model file's check is remembered, as in a user's cache), timed
+  from the second ``up`` on the model file's check is remembered, as in a user's cache, and the
+  same command starts from its remembered launch, which each run's ``from_record`` says), timed
   from spawn to the command's return (it returns once every instance is ready), and split by the
   run file's clocks into the part before the first instance's spawn, the instances' load and the
   rest; then one streamed chat request through the proxy: seconds to the first content token and
@@ -178,6 +179,7 @@ def command(voters_s: str, rounds: int, max_tokens: int, context: int | None, bi
                 "up_over_hand": med["swarm_up_s"] / med["hand_ready_s"],
                 "first_token_swarm_over_hand": med["swarm_first_token_s"] / med["hand_first_token_s"],
                 "answer_swarm_over_hand": med["swarm_answer_s"] / med["hand_answer_s"],
+                "measured_from_record": sum(int(x.get("from_record", 0)) for x in sw),
                 "slowest_up_s": max(every_up),
                 "all_ready_within_30s": max(every_up) < TARGET_S,
             }

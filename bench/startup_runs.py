@@ -172,6 +172,10 @@ def through_swarm(
             "spawn_to_all_ready_s": ready - spawned,
             "ready_to_return_s": wall1 - ready,
         }
+        # 1 when it started from its remembered launch (swarm/relaunch.py): a planned start writes
+        # the record anew, a start from it leaves it as it was
+        records = list((home.root / "cache" / "launch").glob("*.json"))
+        split["from_record"] = float(bool(records) and all(p.stat().st_mtime < wall0 for p in records))
         tok = first_token(f"{rec['base_url']}/chat/completions", None, max_tokens)
     finally:
         t0 = time.perf_counter()
