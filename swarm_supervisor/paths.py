@@ -43,6 +43,14 @@ class Dirs:
     def logs(self) -> Path:
         return self.state / "logs"
 
+    def launch_file(self, name: str) -> Path:
+        """The spec ``swarm up`` hands the supervisor process of swarm ``name``."""
+        return self.runs / f"{name}.launch.json"
+
+    def log_dir(self, name: str) -> Path:
+        """Swarm ``name``'s logs (its supervisor's and each instance's)."""
+        return self.logs / name
+
 
 def dirs(env: dict[str, str] | None = None) -> Dirs:
     """Resolve the dirs from ``SWARM_HOME`` or the platform defaults (nothing is created)."""

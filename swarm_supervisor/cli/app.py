@@ -8,11 +8,10 @@ the plan or the downloads (``python -X importtime -m swarm_supervisor ps`` shows
 from __future__ import annotations
 
 import importlib
-import sys
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -89,17 +88,6 @@ class SwarmGroup(click.Group):
         rows = [(name, COMMANDS[name][1]) for name in COMMANDS]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
-
-    def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:
-        """As a program (``args`` None: the process's own command line), ``swarm up`` first tries
-        its remembered launch (quick.py), before click or any command module is loaded."""
-        if args is None and sys.argv[1:2] == ["up"]:
-            from .quick import quick_up
-
-            code = quick_up(sys.argv[1:])
-            if code is not None:
-                sys.exit(code)
-        return super().main(args, *a, **kw)
 
     def invoke(self, ctx: click.Context) -> object:
         try:

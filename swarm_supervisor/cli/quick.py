@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,14 @@ from ..swarm.prestart import Prestarted
 _NOT_QUICK = frozenset({"--help", "-h", "--foreground"})
 
 
-@dataclass
 class Missed:
     """A `swarm up` that found no usable record: what its start is remembered under, and the
-    supervisor process started for it (prestart.py)."""
+    supervisor process started for it (prestart.py). (A plain class: the supervisor process is
+    started before this module would have imported dataclasses.)"""
 
-    key: dict[str, Any]
-    prestarted: Prestarted
+    def __init__(self, key: dict[str, Any], prestarted: Prestarted) -> None:
+        self.key = key
+        self.prestarted = prestarted
 
 
 _missed: Missed | None = None

@@ -3,12 +3,13 @@
     python -P -m swarm_supervisor.swarm.boot NAME      # started by `swarm up` (launcher.py)
     python -P -m swarm_supervisor.swarm.boot --wait    # prestarted: the name comes on stdin (prestart.py)
 
-Until the instances are spawned this process holds only what spawning needs: the launch spec
-read as plain JSON (:func:`~.spec.first_to_start`), the argv, the process group, the log. No
-pydantic, no asyncio, no proxy: those (:mod:`.daemon`, about 0.8 s of CPU in all) are imported
-after the spawn, while the models load, and the supervisor then takes over the spawned
-processes (:meth:`~.supervisor.Supervisor.spawn_ahead`). On a GPU only the first instance of
-each GPU starts here; the others follow one by one once it is ready, as always.
+Spawning needs only the launch spec read as plain JSON (:func:`~.spec.first_to_start`), the
+argv, the process group and the log, and waits for nothing else. A prestarted process loads
+pydantic, the config's models and the supervisor (:data:`PRELOAD`) in a thread while it waits for
+the name, on the core `swarm up` leaves free; the proxy's modules (most of the 0.6 s of CPU the
+rest takes) are imported after the spawn, while the models load, and the supervisor then takes
+over the spawned processes (:meth:`~.supervisor.Supervisor.spawn_ahead`). On a GPU only the
+first instance of each GPU starts here; the others follow one by one once it is ready, as always.
 
 An instance that cannot be spawned here is left to the supervisor, which tries it again and
 reports the failure in the run file as it does for any start.
@@ -17,14 +18,16 @@ reports the failure in the run file as it does for any start.
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import os
 import sys
+import threading
 
 from ..errors import ProcessError
+from ..paths import dirs
 from .instance import Instance
 from .prestart import WAIT_FLAG
-from .runfile import RunFile
 from .spec import InstanceConfig, first_to_start
 from .system import free_port, raise_open_file_limit
 
@@ -38,12 +41,12 @@ def wait_for_name() -> str | None:
     name = sys.stdin.readline().strip()
     if not name:
         return None
-    rf = RunFile(name)
-    fd = os.open(rf.log_dir / "supervisor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    log_dir = dirs().log_dir(name)
+    fd = os.open(log_dir / "supervisor.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     for std in (1, 2):
         os.dup2(fd, std)
     os.close(fd)
-    os.chdir(rf.log_dir)
+    os.chdir(log_dir)
     return name
 
 
@@ -61,12 +64,32 @@ def spawn_first(cfgs: list[InstanceConfig]) -> dict[str, Instance]:
     return spawned
 
 
+#: what the supervisor imports after the spawn but the proxy: a prestarted process loads them
+#: while it waits for the name (on the other core than `swarm up`'s own work); the proxy's modules
+#: come only after the spawn, as ever (tests/test_daemon_start.py)
+PRELOAD = ("swarm_supervisor.config", "swarm_supervisor.swarm.daemon", "uvloop")
+
+
+def _preload() -> None:
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # the same import after the spawn says what is wrong
+            return
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    # the cyclic garbage collector is held off until the swarm is up (daemon.serve): it only slows
+    # the imports down (about a tenth of their CPU time)
+    gc.disable()
+    loading: threading.Thread | None = None
     if args == [WAIT_FLAG]:
+        loading = threading.Thread(target=_preload, name="preload", daemon=True)
+        loading.start()  # the name is read meanwhile; spawning waits for nothing it loads
         name = wait_for_name()
         if name is None:
-            return 0
+            os._exit(0)  # `swarm up` ended without handing over: nothing to tidy, no import to finish
         args = [name]
     if len(args) != 1:
         print("usage: python -m swarm_supervisor.swarm.boot NAME|--wait", file=sys.stderr)
@@ -77,20 +100,20 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     log.info("open-file limit: %d", raise_open_file_limit())  # before the spawn: they inherit it
-    rf = RunFile(args[0])
+    launch = dirs().launch_file(args[0])
     try:
-        text = rf.launch_path.read_text(encoding="utf-8")
+        text = launch.read_text(encoding="utf-8")
         first = first_to_start(text)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.error("cannot read the launch spec %s: %s", rf.launch_path, exc)
+        log.error("cannot read the launch spec %s: %s", launch, exc)
         return 2
     spawned = spawn_first(first)
-    # the heavy part, while the models load: the cyclic garbage collector is held off until the
-    # swarm is up (daemon.serve), it only slows imports down (about a tenth of their CPU time)
-    gc.disable()
-    from .daemon import serve
+    if loading is not None:
+        loading.join()
+    from .daemon import serve  # the rest, the proxy's modules too, while the models load
+    from .runfile import RunFile
 
-    return serve(rf, text, spawned)
+    return serve(RunFile(args[0]), text, spawned)
 
 
 if __name__ == "__main__":

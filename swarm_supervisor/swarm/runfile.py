@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from filelock import FileLock, Timeout
 
 from ..errors import RunFileDamaged, SwarmStateError
 from ..memory import process_memory
@@ -64,7 +63,7 @@ class RunFile:
     @property
     def launch_path(self) -> Path:
         """What ``swarm up`` hands the supervisor process (the spec it runs)."""
-        return self.dirs.runs / f"{self.name}.launch.json"
+        return self.dirs.launch_file(self.name)
 
     @property
     def key_path(self) -> Path:
@@ -73,7 +72,7 @@ class RunFile:
 
     @property
     def log_dir(self) -> Path:
-        return self.dirs.logs / self.name
+        return self.dirs.log_dir(self.name)
 
     def ensure_dirs(self) -> None:
         ensure_private_dir(self.dirs.state)
@@ -83,6 +82,8 @@ class RunFile:
 
     @contextlib.contextmanager
     def lock(self, timeout_s: float = 10.0) -> Iterator[None]:
+        from filelock import FileLock, Timeout  # not for `swarm up`'s supervisor process's start
+
         self.ensure_dirs()
         lock = FileLock(str(self.dirs.runs / f"{self.name}.lock"), timeout=timeout_s, mode=0o600)
         try:

@@ -10,7 +10,6 @@ it carries the internal API key)::
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +70,8 @@ class InstanceConfig:
 
 
 def new_api_key() -> str:
+    import secrets  # (hashlib, random: not before the supervisor process's spawn)
+
     return "sk-swarm-" + secrets.token_urlsafe(24)
 
 
