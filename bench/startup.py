@@ -9,7 +9,8 @@ warms the page cache and records the argv):
 - swarm: ``swarm up --model <gguf> --instances N [--topology T] --llama-server <bin> --port P``
   in an isolated ``SWARM_HOME`` (its own config, cache and state; one for the whole run, so that
   from the second ``up`` on the model file's check is remembered, as in a user's cache, and the
-  same command starts from its remembered launch, which each run's ``from_record`` says), timed
+  same command starts from its remembered launch, which each run's ``from_record`` says; byte-code
+  caching on, as for an installed package: ``PYTHONDONTWRITEBYTECODE`` is removed), timed
   from spawn to the command's return (it returns once every instance is ready), and split by the
   run file's clocks into the part before the first instance's spawn, the instances' load and the
   rest; then one streamed chat request through the proxy: seconds to the first content token and
@@ -120,6 +121,10 @@ def command(voters_s: str, rounds: int, max_tokens: int, context: int | None, bi
         logdir.mkdir()
         key_file = base / "hand.key"
         home = stack.enter_context(SwarmHome(base / "home"))
+        # as a user runs it: the package's byte code compiled once (by the warm-up) and kept, as
+        # an installed package has its .pyc files (bench cli does the same); with
+        # PYTHONDONTWRITEBYTECODE every `swarm up` compiled some 60 modules again, 0.1-0.2 s of CPU
+        home.env.pop("PYTHONDONTWRITEBYTECODE", None)
         watch = stack.enter_context(ContentionWatch())
         for r in range(-1, rounds):  # round -1: the warm-up, which also records the argv
             for n, label, args in shapes:
