@@ -73,16 +73,18 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def replace_file(path: Path, text: str, mode: int) -> None:
+def replace_file(path: Path, text: str, mode: int, durable: bool = True) -> None:
     """Replace ``path`` with ``text`` in one step: a temporary file in the same folder, written
-    with ``mode``, synced, then renamed over it. A reader sees the old file or the new one."""
+    with ``mode``, synced (unless not ``durable``), then renamed over it. A reader sees the old
+    file or the new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 #: how often a loading instance's /health is asked: a refused connection or a 503 costs it
 #: about a tenth of a millisecond, and `swarm up` returns this much sooner on average
-POLL_S = 0.025
+POLL_S = 0.02
 
 
 class State(StrEnum):

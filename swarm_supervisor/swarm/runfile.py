@@ -137,10 +137,11 @@ class RunFile:
             p.unlink(missing_ok=True)
 
 
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` atomically (tmp file in the same dir + os.replace), mode 0600."""
+def write_private(path: Path, text: str, durable: bool = True) -> None:
+    """Write ``text`` atomically (tmp file in the same dir + os.replace), mode 0600; ``durable``:
+    on the disk before it replaces the old file (an fsync, some milliseconds)."""
     ensure_private_dir(path.parent)
-    replace_file(path, text, 0o600)
+    replace_file(path, text, 0o600, durable=durable)
 
 
 def list_names(where: Dirs | None = None) -> list[str]:
