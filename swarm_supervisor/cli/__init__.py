@@ -9,6 +9,7 @@ none of it.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,11 @@ class _Program:
 
             code = quick_up(sys.argv[1:])
             if code is not None:
-                sys.exit(code)
+                # all is said and the swarm runs in its own process group: the interpreter's
+                # teardown (30-60 ms with rich loaded) would only delay the shell's prompt
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
         from .app import main as group
 
         return group(*args, **kwargs)
