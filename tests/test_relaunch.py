@@ -169,7 +169,19 @@ def test_a_running_swarm_is_reported_as_before(home: Path, tmp_path: Path, fake:
 
 
 def _remember(where: Any, key: dict[str, Any], dep: Path, device: str = "cpu", memory: int = 10) -> None:
-    launch = json.dumps({"name": "default", "device": device, "api_key": "sk-secret", "instances": []})
+    launch = json.dumps(
+        {
+            "name": "default",
+            "device": device,
+            "api_key": "sk-secret",
+            "instances": [],
+            "model_id": "m",
+            "model_path": "/m.gguf",
+            "proxy_host": "127.0.0.1",
+            "proxy_port": 0,
+            "log_dir": "/logs",
+        }
+    )
     relaunch.remember(
         where,
         key,
@@ -225,6 +237,8 @@ def test_a_damaged_record_is_a_miss(swarm_home: Path, tmp_path: Path) -> None:
     key = relaunch.launch_key(["up"], {}, "/")
     _remember(dirs(), key, dep)
     path = relaunch.record_path(dirs(), key)
-    for text in ("{", "[]", '{"key": 1}', json.dumps({**json.loads(path.read_text()), "deps": [[1]]})):
+    good = json.loads(path.read_text())
+    no_port = {**good, "launch": {k: v for k, v in good["launch"].items() if k != "proxy_port"}}
+    for text in ("{", "[]", '{"key": 1}', json.dumps({**good, "deps": [[1]]}), json.dumps(no_port)):
         path.write_text(text)
         assert relaunch.recall(dirs(), key) is None

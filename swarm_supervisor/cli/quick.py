@@ -18,9 +18,16 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..swarm.prestart import Prestarted
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from ..paths import Dirs
+    from ..swarm.relaunch import Remembered
+    from ..swarm.runfile import RunFile
 
 #: flags after which `swarm up` is not started from a record
 _NOT_QUICK = frozenset({"--help", "-h", "--foreground"})
@@ -73,7 +80,7 @@ def _available_ram() -> int | None:
         return None
 
 
-def _start(args: list[str], got: Any, where: Any, started: float, pre: Prestarted) -> int | None:
+def _start(args: list[str], got: Remembered, where: Dirs, started: float, pre: Prestarted) -> int | None:
     from ..bind import bind_problem
     from ..errors import SwarmError
     from ..swarm.launcher import initial_record_of, launch_detached
@@ -104,7 +111,14 @@ def _start(args: list[str], got: Any, where: Any, started: float, pre: Prestarte
     return _shown(args, got, rf, proc, launch, started)
 
 
-def _shown(args: list[str], got: Any, rf: Any, proc: Any, launch: dict[str, Any], started: float) -> int:
+def _shown(
+    args: list[str],
+    got: Remembered,
+    rf: RunFile,
+    proc: subprocess.Popen[bytes],
+    launch: dict[str, Any],
+    started: float,
+) -> int:
     """What the full `swarm up` shows, from the record; the exit code."""
     from rich.console import Console
     from rich.markup import escape

@@ -47,6 +47,10 @@ ENV_NAMES = ("HOME", "PATH", "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "APPDATA", 
 #: the flag whose value is not part of the key (applied to the remembered spec instead)
 PORT_FLAG = "--port"
 _PACKAGES = ("swarm_supervisor", "bin_fetch")
+#: what a start from a record reads of its launch spec (SwarmSpec.to_json)
+_LAUNCH_KEYS = frozenset(
+    {"name", "device", "model_id", "model_path", "proxy_host", "proxy_port", "log_dir", "instances"}
+)
 
 
 def split_port(args: list[str]) -> tuple[list[str], str | None]:
@@ -219,6 +223,8 @@ def recall(where: Dirs, key: dict[str, Any], available_ram: int | None = None) -
             if stat_sig(name) != sig:
                 return None
         launch = data["launch"]
+        if not isinstance(launch, dict) or not _LAUNCH_KEYS.issubset(launch):
+            return None
         memory = int(data["memory_bytes"])
         if launch["device"] == "cpu" and available_ram is not None and memory > available_ram:
             return None  # the full start says so (the plan's warning about busy RAM)
