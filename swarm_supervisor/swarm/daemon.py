@@ -203,13 +203,13 @@ def run_until_done(coro: Coroutine[Any, Any, int]) -> int:
 
 def serve(rf: RunFile, launch_text: str, spawned: dict[str, Instance]) -> int:
     """The supervisor process after :mod:`.boot` spawned ``spawned``: read the spec, serve."""
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per health probe
     try:
         spec = SwarmSpec.from_json(launch_text)
     except (ValueError, TypeError) as exc:
         log.error("cannot read the launch spec %s: %s", rf.launch_path, exc)
-        for inst in spawned.values():
-            signal_group(inst.pid or 0, signal.SIGKILL)
+        for inst in spawned.values():  # spawned from the same text: nothing else will stop them
+            if inst.pid is not None:
+                signal_group(inst.pid, signal.SIGKILL)
         return 2
     try:
         return run_until_done(run_swarm(spec, rf, spawned=spawned, on_up=lambda _: gc.enable()))
