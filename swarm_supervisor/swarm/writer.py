@@ -144,7 +144,9 @@ class RunFileWriter:
                 if not force:
                     log.warning("the run file %s was deleted or changed; writing it again", self.rf.path)
                 self.rf.write(record)
-                self._written = self._stat()
+                # deleted in the instant after the write: a stamp no file has, so that the next
+                # check writes it again (None would switch the checks off for good)
+                self._written = self._stat() or (-1, -1, -1)
         except (SwarmStateError, OSError) as exc:
             self._failures += 1
             if self._failures == 1 or self._failures % 30 == 0:
