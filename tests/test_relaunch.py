@@ -57,13 +57,18 @@ def fake(tmp_path: Path) -> Path:
     return path
 
 
+#: the copied fake llama-server finds ``testkit`` through this (beside its original it finds it by path)
+REPO = Path(__file__).resolve().parents[1]
+
+
 def swarm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     return subprocess.run(
         [sys.executable, "-m", "swarm_supervisor", *args],
         capture_output=True,
         text=True,
         timeout=180,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        env={**os.environ, "COLUMNS": "200", "PYTHONPATH": path, **(env or {})},
     )
 
 
