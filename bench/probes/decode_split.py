@@ -15,7 +15,7 @@ from __future__ import annotations
 import gzip
 import json
 import statistics
-import subprocess
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import Any
 import click
 import httpx
 
-from swarm_supervisor.swarm.system import free_port
+from bench.quality_gen import Server, start_server, stop_server
 
 SESSIONS = Path(__file__).resolve().parents[1] / "data" / "agent"
 
@@ -40,41 +40,6 @@ def _turn_bodies(max_turns: int, max_tokens: int) -> list[dict[str, Any]]:
             body.update(stream=False, max_tokens=max_tokens)
             bodies.append(body)
     return bodies
-
-
-def _start(
-    binary: str, model: str, slots: int, ngl: int, extra: list[str]
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    argv = [
-        binary,
-        "-m",
-        model,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "-c",
-        str(slots * 16384),
-        "--parallel",
-        str(slots),
-        "-ngl",
-        str(ngl),
-        "--metrics",
-        *extra,
-    ]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"llama-server on {port} did not become ready: {argv}")
 
 
 def _ask(url: str, body: dict[str, Any], n: int) -> dict[str, float]:
@@ -120,12 +85,16 @@ def main(
         arms[f"{voters} voters in {p} process{'es' if p > 1 else ''}"] = (p, voters // p)
     lean = {"samplers": ["top_k", "temperature"]}  # llama-server's chain cut to two: does sampling cost?
     one = f"{voters} voters in 1 process"
-    servers: dict[str, list[tuple[subprocess.Popen[bytes], str]]] = {}
+    servers: dict[str, list[Server]] = {}
+    logs = Path(tempfile.mkdtemp(prefix="decode-split-"))
     rows: dict[str, list[dict[str, float]]] = {a: [] for a in arms}
     try:
-        extra = ["--threads", str(threads)] if threads else []
         for arm, (procs, k) in arms.items():
-            servers[arm] = [_start(binary, model, max(1, k), ngl, extra) for _ in range(procs)]
+            servers[arm] = [
+                start_server(Path(binary), Path(model), threads or 0, max(1, k) * 16384, logs,
+                             parallel=max(1, k), extra=["-ngl", str(ngl), "--metrics"])
+                for _ in range(procs)
+            ]  # fmt: skip
         if one in servers:
             arms[f"{one}, lean sampling"] = arms[one]
             servers[f"{one}, lean sampling"] = servers[one]
@@ -138,7 +107,7 @@ def main(
                         procs, k = arms[arm]
                         b = {**body, **lean} if arm.endswith("lean sampling") else body
                         t0 = time.perf_counter()
-                        got = list(pool.map(lambda s, b=b, n=k: _ask(s[1], b, n), servers[arm]))
+                        got = list(pool.map(lambda s, b=b, n=k: _ask(s.url, b, n), servers[arm]))
                         wall = time.perf_counter() - t0
                         if r == 0:
                             continue  # warms the prompt cache of every process
@@ -151,12 +120,10 @@ def main(
                         })  # fmt: skip
                 print(f"turn {i} done", flush=True)
     finally:
-        for procs_ in servers.values():
-            for proc, _ in procs_:
-                proc.terminate()
-        for procs_ in servers.values():
-            for proc, _ in procs_:
-                proc.wait(15)
+        for arm, started in servers.items():
+            if not arm.endswith("lean sampling"):  # that arm shares the one-process servers
+                for server in started:
+                    stop_server(server)
     base = statistics.median(r["wall_s"] for r in rows["one answer"])
     summary = {}
     head = ("arm", "wall s", "x one", "decode ms/tok", "prompt ms", "answers")

@@ -18,9 +18,8 @@ import asyncio
 import json
 import re
 import statistics
-import subprocess
 import sys
-import time
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,10 +31,9 @@ import numpy as np
 
 from bench.common import RESULTS
 from bench.quality import DATA
-from bench.quality_gen import load_tasks, passes, program_for, program_key
+from bench.quality_gen import load_tasks, passes, program_for, program_key, start_server, stop_server
 from bench.topology import find_binary, find_model
 from swarm_supervisor.consensus.code import code_blocks
-from swarm_supervisor.swarm.system import free_port
 
 ANSWERS = RESULTS / "quality-live-h200.answers.jsonl"
 SCORES = Path("/tmp/reviewer-scores.json")  # resumable scratch, not a result
@@ -147,24 +145,12 @@ def main(path: Path) -> None:
     with ThreadPoolExecutor(2) as ex:
         for key, ok in zip(programs, ex.map(passes, programs.values()), strict=True):
             passed[key] = ok
-    port = free_port()
-    argv = [str(find_binary(None)), "-m", str(find_model(None)), "--host", "127.0.0.1", "--port", str(port),
-            "-c", "8192", "-np", "4", "--threads", "2"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = start_server(find_binary(None), find_model(None), 2, 8192, Path(tempfile.mkdtemp()), parallel=4)
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
         print(f"scoring {len(todo)} distinct programs", flush=True)
-        review = asyncio.run(_score_all(url, todo, SCORES))
+        review = asyncio.run(_score_all(server.url, todo, SCORES))
     finally:
-        proc.terminate()
-        proc.wait(15)
+        stop_server(server)
     greedy = {r["task"]: passed[r["program"]] for r in rows if r["setting"] == "greedy"}
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
 
