@@ -7,6 +7,7 @@ supervisor -> `swarm down` still cleans up -> no process of this swarm is left, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,7 @@ import httpx
 import psutil
 import pytest
 
+from swarm_supervisor.errors import SwarmStateError
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.swarm.runfile import RunFile, list_names
 from swarm_supervisor.swarm.system import port_is_free
@@ -60,6 +62,21 @@ def home(swarm_home: Path) -> Iterator[Path]:
     finally:
         for name in list_names(dirs()):
             teardown(RunFile(name, dirs()), grace_s=2.0)
+
+
+@contextlib.contextmanager
+def configured_home(swarm_home: Path, supervisor: str, heal_s: float = 5.0) -> Iterator[Path]:
+    """``swarm_home`` with these ``[supervisor]`` settings; afterwards every swarm in it is torn
+    down (one whose run file is already gone is skipped)."""
+    cfg = swarm_home / "config"
+    cfg.mkdir(parents=True)
+    (cfg / "config.toml").write_text(f"[supervisor]\n{supervisor}")
+    try:
+        yield swarm_home
+    finally:
+        for name in list_names(dirs()):
+            with contextlib.suppress(SwarmStateError):
+                teardown(RunFile(name, dirs()), grace_s=2.0, heal_s=heal_s)
 
 
 def _pids_and_ports(status: dict[str, Any]) -> tuple[list[tuple[int, float]], list[int]]:

@@ -7,57 +7,24 @@ date before `swarm ps` reads it.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from swarm_supervisor.errors import SwarmStateError
-from swarm_supervisor.paths import dirs
 from swarm_supervisor.swarm.daemon import TRAFFIC_SAVE_S
-from swarm_supervisor.swarm.runfile import RunFile, list_names
-from swarm_supervisor.swarm.teardown import teardown
 from testkit.hub_server import tiny_gguf
 from testkit.llama import FAKE_LLAMA_SERVER
-
-
-def swarm(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "swarm_supervisor", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-
-
-def ps_json() -> dict[str, Any]:
-    r = swarm("ps", "--json")
-    assert r.returncode == 0, r.stderr
-    data: dict[str, Any] = json.loads(r.stdout)
-    return data
+from tests.test_cli_up import configured_home, ps_json, swarm
 
 
 @pytest.fixture
 def slow_health(swarm_home: Path) -> Iterator[Path]:
     """A SWARM_HOME whose health loop runs once a minute: the run file is not rewritten by it."""
-    cfg = swarm_home / "config"
-    cfg.mkdir(parents=True)
-    (cfg / "config.toml").write_text("[supervisor]\nhealth_interval_s = 60\nstop_grace_s = 2.0\n")
-    try:
-        yield swarm_home
-    finally:
-        for name in list_names(dirs()):
-            with contextlib.suppress(SwarmStateError):
-                teardown(RunFile(name, dirs()), grace_s=2.0, heal_s=0.5)
+    with configured_home(swarm_home, "health_interval_s = 60\nstop_grace_s = 2.0\n", heal_s=0.5) as home:
+        yield home
 
 
 def test_ps_counts_an_answered_request_at_once(slow_health: Path, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ decides and hands the supervisor (the instances' argv), not the models.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -23,13 +22,12 @@ import httpx
 import psutil
 import pytest
 
-from swarm_supervisor.errors import SwarmStateError
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.swarm import relaunch
-from swarm_supervisor.swarm.runfile import RunFile, list_names
-from swarm_supervisor.swarm.teardown import teardown
+from swarm_supervisor.swarm.runfile import RunFile
 from testkit.hub_server import tiny_gguf
 from testkit.llama import FAKE_LLAMA_SERVER
+from tests.test_cli_up import configured_home
 from tests.test_daemon_start import swarm_up_observed
 
 #: what `swarm up --verbose` says when it started from its record
@@ -38,14 +36,8 @@ REMEMBERED = "remembered launch checked"
 
 @pytest.fixture
 def home(swarm_home: Path) -> Iterator[Path]:
-    (swarm_home / "config").mkdir(parents=True)
-    (swarm_home / "config" / "config.toml").write_text("[supervisor]\nstop_grace_s = 3.0\n")
-    try:
-        yield swarm_home
-    finally:
-        for name in list_names(dirs()):
-            with contextlib.suppress(SwarmStateError):
-                teardown(RunFile(name, dirs()), grace_s=2.0)
+    with configured_home(swarm_home, "stop_grace_s = 3.0\n") as h:
+        yield h
 
 
 @pytest.fixture
