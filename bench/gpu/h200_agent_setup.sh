@@ -4,7 +4,7 @@
 # tests and the non-CUDA backends taken out; tok.gguf; make_stub_gguf.py; the task sets),
 # .smol1 (first third of SmolLM2-135M-Instruct.Q4_1.gguf: the whole file is over one call's 64 MiB)
 # or .sx1 (the first 31.5 MB of the file compressed with `xz -9`; .sx2 holds the rest).
-# Builds the project's CUDA llama-server + llama-quantize and the Qwen2.5-Coder-1.5B-shaped stand-in.
+# `bash bench/gpu/make_carry.sh` makes these folders here. Builds the project's CUDA llama-server + llama-quantize and the Qwen2.5-Coder-1.5B-shaped stand-in.
 set -euxo pipefail
 mkdir -p .device/site "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target .device/site .whl/*.whl
