@@ -29,10 +29,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .client import UpstreamClient, new_session
+from .context import Context
 from .errors import ApiError, error_body
-from .handlers import Context, handle
 from .metrics import CONTENT_TYPE, ProxyMetrics
+from .request_path import RequestPath
 from .served import FALLBACK_HEADER, fallback_headers, model_entries, not_found
 from .settings import ProxySettings
 from .upstreams import UpstreamPool
@@ -107,29 +107,34 @@ class _Observe:
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
 
 
-def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Starlette:
-    """The proxy over ``pool`` (which the supervisor keeps up to date)."""
+def create_app(
+    pool: UpstreamPool, settings: ProxySettings | None = None, *, load_at_start: bool = True
+) -> Starlette:
+    """The proxy over ``pool`` (which the supervisor keeps up to date). ``load_at_start``: load
+    the request path (:mod:`.request_path`) when the app starts; False leaves that to whoever
+    calls ``app.state.request_path.start()`` (the supervisor, once the instances are ready) or to
+    the first request that needs it."""
     settings = settings or ProxySettings()
     ctx = Context(pool=pool, settings=settings, metrics=ProxyMetrics(pool))
+    path = RequestPath(ctx)
     started = int(time.time())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        session = new_session()
-        ctx.client = UpstreamClient(session, pool)
+        if load_at_start:
+            path.start()
         try:
             yield
         finally:
-            ctx.client = None
-            await session.close()
+            await path.close()
 
     async def chat(request: Request) -> Response:
-        response = await handle(ctx, request, "chat")
+        response = await path.handle(request, "chat")
         response.headers.update(fallback_headers(pool))
         return response
 
     async def completions(request: Request) -> Response:
-        response = await handle(ctx, request, "completion")
+        response = await path.handle(request, "completion")
         response.headers.update(fallback_headers(pool))
         return response
 
@@ -144,7 +149,7 @@ def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Sta
         raise not_found(name, pool, settings)
 
     async def health(request: Request) -> Response:
-        ready = pool.ready()
+        ready = pool.ready() if path.error is None else []
         body = {
             "status": "ok" if ready else "unavailable",
             "model": pool.model_id,
@@ -153,10 +158,13 @@ def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Sta
             "instances": dict(sorted(pool.states.items())),
             "fallback": pool.fallback,
         }
+        if path.error is not None:
+            body["error"] = f"the proxy cannot load its request handlers: {path.error}"
         headers = {} if ready else {"Retry-After": str(settings.retry_after_s)}
         return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
 
     async def metrics(request: Request) -> Response:
+        await path.ready()  # the instances' metrics come through the upstream client
         text = await ctx.metrics.render(ctx.client, settings.metrics_timeout_s)
         return Response(text, media_type=CONTENT_TYPE)
 
@@ -207,6 +215,7 @@ def create_app(pool: UpstreamPool, settings: ProxySettings | None = None) -> Sta
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.request_path = path
     return app
 
 

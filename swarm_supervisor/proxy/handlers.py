@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, TypeVar, get_args
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..vocabulary import Endpoint, Strategy, StreamMode
-from .admission import Admission
 from .answers import answer, billed, events, swarm_headers
 from .budget import check_budget
 from .client import UpstreamClient
+from .context import Context
 from .errors import ApiError, bad_request, unavailable
 from .failures import UpstreamCancelled, UpstreamTimeout
 from .fanout import Ballot, fan_out
-from .metrics import ProxyMetrics
 from .relay import OpenStream, first_stream, relay
 from .schemas import ChatRequest, CompletionRequest, forwardable, parse_json, validate
 from .served import check_model
-from .settings import ProxySettings
 from .sse import KEEPALIVE, event
 from .stragglers import StragglerPolicy
-from .upstreams import UpstreamPool
 from .voting import VoterOutcome, as_answered
 
 T = TypeVar("T")
@@ -35,28 +31,6 @@ PATHS: dict[Endpoint, str] = {"chat": "/v1/chat/completions", "completion": "/v1
 
 class ClientGone(Exception):
     """The client closed its connection before the answer was ready."""
-
-
-@dataclass
-class Context:
-    """What the handlers share: the pool, the settings, the client (set by the lifespan), metrics."""
-
-    pool: UpstreamPool
-    settings: ProxySettings
-    metrics: ProxyMetrics
-    client: UpstreamClient | None = None
-    admission: Admission | None = None  # set in __post_init__: votes the pool can run at once
-
-    def __post_init__(self) -> None:
-        if self.admission is None:
-            self.admission = Admission(lambda: self.pool.concurrency)
-        gate = self.admission
-        self.metrics.waiting.set_function(lambda: gate.waiting)
-
-    def upstream_client(self) -> UpstreamClient:
-        if self.client is None:  # only when the app is used without its lifespan
-            raise ApiError(503, "the proxy is starting", type="unavailable")
-        return self.client
 
 
 async def read_body(request: Request, limit: int, timeout_s: float = 60.0) -> bytes:

@@ -22,6 +22,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from .guard import ServerLimits, guarded_protocol
+from .request_path import request_path_of
 
 
 def _limits_of(app: ASGIApp) -> ServerLimits:
@@ -104,6 +105,12 @@ class ProxyServer:
                 self._task.result()  # startup failed: raise its error
                 raise RuntimeError("the proxy server stopped during startup")
             await asyncio.sleep(0.01)
+
+    def load_request_path(self) -> None:
+        """Start loading a proxy app's request path (:mod:`.request_path`); nothing for other apps."""
+        path = request_path_of(self.config.app)
+        if path is not None:
+            path.start()
 
     async def stop(self) -> None:
         """Graceful shutdown (open streams get ``timeout_graceful_shutdown`` seconds)."""

@@ -161,6 +161,7 @@ async def run_swarm(
             if sup.stopping:
                 log.info("stopped while starting")
                 return 0
+            server.load_request_path()  # now, not while the models load (proxy/request_path.py)
             log.info(
                 "swarm %s up: %s, %d instances ready (%d voters)",
                 spec.name,
@@ -187,7 +188,8 @@ def proxy_server(spec: SwarmSpec, pool: UpstreamPool) -> ProxyServer:
     from ..proxy.settings import ProxySettings
 
     settings = ProxySettings.from_config(spec.config.proxy, voters=spec.voters)
-    server = ProxyServer(create_app(pool, settings), host=spec.proxy_host, port=spec.proxy_port)
+    app = create_app(pool, settings, load_at_start=False)
+    server = ProxyServer(app, host=spec.proxy_host, port=spec.proxy_port)
     log.info("proxy loaded in %.2f s", time.perf_counter() - t0)
     return server
 
