@@ -31,7 +31,7 @@ from swarm_supervisor.swarm.argv import instance_env, llama_server_argv
 from swarm_supervisor.swarm.launcher import build_spec
 from swarm_supervisor.swarm.runfile import RunFile
 from swarm_supervisor.swarm.spec import SwarmSpec
-from tests.machines import A10GX8, A100X2, CPU16, MIXED_3060_4090, MULTI_GPU, RTX4090X4
+from tests.machines import A10GX8, A100X2, CPU16, H100, MIXED_3060_4090, MULTI_GPU, RTX4090, RTX4090X4
 
 MiB = 2**20
 GiB = 2**30
@@ -455,3 +455,68 @@ def test_swarm_plan_four_24gib_cards_pairs(plan_cli: CliRunner) -> None:
     assert data["model_id"] == "qwen2.5-coder:32b:q8_0"
     assert [p["gpus"] for p in data["placements"]] == [[0, 1], [2, 3]]
     assert any("spans 2 GPUs" in r for r in data["reasons"])
+
+
+# ------------------------------------------------------------------ several processes per GPU
+
+
+def test_two_processes_per_gpu_split_one_cards_voters(
+    cat: Catalogue, swarm_home: Path, tmp_path: Path
+) -> None:
+    """H100 80 GB, 8 voters of the 1.5B, plan.processes_per_gpu 2: two llama-servers of 4 slots on
+    GPU 0, each with its own weights and compute buffers; one process where that is 1."""
+    one = make_plan(H100, cat, CFG, PlanOverrides(model="qwen2.5-coder:1.5b", instances=8))
+    cfg = CFG.model_copy(update={"plan": CFG.plan.model_copy(update={"processes_per_gpu": 2})})
+    two = make_plan(H100, cat, cfg, PlanOverrides(model="qwen2.5-coder:1.5b", instances=8))
+    assert (one.processes, one.slots, one.voters) == (1, 8, 8)
+    assert (two.processes, two.slots, two.voters) == (2, 4, 8)
+    assert [(p.gpu, p.gpus) for p in two.placements] == [(0, (0,)), (0, (0,))]
+    # the weights and the compute buffers twice, the KV cache of 8 slots once in all
+    assert (
+        two.memory.total_bytes == one.memory.total_bytes + two.memory.weights_bytes + two.memory.compute_bytes
+    )
+    assert any("processes per GPU: up to 2 (plan.processes_per_gpu)" in r for r in two.reasons)
+    spec = _spec(two, H100, tmp_path)
+    assert [
+        llama_server_argv(c, 9000)[llama_server_argv(c, 9000).index("--parallel") + 1] for c in spec.instances
+    ] == [
+        "4",
+        "4",
+    ]
+    assert [instance_env(c, {})["CUDA_VISIBLE_DEVICES"] for c in spec.instances] == ["0", "0"]
+
+
+def test_processes_per_gpu_spread_over_the_gpus_first(cat: Catalogue) -> None:
+    """2 x A100 80 GB, 8 voters, --processes-per-gpu 2: four processes of 2 voters, two per card;
+    with 2 voters, one process per card (the voters go over the GPUs before sharing one)."""
+    ov = PlanOverrides(model="qwen2.5-coder:1.5b", instances=8, processes_per_gpu=2)
+    plan = make_plan(A100X2, cat, CFG, ov)
+    assert (plan.processes, plan.slots) == (4, 2)
+    assert sorted(p.gpu for p in plan.placements) == [0, 0, 1, 1]
+    two = make_plan(A100X2, cat, CFG, replace(ov, instances=2))
+    assert (two.processes, two.slots) == (2, 1)
+    assert sorted(p.gpu for p in two.placements) == [0, 1]
+
+
+def test_a_card_that_holds_the_weights_once_keeps_one_process(cat: Catalogue) -> None:
+    """RTX 4090 24 GB, the 14B q8_0 with 2 voters at 4k (17.5 GiB of its 21.6 GiB budget): a second copy of
+    the weights does not fit, so --processes-per-gpu 2 still plans one process of 2 slots."""
+    ov = PlanOverrides(model="qwen2.5-coder:14b:q8_0", instances=2, context=4096)
+    base = make_plan(RTX4090, cat, CFG, ov)
+    split = make_plan(RTX4090, cat, CFG, replace(ov, processes_per_gpu=2))
+    assert (base.processes, base.slots) == (1, 2)
+    assert (split.processes, split.slots, split.voters) == (1, 2, 2)
+
+
+def test_swarm_plan_processes_per_gpu_flag_and_bad_config(plan_cli: CliRunner, swarm_home: Path) -> None:
+    data = _plan_json(
+        plan_cli, "--gpu-memory", "80GiB", "--model", "qwen2.5-coder:1.5b", "--instances", "8",
+        "--processes-per-gpu", "2",
+    )  # fmt: skip
+    assert (data["processes"], data["slots"], data["voters"]) == (2, 4, 8)
+    bad = plan_cli.invoke(main, ["plan", "--gpu-memory", "80GiB", "--processes-per-gpu", "0"])
+    assert bad.exit_code == 2 and "--processes-per-gpu" in bad.output
+    dirs().config_file.parent.mkdir(parents=True, exist_ok=True)
+    dirs().config_file.write_text("[plan]\nprocesses_per_gpu = 9\n", encoding="utf-8")
+    res = plan_cli.invoke(main, ["plan", "--gpu-memory", "80GiB"])
+    assert res.exit_code != 0 and "plan.processes_per_gpu" in res.output

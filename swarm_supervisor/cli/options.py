@@ -58,6 +58,7 @@ class PlanChoices:
     topology: Topology | None = None
     concurrency: int | None = None
     kv_type: KvType | None = None
+    processes_per_gpu: int | None = None
     gpu_memory: tuple[int, ...] = ()
     ram: int | None = None
     apple_silicon: bool = False
@@ -116,6 +117,13 @@ _OPTIONS: tuple[Callable[[F], F], ...] = (
         type=click.Choice(["slots", "processes"]),
         help="One process with a slot per voter (slots) or one process per voter (processes).",
     ),
+    click.option(
+        "--processes-per-gpu",
+        "processes_per_gpu",
+        type=click.IntRange(min=1, max=8),
+        help="GPU, topology slots: split each GPU's voters between this many llama-servers (each "
+        "evaluates the prompt once). Default: plan.processes_per_gpu (1).",
+    ),
 )
 
 
@@ -162,6 +170,7 @@ def _with_plan_options(f: F, what_if: bool) -> F:
             topology=kwargs.pop("topology"),
             concurrency=kwargs.pop("concurrency"),
             kv_type=kwargs.pop("kv_type"),
+            processes_per_gpu=kwargs.pop("processes_per_gpu"),
             gpu_memory=tuple(kwargs.pop("gpu_memory")),
             ram=kwargs.pop("ram"),
             apple_silicon=kwargs.pop("apple_silicon"),

@@ -59,6 +59,7 @@ def overrides_for(choices: PlanChoices, config: Config, dirs: Dirs) -> PlanOverr
         topology=choices.topology,
         concurrency=choices.concurrency,
         kv_type=choices.kv_type,
+        processes_per_gpu=choices.processes_per_gpu,
         facts=facts,
     )
 

@@ -69,6 +69,7 @@ class Want:
     widen: bool = False  # GPU: span more GPUs than the weights need when that is what holds the voters
     concurrency: int = 1  # voted requests at once: each voter holds this many slots
     max_span: int | None = None  # GPU: no more GPUs per process than this (what one request at a time needs)
+    per_gpu: int = 1  # GPU, slots: processes per GPU (or group of GPUs), each with its share of memory
 
 
 def fit(need: Need, budget: Budget, topology: Topology, want: Want) -> Layout | None:
@@ -142,9 +143,27 @@ def _fit_gpus(need: Need, budget: Budget, topology: Topology, want: Want) -> Lay
 
 
 def _gpu_slots(need: Need, groups: list[tuple[tuple[int, ...], int]], span: int, want: Want) -> Layout | None:
+    """``want.per_gpu`` processes per group where that fits, else fewer (a card that holds the
+    weights once still runs its voters in one process)."""
+    for k in range(want.per_gpu, 0, -1):
+        layout = _gpu_slots_k(need, groups, span, want, k)
+        if layout is not None:
+            return layout
+    return None
+
+
+def _gpu_slots_k(
+    need: Need, groups: list[tuple[tuple[int, ...], int]], span: int, want: Want, k: int
+) -> Layout | None:
+    # up to ``k`` processes share a group, each in 1/k of its memory; the j-th process of every
+    # group comes before any group's (j+1)-th, so the voters spread over the GPUs first
     caps = sorted(
-        (((room - need.process_bytes(0, span)) // need.kv_per_slot, idx) for idx, room in groups),
-        key=lambda c: (-c[0], c[1]),
+        (
+            ((room // k - need.process_bytes(0, span)) // need.kv_per_slot, j, idx)
+            for idx, room in groups
+            for j in range(k)
+        ),
+        key=lambda c: (-c[0], c[1], c[2]),
     )
     best: tuple[int, int] | None = None  # (processes, slots)
     for p in range(1, len(caps) + 1):
@@ -159,8 +178,8 @@ def _gpu_slots(need: Need, groups: list[tuple[tuple[int, ...], int]], span: int,
     if best is None:
         return None
     p, s = best
-    chosen = sorted(caps[:p], key=lambda c: c[1])
-    placements = tuple(Placement(i, idx[0], idx) for i, (_, idx) in enumerate(chosen))
+    chosen = sorted(caps[:p], key=lambda c: (c[2], c[1]))
+    placements = tuple(Placement(i, idx[0], idx) for i, (_, _, idx) in enumerate(chosen))
     per = need.process_bytes(s, span)
     return Layout("slots", p, s, p * s, span, placements, False, per, p * per)
 

@@ -41,6 +41,7 @@ def want_for(
         high=config.plan.max_instances,
         exact=overrides.instances,
         max_processes=max_proc,
+        per_gpu=overrides.processes_per_gpu or config.plan.processes_per_gpu,
     )
 
 

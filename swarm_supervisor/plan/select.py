@@ -187,6 +187,13 @@ def _plan(
         )
     reasons.append(_kv_reason(s.kv, overrides))
     reasons.append(why_topo)
+    if s.bud.device == "gpu" and layout.topology == "slots" and s.want.per_gpu > 1:
+        src = "--processes-per-gpu" if overrides.processes_per_gpu else "plan.processes_per_gpu"
+        reasons.append(
+            f"processes per GPU: up to {s.want.per_gpu} ({src}), each with its own copy of the weights "
+            f"and its share of the voters; {layout.processes} process(es) of {layout.per_process} "
+            "voter(s) split the voters evenly"
+        )
     if layout.span > 1:
         reasons.append(
             f"the model does not fit one GPU: each instance spans {layout.span} GPUs, the fewest "

@@ -114,5 +114,6 @@ class PlanOverrides:
     concurrency: int | None = None  # voted requests at once; None: config.plan.concurrency, else auto
     kv_type: KvType | None = None  # None: config.plan.kv_type
     topology: Topology | None = None  # None: the plan chooses (and says why)
+    processes_per_gpu: int | None = None  # None: config.plan.processes_per_gpu
     allow_embedded: bool = False  # let the embedded PyPI models compete (after every hub model)
     facts: ModelFacts | None = None
