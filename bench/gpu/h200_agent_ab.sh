@@ -5,6 +5,7 @@
 #   shared   one pool, each slot capped (the swarm's default where the binary has the flags)
 #   noram    shared, and no host-RAM prompt cache (--cache-ram 0: it copies idle slots to RAM)
 #   gpusamp  shared, and llama-server's experimental sampling on the GPU (--backend-sampling)
+#   ppg2     shared, the 8 voters split between 2 llama-servers on the GPU (--processes-per-gpu 2)
 set -uxo pipefail
 export PYTHONPATH=$PWD/.device/site:$PWD SWARM_HOME=$PWD/.device/home PYTHONUNBUFFERED=1
 mkdir -p .device/smol && { [ -d .smol2 ] && cp .smol2/p .device/smol/p2; true; }
@@ -14,9 +15,10 @@ for arm in ${ARMS:-split shared noram gpusamp}; do
     split) extra=(--llama-arg=--no-kv-unified) ;;
     noram) extra=(--llama-arg=--cache-ram --llama-arg=0) ;;
     gpusamp) extra=(--llama-arg=--backend-sampling) ;;
+    ppg2) extra=(--swarm-arg=--processes-per-gpu=2) ;;
     *) extra=() ;;
   esac
-  timeout 140 python3 -m bench agent --model "$m" --instances 8 --ngl 999 --llama-server "$bin" \
+  timeout "${ARM_S:-140}" python3 -m bench agent --model "$m" --instances 8 --ngl 999 --llama-server "$bin" \
     --max-tokens "${TOKENS:-64}" --max-turns "${MAX_TURNS:-4}" --concurrency "${CONC:-1,4}" \
     --time-budget "${BUDGET:-100}" "${extra[@]}" --out "$OUT/agent-h200-$arm.json" 2>&1 \
     > "$OUT/agent-h200-$arm.log"; tail -4 "$OUT/agent-h200-$arm.log"
