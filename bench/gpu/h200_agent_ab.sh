@@ -20,7 +20,7 @@ for arm in ${ARMS:-split shared noram gpusamp}; do
   esac
   timeout "${ARM_S:-140}" python3 -m bench agent --model "$m" --instances 8 --ngl 999 --llama-server "$bin" \
     --max-tokens "${TOKENS:-64}" --max-turns "${MAX_TURNS:-4}" --concurrency "${CONC:-1,4}" \
-    --time-budget "${BUDGET:-100}" "${extra[@]}" --out "$OUT/agent-h200-$arm.json" 2>&1 \
+    --time-budget "${BUDGET:-100}" --sessions "${SESSIONS:-bench/data/agent/*.json.gz}" "${extra[@]}" --out "$OUT/agent-h200-$arm.json" 2>&1 \
     > "$OUT/agent-h200-$arm.log"; tail -4 "$OUT/agent-h200-$arm.log"
 done
 rm -f "$OUT"/*.png  # $OUT brings back 8 files at most: 4 arms x (json, log)
