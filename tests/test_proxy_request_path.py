@@ -105,4 +105,6 @@ async def test_a_request_path_that_cannot_load_is_a_clear_500_and_an_unhealthy_p
             assert "cannot load its request handlers" in message and "No module named 'aiohttp'" in message
             h = await client.get("/health")
             assert h.status_code == 503 and "aiohttp" in h.json()["error"]
+            m = await client.get("/metrics")  # the proxy's own metrics still, the 500 counted
+            assert m.status_code == 200 and 'status="500"' in m.text
             assert fakes[0].record.bodies == []  # nothing reached an instance

@@ -13,6 +13,7 @@ shared upstream HTTP client.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import time
@@ -164,7 +165,8 @@ def create_app(
         return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
 
     async def metrics(request: Request) -> Response:
-        await path.ready()  # the instances' metrics come through the upstream client
+        with contextlib.suppress(Exception):  # a failed load: the proxy's own metrics still
+            await path.ready()  # the instances' metrics come through the upstream client
         text = await ctx.metrics.render(ctx.client, settings.metrics_timeout_s)
         return Response(text, media_type=CONTENT_TYPE)
 
