@@ -6,6 +6,7 @@ imports (most of the proxy's CPU at start) come after, or with the first request
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -18,7 +19,10 @@ import pytest
 from swarm_supervisor.proxy import request_path
 from swarm_supervisor.proxy.app import create_app
 from swarm_supervisor.proxy.upstreams import Upstream, UpstreamPool
+from swarm_supervisor.swarm.daemon import request_path_beside_models
+from swarm_supervisor.swarm.spec import SwarmSpec
 from testkit.llama.inprocess import Behaviour, asgi_client, fake_upstreams
+from tests.test_supervisor import make_spec
 
 pytestmark = pytest.mark.anyio
 
@@ -108,3 +112,20 @@ async def test_a_request_path_that_cannot_load_is_a_clear_500_and_an_unhealthy_p
             m = await client.get("/metrics")  # the proxy's own metrics still, the 500 counted
             assert m.status_code == 200 and 'status="500"' in m.text
             assert fakes[0].record.bodies == []  # nothing reached an instance
+
+
+def _spec(threads: list[int], gpu_layers: int = 0) -> SwarmSpec:
+    spec = make_spec(Path("/tmp"), Path("/bin/true"), Path("/tmp/m.gguf"), len(threads))
+    insts = tuple(
+        dataclasses.replace(i, threads=t, gpu_layers=gpu_layers)
+        for i, t in zip(spec.instances, threads, strict=True)
+    )
+    return dataclasses.replace(spec, instances=insts)
+
+
+def test_the_request_path_loads_beside_the_models_only_where_that_takes_no_cores_from_them() -> None:
+    # this 2-core machine's plans: 2 one-thread processes, or one process of 2 threads
+    assert not request_path_beside_models(_spec([1, 1]), cores=2)
+    assert not request_path_beside_models(_spec([2]), cores=2)
+    assert request_path_beside_models(_spec([1, 1]), cores=4)  # a core to spare
+    assert request_path_beside_models(_spec([16], gpu_layers=999), cores=16)  # the models load onto a GPU

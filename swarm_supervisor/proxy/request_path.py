@@ -5,8 +5,10 @@ Those modules are most of the proxy's import time (about 0.35 s of one core's CP
 the same cores, while nothing needs it before the first completion request. So the app is built
 and listening without them, and :meth:`RequestPath.start` loads them in a worker thread:
 
-- the supervisor calls it once every instance is ready (:func:`~..swarm.daemon.run_swarm`), so
-  ``swarm up`` returns as soon as the models have loaded;
+- the supervisor calls it as soon as the proxy listens where the models load onto GPUs or leave
+  a core free, else once every instance is ready, so that on a CPU whose cores the instances take
+  ``swarm up`` returns as soon as the models have loaded
+  (:func:`~..swarm.daemon.request_path_beside_models`);
 - an app used on its own (tests, ``bench/overhead.py``) starts it with its lifespan;
 - a request that needs it first waits for it (``/health``, ``/v1/models`` and ``/swarm/status``
   answer meanwhile); after a failed load each such request gets a 500 that names the error, and

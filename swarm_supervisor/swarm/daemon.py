@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 import time
@@ -152,6 +153,8 @@ async def run_swarm(
             await sup.shutdown(final_status="failed")
             return 1
         sup.proxy_port = server.port
+        if request_path_beside_models(spec):
+            server.load_request_path()
         try:
             try:
                 await sup.start()
@@ -161,7 +164,7 @@ async def run_swarm(
             if sup.stopping:
                 log.info("stopped while starting")
                 return 0
-            server.load_request_path()  # now, not while the models load (proxy/request_path.py)
+            server.load_request_path()  # (again: a no-op once it started) on a CPU without a spare core
             log.info(
                 "swarm %s up: %s, %d instances ready (%d voters)",
                 spec.name,
@@ -178,6 +181,18 @@ async def run_swarm(
         with runfile.lock():
             runfile.remove()
     return 0
+
+
+def request_path_beside_models(spec: SwarmSpec, cores: int | None = None) -> bool:
+    """Whether the proxy loads its request path (proxy/request_path.py, about 0.3 s of one core)
+    while the models load, or only once they are ready: beside them when they load onto GPUs or
+    leave a core free (``cores``: the CPUs this process may use), after them on a CPU whose cores
+    the instances' threads take, where it slowed their loading (docs/performance.md, start-up)."""
+    if spec.instances and all(i.gpu_layers > 0 for i in spec.instances):
+        return True
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores > sum(i.threads for i in spec.instances)
 
 
 def proxy_server(spec: SwarmSpec, pool: UpstreamPool) -> ProxyServer:
