@@ -62,6 +62,11 @@ def _busy_since(before: list[int]) -> dict[str, float]:
     }
 
 
+def _spread(xs: list[float]) -> dict[str, float]:
+    """Median, lowest and highest of ``xs``."""
+    return {"median": _median(xs), "min": min(xs), "max": max(xs)}
+
+
 def _median(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -188,6 +193,10 @@ def command(voters_s: str, rounds: int, max_tokens: int, context: int | None, bi
                 "median": med,
                 "swarm_up_split_median_s": split,
                 "up_over_hand": med["swarm_up_s"] / med["hand_ready_s"],
+                # the same ratio round by round (each round's two starts ran back to back)
+                "up_over_hand_per_round": _spread(
+                    [x["up_s"] / y["ready_s"] for x, y in zip(sw, hd, strict=True)]
+                ),
                 "first_token_swarm_over_hand": med["swarm_first_token_s"] / med["hand_first_token_s"],
                 "answer_swarm_over_hand": med["swarm_answer_s"] / med["hand_answer_s"],
                 "start_to_token_swarm_over_hand": (
@@ -207,6 +216,7 @@ def command(voters_s: str, rounds: int, max_tokens: int, context: int | None, bi
             r["median"]["swarm_up_s"],
             r["median"]["hand_ready_s"],
             r["up_over_hand"],
+            "{median:.2f} ({min:.2f}-{max:.2f})".format(**r["up_over_hand_per_round"]),
             r["median"]["swarm_first_token_s"],
             r["median"]["hand_first_token_s"],
             r["first_token_swarm_over_hand"],
@@ -225,6 +235,7 @@ def command(voters_s: str, rounds: int, max_tokens: int, context: int | None, bi
             "swarm up s",
             "by hand s",
             "swarm / hand",
+            "per round",
             "TTFT swarm s",
             "TTFT hand s",
             "TTFT ratio",
@@ -233,7 +244,7 @@ def command(voters_s: str, rounds: int, max_tokens: int, context: int | None, bi
             "< 30 s",
         ],
         rows,
-        console=Console(width=180),
+        console=Console(width=200),
     )
     print_table(
         "Where the seconds of `swarm up` go (medians)",
