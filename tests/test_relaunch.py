@@ -165,7 +165,14 @@ def test_a_running_swarm_is_reported_as_before(home: Path, tmp_path: Path, fake:
 # --------------------------------------------------------------------------- the record itself
 
 
-def _remember(where: Any, key: dict[str, Any], dep: Path, device: str = "cpu", memory: int = 10) -> None:
+def _remember(
+    where: Any,
+    key: dict[str, Any],
+    dep: Path,
+    device: str = "cpu",
+    memory: int = 10,
+    valid_s: float | None = None,
+) -> None:
     launch = json.dumps(
         {
             "name": "default",
@@ -188,6 +195,7 @@ def _remember(where: Any, key: dict[str, Any], dep: Path, device: str = "cpu", m
         warnings=["w"],
         memory_bytes=memory,
         ready_timeout_s=60.0,
+        valid_s=valid_s,
     )
 
 
@@ -239,3 +247,59 @@ def test_a_damaged_record_is_a_miss(swarm_home: Path, tmp_path: Path) -> None:
     for text in ("{", "[]", '{"key": 1}', json.dumps({**good, "deps": [[1]]}), json.dumps(no_port)):
         path.write_text(text)
         assert relaunch.recall(dirs(), key) is None
+
+
+@pytest.mark.llama
+def test_a_fallback_start_is_remembered_until_the_planned_model_is_pulled_or_a_while_passed(
+    home: Path, hub_unreachable: Path
+) -> None:
+    """No hub: `swarm up` runs the embedded stand-in. The same command again starts from its record
+    and still says, at the start and at the end, that this is the stand-in; a download of the
+    planned model (its ref file written) or the record's age ends that, and the hub is asked again."""
+    from swarm_supervisor.config import load_catalogue
+    from swarm_supervisor.store.resolve import download_markers
+
+    args = ("up", "--instances", "1", "--llama-server", str(FAKE_LLAMA_SERVER), "--port", "0", "--verbose")
+
+    def start() -> subprocess.CompletedProcess[str]:
+        r = swarm(*args)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert swarm("down").returncode == 0
+        return r
+
+    first = start()
+    assert REMEMBERED not in first.stdout
+    second = start()
+    assert REMEMBERED in second.stdout
+    planned = json.loads(next((home / "cache" / "launch").glob("*.json")).read_text())["launch"]["fallback"]
+    assert planned["running"] == "smollm2:135m:q4_1"
+    said = second.stdout + second.stderr
+    assert "the hub is unreachable" in said and "the small embedded stand-in" in said
+
+    # `swarm pull` of the planned model writes its ref file (here one with no files behind it: the
+    # start falls back again, but it asked the hub first)
+    (marker,) = download_markers(planned["planned"], load_catalogue(), dirs())
+    marker.parent.mkdir(parents=True)
+    marker.write_text("0" * 40)
+    assert REMEMBERED not in start().stdout
+    assert REMEMBERED in start().stdout  # remembered again, with the ref file as it is now
+
+    # ten minutes later (relaunch.FALLBACK_VALID_S) the hub is asked again
+    for path in (home / "cache" / "launch").glob("*.json"):
+        data = json.loads(path.read_text())
+        data["expires_at"] = data["expires_at"] - relaunch.FALLBACK_VALID_S - 1
+        path.write_text(json.dumps(data))
+    assert REMEMBERED not in start().stdout
+
+
+def test_only_a_record_given_a_lifetime_expires(swarm_home: Path, tmp_path: Path) -> None:
+    dep = tmp_path / "m"
+    dep.write_bytes(b"x")
+    key = relaunch.launch_key(["up"], {}, "/")
+    _remember(dirs(), key, dep)  # a clean start
+    assert json.loads(relaunch.record_path(dirs(), key).read_text())["expires_at"] is None
+    assert relaunch.recall(dirs(), key) is not None
+    _remember(dirs(), key, dep, valid_s=60.0)  # a fallback's
+    assert relaunch.recall(dirs(), key) is not None
+    _remember(dirs(), key, dep, valid_s=-1.0)  # ... once its time has passed
+    assert relaunch.recall(dirs(), key) is None

@@ -222,9 +222,11 @@ def command(
     )
     done = time.time()
     # a clean start is remembered, with the warnings it gave that depend on nothing but its inputs
-    # (not a fallback's, nor one about memory busy now: RAM is checked again, VRAM cannot be cheaply)
+    # (not one about memory busy now: RAM is checked again, VRAM cannot be cheaply); a fallback's
+    # for a while only (relaunch.FALLBACK_VALID_S), and until the planned model's download
     busy = busy_warnings(hw, plan)
-    if missed is not None and not (model.warning or model.fallback or busy):
+    if missed is not None and not busy and (model.fallback is not None or not model.warning):
+        warned += [model.warning] if model.warning else []
         warned += list(plan.warnings)
         _remember(ctx, missed.key, spec, plan, model, binary.path, llama_server, timeout, warned)
     if timings or ctx.verbose:
@@ -245,11 +247,13 @@ def _remember(
     warned: list[str],
 ) -> None:
     """Remember this clean start for the next `swarm up` of the same inputs (swarm/relaunch.py):
-    the files it was made from, and where the binary was searched for when none was given."""
+    the files it was made from, where the binary was searched for when none was given, and for a
+    fallback the cache files a download of the planned model would write."""
     import os
 
     from ..binary import explicit_binary
-    from ..swarm.relaunch import deps_of, remember
+    from ..store.resolve import download_markers
+    from ..swarm.relaunch import FALLBACK_VALID_S, deps_of, remember, stat_sig
 
     searched: list[Path] = []
     if explicit_binary(flag, ctx.config) is None:  # bin_fetch looked on PATH and in the cache
@@ -262,6 +266,11 @@ def _remember(
         binary=binary,
         searched=searched,
     )
+    valid_s = None
+    if model.fallback is not None:  # until the planned model is downloaded, and for a while only
+        markers = download_markers(model.fallback.planned, ctx.catalogue, ctx.dirs)
+        deps += [(str(p), stat_sig(p)) for p in markers]
+        valid_s = FALLBACK_VALID_S
     with contextlib.suppress(OSError):  # a cache we cannot write costs only the next start's time
         remember(
             ctx.dirs,
@@ -272,6 +281,7 @@ def _remember(
             warnings=warned,
             memory_bytes=plan.memory.total_bytes,
             ready_timeout_s=timeout_s,
+            valid_s=valid_s,
         )
 
 

@@ -102,6 +102,16 @@ def _cached_commit(folder: Path, revision: str) -> str | None:
     return commit if _COMMIT.match(commit) else None
 
 
+def cache_markers(cache_dir: Path, repo: str, files: Sequence[str], revision: str = "main") -> list[Path]:
+    """What a download of ``revision`` writes first-hand into the cache: the ref file of a branch or
+    tag (rewritten by every completed download), or the snapshot's files of a pinned commit. A
+    change of any of them (size, modification time) says the cache changed for that revision."""
+    folder = repo_folder(cache_dir, repo)
+    if _COMMIT.match(revision):
+        return [folder / "snapshots" / revision / _safe_rel(f) for f in files]
+    return [_ref_file(folder, revision)]
+
+
 def cached_files(cache_dir: Path, repo: str, files: Sequence[str], revision: str = "main") -> HubFiles | None:
     """The files if a complete copy of ``revision`` is in the cache, without touching the network."""
     folder = repo_folder(cache_dir, repo)

@@ -31,7 +31,7 @@ from ..plan.types import ModelFacts, Plan
 from ..units import format_bytes
 from .embedded import ensure_embedded
 from .gguf_check import GGUFInfo, check_gguf_cached, split_parts
-from .hub import embedded_names, fetch_from_hub, hub_offline
+from .hub import cache_markers, embedded_names, fetch_from_hub, hub_offline
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,17 @@ def resolve_choice(
     parts = list(got.paths)
     info = check_gguf_cached(parts[0], facts_dir, parts=parts)
     return _model(info, got.source, choice.model_id, parts, plan)
+
+
+def download_markers(model_id: str, catalogue: Catalogue, dirs: Dirs) -> list[Path]:
+    """The cache files a download of catalogue model ``model_id`` writes (:func:`.hub.cache_markers`);
+    none for an embedded model. A remembered fallback start holds while they are as they were."""
+    choice = choice_from_ref(catalogue, model_id)
+    _, variant = _lookup(catalogue, choice)
+    if variant.repo is None:
+        return []
+    files = variant.quants[choice.quant].files  # type: ignore[index]
+    return cache_markers(dirs.models / "hub", variant.repo, files, variant.revision or "main")
 
 
 def fallback_fix(choice: ModelChoice) -> str:

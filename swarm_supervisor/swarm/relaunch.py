@@ -19,10 +19,13 @@ change anywhere (a new binary, an edited config, a re-downloaded model, more RAM
 and the full ``swarm up`` runs and remembers again. Nothing here decides a plan: a record is
 only ever a copy of one the full path made.
 
-Only clean starts are remembered: no fallback model and no warning that depends on the moment
-(RAM or VRAM busy now). Free memory is the one live input: :func:`recall` compares the plan's
-memory with the RAM available now on a CPU plan (a GPU's free VRAM is not read: the instances
-then fail to load, and say so, as they would have anyway).
+Only clean starts are remembered, with no warning that depends on the moment (RAM or VRAM busy
+now); a start on the embedded stand-in because the hub was unreachable (a fallback) is
+remembered for :data:`FALLBACK_VALID_S` only, and while the cache files a download of the
+planned model would write are as they were (``swarm pull`` of it is a miss at once). Free
+memory is the one live input: :func:`recall` compares the plan's memory with the RAM available
+now on a CPU plan (a GPU's free VRAM is not read: the instances then fail to load, and say so, as
+they would have anyway).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +48,8 @@ FORMAT = 1
 #: environment variables that change what ``swarm up`` plans or finds (prefixes and names)
 ENV_PREFIXES = ("SWARM_", "XDG_", "HF_", "HUGGINGFACE_", "CUDA_", "HIP_", "ROCR_", "GPU_", "NVIDIA_")
 ENV_NAMES = ("HOME", "PATH", "LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH", "APPDATA", "LOCALAPPDATA")
+#: how long a fallback start is remembered: after that the full `swarm up` asks the hub again
+FALLBACK_VALID_S = 600.0
 #: the flag whose value is not part of the key (applied to the remembered spec instead)
 PORT_FLAG = "--port"
 _PACKAGES = ("swarm_supervisor", "bin_fetch")
@@ -192,8 +198,10 @@ def remember(
     warnings: list[str],
     memory_bytes: int,
     ready_timeout_s: float,
+    valid_s: float | None = None,
 ) -> Path:
-    """Write the record of a clean start (mode 0600; the launch's API key is left out)."""
+    """Write the record of a clean start (mode 0600; the launch's API key is left out); with
+    ``valid_s``, :func:`recall` gives it only for that many seconds."""
     launch = json.loads(launch_json)
     launch["api_key"] = ""
     path = record_path(where, key)
@@ -206,6 +214,7 @@ def remember(
         "warnings": warnings,
         "memory_bytes": memory_bytes,
         "ready_timeout_s": ready_timeout_s,
+        "expires_at": None if valid_s is None else time.time() + valid_s,
     }
     replace_file(path, json.dumps(data, indent=1), 0o600)
     return path
@@ -219,6 +228,9 @@ def recall(where: Dirs, key: dict[str, Any], available_ram: int | None = None) -
         data = json.loads(path.read_text(encoding="utf-8"))
         if data["key"] != json.loads(json.dumps(key)):
             return None
+        expires = data.get("expires_at")
+        if expires is not None and time.time() > float(expires):
+            return None  # a fallback start: the full path asks the hub again
         for name, sig in data["deps"]:
             if stat_sig(name) != sig:
                 return None
