@@ -223,7 +223,7 @@ def command(
     done = time.time()
     # a clean start is remembered, with the warnings it gave that depend on nothing but its inputs
     # (not one about memory busy now: RAM is checked again, VRAM cannot be cheaply); a fallback's
-    # for a while only (relaunch.FALLBACK_VALID_S), and until the planned model's download
+    # too, for a while (relaunch.FALLBACK_VALID_S) and until the planned model is downloaded
     busy = busy_warnings(hw, plan)
     if missed is not None and not busy and (model.fallback is not None or not model.warning):
         warned += [model.warning] if model.warning else []
