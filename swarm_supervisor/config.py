@@ -170,6 +170,16 @@ class Catalogue(_Strict):
 # --------------------------------------------------------------------------- user config
 
 
+#: ``proxy.voter_temperature``'s value for "send no temperature": llama-server's default applies
+SERVER_TEMPERATURE = "llama-server"
+
+
+def _voter_temperature(value: float | str) -> float | str:
+    if value == SERVER_TEMPERATURE or (isinstance(value, float) and 0 <= value <= 2):
+        return value
+    raise ValueError(f'{value!r} is not a temperature from 0 to 2 or "{SERVER_TEMPERATURE}"')
+
+
 def _alias(name: str) -> str:
     """A model name clients may send: 1-256 visible characters, no surrounding spaces."""
     if not name or len(name) > 256 or name != name.strip() or not name.isprintable():
@@ -200,6 +210,9 @@ class ProxyConfig(_Strict):
     #: True: answer whatever ``model`` a request names (clients that send a fixed name);
     #: False: a name the swarm does not serve gets 404 ``model_not_found``
     accept_any_model: bool = False
+    #: the temperature every voter samples at when a request sends none (measured: docs/voting.md);
+    #: "llama-server": leave it to llama-server's own default (0.8); a request's own always stands
+    voter_temperature: Annotated[float | str, AfterValidator(_voter_temperature)] = 0.2
 
     @model_validator(mode="after")
     def _unique_aliases(self) -> ProxyConfig:

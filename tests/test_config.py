@@ -47,6 +47,8 @@ def test_values_are_read(tmp_path: Path) -> None:
         ("[hardware]\nram_fraction = 1.5\n", "hardware.ram_fraction", "less than or equal to 1"),
         ("[plan]\nmin_instances = 9\n", "plan", "min_instances is larger than max_instances"),
         ("[sever]\nport = 1\n", "sever", "unknown key"),
+        ("[proxy]\nvoter_temperature = -0.1\n", "proxy.voter_temperature", "not a temperature from 0 to 2"),
+        ("[proxy]\nvoter_temperature = 'server'\n", "proxy.voter_temperature", '"llama-server"'),
     ],
 )
 def test_a_bad_config_names_its_key(tmp_path: Path, text: str, key: str, what: str) -> None:
@@ -57,6 +59,17 @@ def test_a_bad_config_names_its_key(tmp_path: Path, text: str, key: str, what: s
     msg = str(err.value)
     assert msg.startswith(f"{f}: {key}: ")
     assert what in msg
+
+
+def test_the_voter_temperature_can_be_left_to_llama_server(tmp_path: Path) -> None:
+    from swarm_supervisor.proxy.settings import ProxySettings
+
+    f = tmp_path / "config.toml"
+    assert ProxySettings.from_config(load_config(f).proxy).voter_temperature == 0.2  # no file: default
+    f.write_text('[proxy]\nvoter_temperature = 0.6\n')
+    assert ProxySettings.from_config(load_config(f).proxy).voter_temperature == 0.6
+    f.write_text('[proxy]\nvoter_temperature = "llama-server"\n')
+    assert ProxySettings.from_config(load_config(f).proxy).voter_temperature is None
 
 
 def test_bad_toml(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from swarm_supervisor.proxy.app import create_app
-from swarm_supervisor.proxy.sampling import seeds
+from swarm_supervisor.proxy.sampling import VOTER_TEMPERATURE, seeds
 from swarm_supervisor.proxy.settings import ProxySettings
 from swarm_supervisor.proxy.upstreams import Upstream, UpstreamPool
 from testkit.llama.inprocess import Behaviour, asgi_client, fake_upstreams
@@ -62,6 +62,25 @@ async def test_each_voter_gets_its_own_seed_and_the_internal_key() -> None:
         assert sum(b["n"] for b in bodies) == 4
         assert all("swarm_strategy" not in b and b["stream"] is True for b in bodies)
         assert all(h["authorization"] == "Bearer internal-secret" for f in fakes for h in f.record.headers)
+
+
+async def test_the_voters_sample_at_the_configured_temperature_unless_the_client_sends_one() -> None:
+    """proxy.voter_temperature reaches llama-server; a client's temperature (0 too) stands;
+    null leaves the temperature out, so llama-server's own default applies."""
+    for setting, body, sent in (
+        (0.2, CHAT, {0.2}),
+        (0.6, CHAT, {0.6}),
+        (0.6, {**CHAT, "temperature": 0.9}, {0.9}),
+        (0.6, {**CHAT, "temperature": 0}, {0}),
+        (None, CHAT, {None}),
+    ):
+        with fake_upstreams(Behaviour(GOOD), Behaviour(GOOD)) as fakes:
+            pool = UpstreamPool.from_urls([f.url for f in fakes])
+            settings = ProxySettings(quorum=False, voter_temperature=setting)
+            async with asgi_client(create_app(pool, settings)) as client:
+                r = await client.post("/v1/chat/completions", json=body)
+        assert r.status_code == 200, r.text
+        assert {b.get("temperature") for f in fakes for b in f.record.bodies} == sent, (setting, body)
 
 
 async def test_seed_minus_one_means_fresh_random_seeds_on_every_request() -> None:
@@ -166,9 +185,8 @@ async def test_swarm_candidates_returns_every_counted_answer_with_its_temperatur
     assert got["0.0"]["cluster"] == got["2.0"]["cluster"] == 0
     assert sorted(swarm["clusters"][0]) == ["0.0", "2.0"]
     assert swarm["clusters"][got["1.0"]["cluster"]] == ["1.0"]
-    # no client temperature: one greedy anchor, the others sampled (proxy/sampling.py)
-    temps = sorted(c["temperature"] for c in got.values())
-    assert temps[0] == 0.0 and all(t > 0 for t in temps[1:])
+    # no client temperature: every voter at the voter temperature (proxy/sampling.py)
+    assert {c["temperature"] for c in got.values()} == {VOTER_TEMPERATURE}
     sent = {f.record.bodies[0].get("temperature") for f in fakes}
     assert sent == {c["temperature"] for c in got.values()}
     assert all("swarm_candidates" not in b for f in fakes for b in f.record.bodies)

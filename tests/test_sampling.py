@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from swarm_supervisor.proxy.sampling import TOP_LOGPROBS, Group, voter_groups
+from swarm_supervisor.proxy.sampling import TOP_LOGPROBS, VOTER_TEMPERATURE, Group, voter_groups
 
 CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "def f(x):"}]}
 
@@ -23,15 +23,26 @@ def test_every_process_gets_exactly_its_voters() -> None:
             assert all(g.n >= 1 for p in groups for g in p)
 
 
-def test_no_client_temperature_gives_one_greedy_anchor_and_a_ladder() -> None:
-    # one process with every voter: one request per temperature (two more prompt evaluations)
-    assert temps(voter_groups([5], CHAT, "similarity")) == [[(1, 0.0), (2, 0.5), (2, 0.8)]]
-    # one voter per process: the first process is the anchor, each gets one request
-    assert temps(voter_groups([1, 1, 1], CHAT, "similarity")) == [[(1, 0.0)], [(1, 0.5)], [(1, 0.8)]]
-    # two voters: the anchor and one sample at the lower rung
-    assert temps(voter_groups([2], CHAT, "similarity")) == [[(1, 0.0), (1, 0.5)]]
-    # voters laid out in temperature order: few distinct temperatures per process
-    assert temps(voter_groups([3, 3], CHAT, "similarity")) == [[(1, 0.0), (2, 0.5)], [(1, 0.5), (2, 0.8)]]
+def test_no_client_temperature_samples_every_voter_at_the_voter_temperature() -> None:
+    # one request per process, whatever the layout: the prompt is evaluated once per process
+    assert temps(voter_groups([5], CHAT, "similarity")) == [[(5, VOTER_TEMPERATURE)]]
+    assert temps(voter_groups([1, 1, 1], CHAT, "similarity")) == [[(1, 0.2)], [(1, 0.2)], [(1, 0.2)]]
+    assert temps(voter_groups([3, 0, 2], CHAT, "similarity")) == [[(3, 0.2)], [], [(2, 0.2)]]
+    # agent turns too (the same single request per process)
+    agent = {**CHAT, "tools": [{"type": "function", "function": {"name": "read", "parameters": {}}}]}
+    assert temps(voter_groups([3, 2], agent, "quality")) == [[(3, 0.2)], [(2, 0.2)]]
+
+
+def test_the_voter_temperature_is_the_config_s_and_none_leaves_it_to_llama_server() -> None:
+    assert temps(voter_groups([4], CHAT, "similarity", 0.5)) == [[(4, 0.5)]]
+    assert [(g.n, g.overrides) for g in voter_groups([4], CHAT, "similarity", None)[0]] == [(4, {})]
+
+
+def test_a_lone_voter_without_a_client_temperature_decodes_greedily() -> None:
+    """Nothing to vote on: its single best guess, not a sample."""
+    assert temps(voter_groups([1], CHAT, "similarity")) == [[(1, 0.0)]]
+    assert temps(voter_groups([0, 1], CHAT, "similarity")) == [[], [(1, 0.0)]]
+    assert voter_groups([1], CHAT, "similarity", None) == [[Group(1, {})]]
 
 
 def test_a_client_temperature_is_kept_for_every_voter() -> None:
@@ -71,14 +82,3 @@ def test_bad_voter_counts_are_an_error() -> None:
     with pytest.raises(ValueError, match=">= 0"):
         voter_groups([2, -1], CHAT, "quality")
     assert voter_groups([], CHAT, "quality") == []
-
-
-def test_agent_turns_and_long_prompts_keep_one_request_per_process() -> None:
-    """No greedy anchor where it would cost a second prompt evaluation on a long prompt."""
-    tools = [{"type": "function", "function": {"name": "read", "parameters": {}}}]
-    agent = {**CHAT, "tools": tools}
-    assert [[g.n for g in p] for p in voter_groups([3, 2], agent, "quality")] == [[3], [2]]
-    long = {"messages": [{"role": "user", "content": "x" * 7000}]}
-    groups = voter_groups([3], long, "similarity")
-    assert [g.n for g in groups[0]] == [3]
-    assert "temperature" not in groups[0][0].overrides, "the client's (or the server's) temperature"

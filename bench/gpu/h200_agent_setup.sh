@@ -28,6 +28,9 @@ python3 -m swarm_supervisor pull --build --tool llama-quantize --model .device/s
 echo "build_s=$(( $(date +%s) - s ))" | tee "$OUT/h200-build-time.txt"
 bin=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["llama_server"]["path"])' .device/pull.json)
 echo "$bin" > .device/bin.txt
+if [ ! -d .cudabuild ]; then  # the build comes back under $OUT for the next lease (make_carry.sh)
+  tar -C "$SWARM_HOME/cache/bin/llama-server" -cf - . | xz -6 -T0 | split -b 15000000 -d -a 2 - "$OUT/cuda-build.txz."
+fi
 "$(dirname "$bin")/llama-quantize" .device/stub-f16.gguf .device/stub-q4_k_m.gguf Q4_K_M > .device/quantize.log 2>&1
 rm .device/stub-f16.gguf
 mkdir -p .device/smol

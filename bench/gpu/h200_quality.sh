@@ -25,9 +25,9 @@ cp .device/results/* bench/results/ 2>/dev/null
 timeout -k 10 "${LIVE_S:-400}" python3 -m bench quality --model "$smol" --instances "${VOTERS:-5}" \
   --llama-server "$bin" --bare-arg=-ngl --bare-arg=999 --sets micro-dev,micro2-dev \
   --settings "${SETTINGS:-none,0.2,0.5,0.8}" --repeats "${REPEATS:-3}" --concurrency "${CONC:-8}" \
-  --tag -h200 > "$OUT/quality-live.log" 2>&1
+  --tag "${TAG:--h200}" > "$OUT/quality-live.log" 2>&1
 echo "quality rc=$?" >> "$OUT/quality-live.log"
-cp bench/results/quality-live-h200* .device/results/ 2>/dev/null
+cp bench/results/quality-live"${TAG:--h200}"* .device/results/ 2>/dev/null
 if [ "${POOL:-0}" = 1 ]; then
   timeout -k 10 "${POOL_S:-150}" python3 -m bench quality-pool --llama-server "$bin" --model "$smol" \
     --ngl 999 --threads 4 --at-once 4 --samples 8 --out .device/results/quality-pool-h200.json.gz \

@@ -24,7 +24,7 @@ from ..vocabulary import Endpoint, Strategy
 from .client import UpstreamClient
 from .collect import Collected, assemble_choices
 from .failures import UpstreamCancelled, UpstreamFailure, UpstreamTimeout, no_answer
-from .sampling import SEED_SPAN, Group, seeds, voter_groups
+from .sampling import SEED_SPAN, VOTER_TEMPERATURE, Group, seeds, voter_groups
 from .stragglers import GAVE_UP, StragglerPolicy
 from .upstreams import Upstream
 from .voting import VoterOutcome, candidate_of, vote_request
@@ -52,11 +52,15 @@ class _Request:
 
 
 def _requests(
-    upstreams: list[Upstream], body: dict[str, Any], strategy: Strategy, single: set[str]
+    upstreams: list[Upstream],
+    body: dict[str, Any],
+    strategy: Strategy,
+    single: set[str],
+    temperature: float | None = VOTER_TEMPERATURE,
 ) -> list[_Request]:
     """The requests of one vote, voters numbered ``INSTANCE.K`` within each process."""
     per_process = [u.per_request for u in upstreams]
-    groups = voter_groups(per_process, body, strategy)
+    groups = voter_groups(per_process, body, strategy, temperature)
     total = sum(per_process)
     base = seeds(total, body.get("seed"))
     out: list[_Request] = []
@@ -123,9 +127,11 @@ async def fan_out(
     timeout_s: float,
     on_done: Callable[[VoterOutcome], None] | None = None,
     stragglers: StragglerPolicy | None = None,
+    temperature: float | None = VOTER_TEMPERATURE,
 ) -> Ballot:
-    """Ask every voter, vote on the answers; raise :class:`ApiError` when none answer."""
-    requests = _requests(upstreams, body, strategy, client.ignores_n)
+    """Ask every voter, vote on the answers; raise :class:`ApiError` when none answer.
+    ``temperature``: the voters' when the client sent none (proxy/sampling.py)."""
+    requests = _requests(upstreams, body, strategy, client.ignores_n, temperature)
     outcomes = [o for r in requests for o in r.voters]
     inbox: asyncio.Queue[tuple[_Request, int, dict[str, Any]]] = asyncio.Queue()
     tasks: dict[asyncio.Task[Collected], _Request] = {}

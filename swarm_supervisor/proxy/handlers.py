@@ -183,6 +183,7 @@ async def _fan_out(
             timeout_s=s.request_timeout_s,
             on_done=finished.append,
             stragglers=StragglerPolicy(s.straggler_min_s, s.straggler_factor),
+            temperature=s.voter_temperature,
         )
     finally:
         _record_voters(ctx, finished)

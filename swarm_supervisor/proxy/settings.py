@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..config import ProxyConfig
 from ..vocabulary import Strategy, StreamMode
+from .sampling import VOTER_TEMPERATURE
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,8 @@ class ProxySettings:
     #: more names the swarm's model answers to; ``accept_any_model``: any name (docs/api.md)
     aliases: tuple[str, ...] = ()
     accept_any_model: bool = False
+    #: the voters' temperature when a request sends none; None: llama-server's own default
+    voter_temperature: float | None = VOTER_TEMPERATURE
 
     @classmethod
     def from_config(
@@ -67,6 +70,7 @@ class ProxySettings:
             straggler_factor=cfg.straggler_factor,
             aliases=tuple(cfg.aliases),
             accept_any_model=cfg.accept_any_model,
+            voter_temperature=None if isinstance(cfg.voter_temperature, str) else cfg.voter_temperature,
         )
         if not overrides:
             return base
