@@ -13,9 +13,10 @@ carry=.carry; [ -d .carry2 ] && carry=.carry2
 mkdir -p .device/smol .device/results ../shared && ln -sfn "$PWD/$carry/data" ../shared/data
 [ -d .smol3 ] && cp .smol3/p .device/smol/p3
 [ -d .sx2 ] && cp .sx2/p .device/smol/x2
+[ -d .sx3 ] && cp .sx3/p .device/smol/x3
 smol=$PWD/.device/smol/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ ! -f "$smol" ]; then
-  if [ -f .device/smol/x2 ]; then cat .device/smol/x1 .device/smol/x2 | python3 -c \
+  if [ -f .device/smol/x2 ]; then cat .device/smol/x1 .device/smol/x2 .device/smol/x3 2>/dev/null | python3 -c \
       'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.stdin.buffer), sys.stdout.buffer)' > "$smol"
   else cat .device/smol/p1 .device/smol/p2 .device/smol/p3 > "$smol"; fi
 fi
