@@ -163,6 +163,13 @@ def _instance(record: dict[str, Any]) -> tuple[Path, Path, int]:
     return Path(flag("-m", "--model") or ""), Path(argv[0]), int(threads) if threads else 0
 
 
+def _greedy_cell(s: dict[str, Any]) -> str:
+    """Greedy's pass rate, and each run's where it ran more than once."""
+    if s["greedy_runs"] < 2:
+        return str(s["greedy"])
+    return f"{s['greedy']} ({' '.join(map(str, s['greedy_per_run']))})"
+
+
 @click.command("quality")
 @click.option("--model", required=True, help="What `swarm up --model` takes (a catalogue id or a GGUF path).")
 @click.option("--instances", default=5, show_default=True, help="Voters: `swarm up --instances`.")
@@ -200,6 +207,13 @@ def _instance(record: dict[str, Any]) -> tuple[Path, Path, int]:
     show_default=True,
     help="Requests in flight at once (to the swarm and to the bare server).",
 )
+@click.option(
+    "--greedy-repeats",
+    default=1,
+    show_default=True,
+    help="Runs of the greedy baseline: one llama-server answering several requests at once is not "
+    "deterministic, so its mean over runs is the fairer yardstick.",
+)
 @click.option("--max-tokens", default=384, show_default=True)
 @click.option("--limit", default=0, help="Only the first LIMIT tasks of each set (0: all).")
 @click.option(
@@ -214,8 +228,8 @@ def _instance(record: dict[str, Any]) -> tuple[Path, Path, int]:
 )
 def command(
     model: str, instances: int, binary: Path | None, up_args: tuple[str, ...], bare_args: tuple[str, ...],
-    sets: str, settings: str, repeats: int, concurrency: int, max_tokens: int, limit: int,
-    strategy: str | None, tag: str, fresh: bool, timeout_s: float,
+    sets: str, settings: str, repeats: int, concurrency: int, greedy_repeats: int, max_tokens: int,
+    limit: int, strategy: str | None, tag: str, fresh: bool, timeout_s: float,
 ) -> None:  # fmt: skip
     """Answer quality, live: the swarm against one bare llama-server decoding greedily."""
     # a SIGTERM (timeout, kill) unwinds like Ctrl-C, so the swarm and the bare server are stopped
@@ -233,7 +247,7 @@ def command(
     answers = Answers(RESULTS / f"{stem}.answers.jsonl", fresh)
     jobs_swarm = [(f"{s}/{r}/{t['_key']}", s, r, t) for s in wanted for r in range(repeats) for t in tasks]
     jobs_swarm = [j for j in jobs_swarm if j[0] not in answers.rows]
-    jobs_greedy = [(f"{GREEDY}/0/{t['_key']}", GREEDY, 0, t) for t in tasks]
+    jobs_greedy = [(f"{GREEDY}/{r}/{t['_key']}", GREEDY, r, t) for r in range(greedy_repeats) for t in tasks]
     jobs_greedy = [j for j in jobs_greedy if j[0] not in answers.rows]
     click.echo(f"{len(tasks)} tasks; {len(jobs_swarm)} swarm and {len(jobs_greedy)} greedy answers to get")
 
@@ -321,7 +335,8 @@ def command(
 
     summary = live_summary(rows, [t["_key"] for t in tasks], wanted, [s for s in sets.split(",")])
     table = [
-        [s["set"], s["setting"], s["runs"], s["pass"], s["greedy"],
+        [s["set"], s["setting"], s["runs"], s["pass"],
+         _greedy_cell(s),
          f"{s['diff']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}]",
          " ".join(f"{x:.2f}" for x in s["per_run"]), s["mean_agreement"],
          s["latency_s"], s["greedy_latency_s"]]

@@ -30,8 +30,15 @@ def live_summary(
 ) -> list[dict[str, Any]]:
     """One entry per (set or "all", setting): the swarm's pass rate (every run), one greedy
     instance's on the same tasks, the paired difference per task (the task's mean over runs minus
-    greedy) with its 90% interval, the pass rate of each run, agreement and latency."""
-    greedy = {r["task"]: r for r in rows if r["setting"] == GREEDY}
+    greedy's mean over its runs: one llama-server answering several requests at once is not
+    deterministic) with its 90% interval, the pass rate of each run, agreement and latency."""
+    greedy_rows: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["setting"] == GREEDY:
+            greedy_rows.setdefault(r["task"], []).append(r)
+    greedy = {t: statistics.mean(float(r["ok"]) for r in rs) for t, rs in greedy_rows.items()}
+    greedy_latency = {t: statistics.mean(r["latency_s"] for r in rs) for t, rs in greedy_rows.items()}
+    greedy_runs = sorted({r["repeat"] for rs in greedy_rows.values() for r in rs})
     out = []
     for set_name in [*sets, "all"] if len(sets) > 1 else sets:
         keys = [k for k in task_keys if set_name == "all" or k.startswith(set_name + "/")]
@@ -44,10 +51,7 @@ def live_summary(
             by_task: dict[str, list[dict[str, Any]]] = {}
             for r in mine:
                 by_task.setdefault(r["task"], []).append(r)
-            diffs = [
-                statistics.mean(float(r["ok"]) for r in rs) - float(greedy[t]["ok"])
-                for t, rs in by_task.items()
-            ]
+            diffs = [statistics.mean(float(r["ok"]) for r in rs) - greedy[t] for t, rs in by_task.items()]
             runs = sorted({r["repeat"] for r in mine})
             per_run = [
                 round(statistics.mean(float(r["ok"]) for r in mine if r["repeat"] == k), 3) for k in runs
@@ -61,14 +65,24 @@ def live_summary(
                     "tasks": len(by_task),
                     "runs": len(runs),
                     "pass": round(statistics.mean(float(r["ok"]) for r in mine), 4),
-                    "greedy": round(statistics.mean(float(greedy[t]["ok"]) for t in by_task), 4),
+                    "greedy": round(statistics.mean(greedy[t] for t in by_task), 4),
+                    "greedy_runs": len(greedy_runs),
+                    "greedy_per_run": [
+                        round(
+                            statistics.mean(
+                                float(r["ok"]) for t in by_task for r in greedy_rows[t] if r["repeat"] == k
+                            ),
+                            3,
+                        )
+                        for k in greedy_runs
+                    ],
                     "diff": round(statistics.mean(diffs), 4),
                     "lo": round(lo, 4),
                     "hi": round(hi, 4),
                     "per_run": per_run,
                     "mean_agreement": round(statistics.mean(agreement), 3) if agreement else None,
                     "latency_s": round(statistics.mean(r["latency_s"] for r in mine), 3),
-                    "greedy_latency_s": round(statistics.mean(greedy[t]["latency_s"] for t in by_task), 3),
+                    "greedy_latency_s": round(statistics.mean(greedy_latency[t] for t in by_task), 3),
                     "completion_tokens": sum(r.get("completion_tokens") or 0 for r in mine),
                 }
             )

@@ -25,6 +25,18 @@ def test_paired_difference_per_task_over_runs() -> None:
     assert s["lo"] <= 0.0 <= s["hi"]
 
 
+def test_greedy_runs_are_averaged_per_task_before_the_difference() -> None:
+    """One llama-server answering requests side by side is not deterministic: its runs differ, and
+    the yardstick is their mean per task, not whichever run came last."""
+    tasks = ["s/0", "s/1"]
+    rows = [row("s/0", "greedy", True, 0), row("s/0", "greedy", False, 1)]
+    rows += [row("s/1", "greedy", False, 0), row("s/1", "greedy", False, 1)]
+    rows += [row("s/0", "none", True), row("s/1", "none", True)]
+    [s] = live_summary(rows, tasks, ["none"], ["s"])  # type: ignore[arg-type]
+    assert s["greedy"] == 0.25 and s["greedy_runs"] == 2 and s["greedy_per_run"] == [0.5, 0.0]
+    assert s["pass"] == 1.0 and s["diff"] == 0.75
+
+
 def test_bootstrap_interval_brackets_the_mean_and_shrinks_with_tasks() -> None:
     few = [1.0, 0.0, 0.0, 1.0, 0.0]
     many = few * 40

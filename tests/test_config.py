@@ -66,7 +66,7 @@ def test_the_voter_temperature_can_be_left_to_llama_server(tmp_path: Path) -> No
 
     f = tmp_path / "config.toml"
     assert ProxySettings.from_config(load_config(f).proxy).voter_temperature == 0.2  # no file: default
-    f.write_text('[proxy]\nvoter_temperature = 0.6\n')
+    f.write_text("[proxy]\nvoter_temperature = 0.6\n")
     assert ProxySettings.from_config(load_config(f).proxy).voter_temperature == 0.6
     f.write_text('[proxy]\nvoter_temperature = "llama-server"\n')
     assert ProxySettings.from_config(load_config(f).proxy).voter_temperature is None

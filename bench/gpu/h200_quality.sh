@@ -25,7 +25,7 @@ bin=$(cat .device/bin.txt)
 cp .device/results/* bench/results/ 2>/dev/null
 timeout -k 10 "${LIVE_S:-400}" python3 -m bench quality --model "$smol" --instances "${VOTERS:-5}" \
   --llama-server "$bin" --bare-arg=-ngl --bare-arg=999 --sets micro-dev,micro2-dev \
-  --settings "${SETTINGS:-none,0.2,0.5,0.8}" --repeats "${REPEATS:-3}" --concurrency "${CONC:-8}" \
+  --settings "${SETTINGS:-none,0.2,0.5,0.8}" --repeats "${REPEATS:-3}" --greedy-repeats "${GREEDY_REPEATS:-1}" --concurrency "${CONC:-8}" \
   --tag "${TAG:--h200}" > "$OUT/quality-live.log" 2>&1
 echo "quality rc=$?" >> "$OUT/quality-live.log"
 cp bench/results/quality-live"${TAG:--h200}"* .device/results/ 2>/dev/null
