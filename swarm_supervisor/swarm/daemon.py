@@ -166,11 +166,12 @@ async def run_swarm(
                 return 0
             server.load_request_path()  # (again: a no-op once it started) on a CPU without a spare core
             log.info(
-                "swarm %s up: %s, %d instances ready (%d voters)",
+                "swarm %s up: %s, %d instances ready (%d voters); this process's CPU so far %.3f s",
                 spec.name,
                 sup.base_url,
                 sum(1 for i in sup.instances.values() if i.state == State.READY),
                 pool.voters,
+                time.process_time(),
             )
             if on_up is not None:
                 on_up(sup)
