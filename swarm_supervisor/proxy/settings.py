@@ -1,5 +1,6 @@
 """What the proxy needs from the config, as one frozen value.
 
+>>> from swarm_supervisor.config import ProxyConfig
 >>> s = ProxySettings.from_config(ProxyConfig(strategy="quality"), voters=3)
 >>> (s.strategy, s.stream_mode, s.threshold)
 ('quality', 'consensus', 0.85)
@@ -8,10 +9,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..config import ProxyConfig
 from ..vocabulary import Strategy, StreamMode
 from .sampling import VOTER_TEMPERATURE
+
+if TYPE_CHECKING:  # the supervisor reaches all-ready without pydantic (swarm/spec.py, ConfigView)
+    from ..config import ProxyConfig
 
 
 @dataclass(frozen=True)

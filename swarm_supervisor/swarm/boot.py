@@ -4,12 +4,14 @@
     python -P -m swarm_supervisor.swarm.boot --wait    # prestarted: the name comes on stdin (prestart.py)
 
 Spawning needs only the launch spec read as plain JSON (:func:`~.spec.first_to_start`), the
-argv, the process group and the log, and waits for nothing else. A prestarted process loads
-pydantic, the config's models and the supervisor (:data:`PRELOAD`) in a thread while it waits for
-the name, on the core `swarm up` leaves free; the proxy's modules (most of the 0.6 s of CPU the
-rest takes) are imported after the spawn, while the models load, and the supervisor then takes
-over the spawned processes (:meth:`~.supervisor.Supervisor.spawn_ahead`). On a GPU only the
-first instance of each GPU starts here; the others follow one by one once it is ready, as always.
+argv, the process group and the log, and waits for nothing else. A prestarted process loads the
+supervisor (:data:`PRELOAD`) in a thread while it waits for the name, on the core `swarm up`
+leaves free; the proxy's listening part (starlette, uvicorn) is imported after the spawn, while
+the models load, and the supervisor then takes over the spawned processes
+(:meth:`~.supervisor.Supervisor.spawn_ahead`). On a GPU only the first instance of each GPU
+starts here; the others follow one by one once it is ready, as always. Nothing here imports
+pydantic before all-ready: the config is read from the spec as it was dumped
+(:class:`~.spec.ConfigView`); the request path brings pydantic later (proxy/request_path.py).
 
 An instance that cannot be spawned here is left to the supervisor, which tries it again and
 reports the failure in the run file as it does for any start.
@@ -67,7 +69,7 @@ def spawn_first(cfgs: list[InstanceConfig]) -> dict[str, Instance]:
 #: what the supervisor imports after the spawn but the proxy: a prestarted process loads them
 #: while it waits for the name (on the other core than `swarm up`'s own work); the proxy's modules
 #: come only after the spawn, as ever (tests/test_daemon_start.py)
-PRELOAD = ("swarm_supervisor.config", "swarm_supervisor.swarm.daemon", "uvloop")
+PRELOAD = ("swarm_supervisor.swarm.daemon", "uvloop")
 
 
 def _preload() -> None:

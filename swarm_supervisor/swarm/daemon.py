@@ -13,11 +13,13 @@ in its own process instead. SIGTERM, SIGINT and SIGHUP stop everything cleanly; 
 removed after a clean stop and left (status ``failed``, with the reason) after a failed start,
 for ``swarm up`` to report.
 
-Start order: :mod:`.boot` spawns the instances before this module is imported; only then are
-pydantic, the supervisor and the proxy imported (starlette, aiohttp, jsonschema: about a second
-of a busy CPU), the proxy bound, and the instances waited for, so the imports overlap the
-models' loading. The pool comes from the light
-:mod:`~swarm_supervisor.proxy.upstreams`, so no event of the start is lost meanwhile.
+Start order: :mod:`.boot` spawns the instances before this module is imported; only then are the
+supervisor and the proxy's listening part imported (starlette, uvicorn), the proxy bound, and
+the instances waited for, so the imports overlap the models' loading. The launch spec's config
+is read without pydantic (:class:`~.spec.ConfigView`); the request path (pydantic, aiohttp, the
+vote) loads beside the models or after them (:func:`request_path_beside_models`). The pool comes
+from the light :mod:`~swarm_supervisor.proxy.upstreams`, so no event of the start is lost
+meanwhile.
 """
 
 from __future__ import annotations
@@ -222,7 +224,7 @@ def run_until_done(coro: Coroutine[Any, Any, int]) -> int:
 def serve(rf: RunFile, launch_text: str, spawned: dict[str, Instance]) -> int:
     """The supervisor process after :mod:`.boot` spawned ``spawned``: read the spec, serve."""
     try:
-        spec = SwarmSpec.from_json(launch_text)
+        spec = SwarmSpec.from_json(launch_text, validate=False)  # no pydantic before all-ready
     except (ValueError, TypeError) as exc:
         log.error("cannot read the launch spec %s: %s", rf.launch_path, exc)
         for inst in spawned.values():  # spawned from the same text: nothing else will stop them

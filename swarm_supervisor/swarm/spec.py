@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..units import MiB
 from ..vocabulary import Backend, GpuVendor
@@ -105,11 +105,47 @@ class SwarmSpec:
         return json.dumps(data, indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> SwarmSpec:
+    def from_json(cls, text: str, *, validate: bool = True) -> SwarmSpec:
+        """The spec :meth:`to_json` wrote. ``validate=False`` (the supervisor process, which reads
+        the spec `swarm up` of the same installation just wrote from a validated config) reads
+        the config as it was dumped, through a :class:`ConfigView`, without importing pydantic."""
         data = json.loads(text)
-        data["config"] = _config_model().model_validate(data.get("config") or {})
+        if validate:
+            data["config"] = _config_model().model_validate(data.get("config") or {})
+        else:
+            data["config"] = cast("Config", ConfigView(data.get("config") or {}))
         data["instances"] = tuple(_instance_from_dict(d) for d in data["instances"])
         return cls(**data)
+
+
+class ConfigView:
+    """Attribute access to a config that ``Config.model_dump(mode="json")`` wrote: the tables are
+    views again, the values are as dumped (numbers, strings, lists, None). Read-only; a key the
+    dump lacks is an AttributeError naming it.
+
+    >>> v = ConfigView({"proxy": {"port": 8000, "aliases": ["a"]}})
+    >>> (v.proxy.port, v.proxy.aliases)
+    (8000, ['a'])
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # (copy and pickle look for these before _data is set)
+            raise AttributeError(name)
+        try:
+            value = self._data[name]
+        except KeyError:
+            raise AttributeError(f"the launch spec's config has no {name!r}") from None
+        return ConfigView(value) if isinstance(value, dict) else value
+
+    def model_dump(self, mode: str = "json") -> dict[str, Any]:
+        """The config as it was dumped (as :class:`Config`'s, for :meth:`SwarmSpec.to_json`)."""
+        copy: dict[str, Any] = json.loads(json.dumps(self._data))
+        return copy
 
 
 def _config_model() -> type[Config]:
