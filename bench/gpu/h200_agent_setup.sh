@@ -6,7 +6,10 @@
 # .smol1 (first third of SmolLM2-135M-Instruct.Q4_1.gguf: the whole file is over one call's 64 MiB)
 # or .sx1 (the first 31.5 MB of the file compressed with `xz -9`; .sx2 holds the rest).
 # `bash bench/gpu/make_carry.sh` makes these folders here. STUB=0 with .cudabuild: only unpack the
-# build (for h200_quality.sh; the model's parts then come in calls of their own). Builds the project's CUDA llama-server + llama-quantize and the Qwen2.5-Coder-1.5B-shaped stand-in.
+# build, carrying .whl and .cudabuild alone (with the tracked tree they are near a call's 64 MiB),
+# for h200_quality.sh; the model's three parts then come in calls of their own:
+#   cp .sx1/p .device/smol/x1 (carry .sx1), cp .sx2/p .device/smol/x2 (carry .sx2), then
+#   TAG=-h200-x SETTINGS=none REPEATS=2 bash bench/gpu/h200_quality.sh (carry .sx3 .carry2). Builds the project's CUDA llama-server + llama-quantize and the Qwen2.5-Coder-1.5B-shaped stand-in.
 set -euxo pipefail
 mkdir -p .device/site "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target .device/site .whl/*.whl
