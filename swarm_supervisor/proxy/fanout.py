@@ -56,7 +56,7 @@ def _requests(
     body: dict[str, Any],
     strategy: Strategy,
     single: set[str],
-    temperature: float | None = VOTER_TEMPERATURE,
+    temperature: float | None,
 ) -> list[_Request]:
     """The requests of one vote, voters numbered ``INSTANCE.K`` within each process."""
     per_process = [u.per_request for u in upstreams]

@@ -93,8 +93,6 @@ def voter_groups(
         raise ValueError(f"voters per process must be >= 0, got {list(per_process)}")
     overrides = _confidence_overrides(body, strategy)
     t = voter_temperature(body, default_temperature)
-    if t is not None and sum(per_process) == 1:
-        t = 0.0  # one voter has nothing to vote on: its single best guess
-    if t is not None:
-        overrides["temperature"] = t
+    if t is not None:  # one voter has nothing to vote on: its single best guess
+        overrides["temperature"] = 0.0 if sum(per_process) == 1 else t
     return [[Group(k, dict(overrides))] if k else [] for k in per_process]

@@ -42,7 +42,7 @@ from .instance import Instance, State
 from .runfile import RunFile
 from .spec import SwarmSpec
 from .supervisor import Supervisor
-from .system import signal_group
+from .system import allowed_cpus, signal_group
 
 if TYPE_CHECKING:
     from ..proxy.server import ProxyServer
@@ -194,7 +194,7 @@ def request_path_beside_models(spec: SwarmSpec, cores: int | None = None) -> boo
     if spec.instances and all(i.gpu_layers > 0 for i in spec.instances):
         return True
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = allowed_cpus() or os.cpu_count() or 1
     return cores > sum(i.threads for i in spec.instances)
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 from .. import __version__
 from ..paths import Dirs, ensure_private_dir, replace_file
+from .system import allowed_cpus
 
 #: the record's layout; a record of another format is a miss
 FORMAT = 1
@@ -131,10 +132,9 @@ def machine_stamp() -> dict[str, Any]:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - Windows
         ram = None
-    affinity = getattr(os, "sched_getaffinity", None)
     return {
         "cpus": os.cpu_count(),
-        "affinity": len(affinity(0)) if affinity is not None else None,
+        "affinity": allowed_cpus(),
         "ram": ram,
         "gpus": _gpu_nodes(),
         "platform": sys.platform,

@@ -129,6 +129,12 @@ def terminate_group(pid: int, create_time: float | None, grace_s: float) -> bool
     return True
 
 
+def allowed_cpus() -> int | None:
+    """How many CPUs this process may run on (its affinity); None where the OS does not say."""
+    getter = getattr(os, "sched_getaffinity", None)
+    return len(getter(0)) if getter is not None else None
+
+
 def raise_open_file_limit() -> int:
     """Raise this process's soft open-file limit to its hard limit (each client connection of the
     proxy is a file); returns the soft limit now."""
