@@ -12,6 +12,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "vote",
     "quality",
     "quality_pool",
+    "quality_pooled",
     "quality_offline",
     "overhead",
     "topology",
