@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import psutil
-
 MemoryKind = Literal["pss", "uss", "rss"]
 
 #: what each kind counts, as ``swarm ps`` says it
@@ -53,6 +51,8 @@ def process_memory(pid: int, proc_dir: Path = Path("/proc")) -> Memory | None:
         pss = None
     if pss is not None:
         return Memory(pss, "pss")
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         try:

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,11 +20,13 @@ from swarm_supervisor.swarm.argv import instance_env, llama_server_argv, mlx_ser
 from swarm_supervisor.swarm.instance import TRANSITIONS, Instance, State, TransitionError
 from swarm_supervisor.swarm.spec import InstanceConfig
 from swarm_supervisor.swarm.system import (
+    create_time_of,
     free_port,
     log_tail,
     port_is_free,
     rotate_log,
     rotate_running_log,
+    same_process,
     terminate_group,
 )
 from testkit.llama import FAKE_LLAMA_SERVER
@@ -320,3 +323,22 @@ def test_terminate_group_never_signals_a_recycled_pid(tmp_path: Path) -> None:
 
 if sys.platform == "win32":  # pragma: no cover
     pytestmark = pytest.mark.skip("POSIX process groups")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_start_time_read_from_proc_is_the_one_psutil_reports(tmp_path: Path) -> None:
+    """`swarm up` records when each process started without loading psutil (its import is 10-20 ms
+    on the path to the first spawn); `swarm down` and `ps` later compare it with psutil's."""
+    # a command name with a space and a parenthesis, as a process may name itself
+    odd = tmp_path / "odd) name"
+    odd.symlink_to(sys.executable)
+    child = subprocess.Popen([str(odd), "-c", "import time; time.sleep(30)"])
+    try:
+        for pid in (os.getpid(), child.pid):
+            assert create_time_of(pid) == psutil.Process(pid).create_time()
+            assert same_process(pid, create_time_of(pid))
+    finally:
+        child.kill()
+        child.wait()
+    assert create_time_of(child.pid) is None  # gone: no start time, from /proc or psutil
+    assert not same_process(child.pid, None)

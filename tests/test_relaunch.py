@@ -22,6 +22,7 @@ import httpx
 import psutil
 import pytest
 
+from swarm_supervisor.cli.quick import _available_ram
 from swarm_supervisor.paths import dirs
 from swarm_supervisor.swarm import relaunch
 from swarm_supervisor.swarm.runfile import RunFile
@@ -116,7 +117,13 @@ def test_the_cli_spawns_from_its_record_before_it_loads_the_plan(
 ) -> None:
     model = tiny_gguf(tmp_path / "tiny.gguf")
     args = ("--model", str(model), "--instances", "2", "--llama-server", str(fake), "--port", "0")
-    heavy = ("pydantic", "swarm_supervisor.plan", "swarm_supervisor.config", "swarm_supervisor.store")
+    heavy = (
+        "pydantic",
+        "swarm_supervisor.plan",
+        "swarm_supervisor.config",
+        "swarm_supervisor.store",
+        "psutil",
+    )
     first, _ = swarm_up_observed(tmp_path, *args, watch=heavy)
     assert first.returncode == 0, first.stderr
     assert swarm("down").returncode == 0
@@ -125,6 +132,10 @@ def test_the_cli_spawns_from_its_record_before_it_loads_the_plan(
     cli = events[0]  # the CLI's first process start: the supervisor process
     assert "swarm_supervisor.swarm.boot" in cli["argv"], events
     assert cli["loaded"] == [], f"the CLI loaded {cli['loaded']} before it started the supervisor"
+    # the supervisor spawns the instances from the record without psutil (nor pydantic) loaded
+    spawns = [e for e in events if str(fake) in e["argv"]]
+    assert len(spawns) == 2, events
+    assert all(e["loaded"] == [] for e in spawns), spawns
 
 
 @pytest.mark.parametrize("change", ["model", "config", "binary", "env", "flag"])
@@ -234,6 +245,19 @@ def test_a_cpu_record_needs_the_ram_its_plan_counts_on(swarm_home: Path, tmp_pat
     assert relaunch.recall(dirs(), key, available_ram=999) is None  # the full start warns about it
     _remember(dirs(), key, dep, device="gpu", memory=1000)
     assert relaunch.recall(dirs(), key, available_ram=10) is not None  # VRAM is not RAM
+
+
+def test_the_ram_a_record_is_checked_against_is_what_psutil_calls_available(tmp_path: Path) -> None:
+    """The check reads the kernel's figure itself, so the start needs no psutil before its spawn."""
+    if Path("/proc/meminfo").is_file():
+        here = _available_ram()
+        assert here is not None and abs(here - psutil.virtual_memory().available) < 256 << 20
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16000000 kB\nMemAvailable:    8000000 kB\n")
+    assert _available_ram(meminfo) == 8_000_000 * 1024
+    meminfo.write_text("MemTotal:       16000000 kB\n")  # an old kernel: psutil works it out
+    fallback = _available_ram(meminfo)
+    assert fallback is not None and abs(fallback - psutil.virtual_memory().available) < 256 << 20
 
 
 def test_a_damaged_record_is_a_miss(swarm_home: Path, tmp_path: Path) -> None:

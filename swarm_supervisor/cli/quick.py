@@ -71,7 +71,16 @@ def quick_up(args: list[str]) -> int | None:
     return code
 
 
-def _available_ram() -> int | None:
+def _available_ram(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """The RAM available now, as psutil's ``virtual_memory().available`` says it: on Linux the
+    kernel's ``MemAvailable`` line, read without loading psutil before the spawn."""
+    try:
+        with meminfo.open("rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import psutil
 

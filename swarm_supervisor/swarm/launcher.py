@@ -21,8 +21,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import psutil
-
 from ..bind import bind_problem
 from ..errors import ConfigError, ProcessError, SwarmStateError
 from ..vocabulary import Backend, GpuVendor
@@ -30,7 +28,7 @@ from .prestart import Prestarted
 from .record import ProcessRef, ProxyRecord, RunRecord
 from .runfile import RunFile, claim, is_stale, write_private
 from .spec import SwarmSpec, instance_configs, new_api_key
-from .system import log_tail
+from .system import create_time_of, log_tail
 
 if TYPE_CHECKING:  # a remembered launch (relaunch.py) starts without the config's and plan's modules
     from ..config import Catalogue, Config
@@ -112,7 +110,7 @@ def initial_record(rf: RunFile, spec: SwarmSpec, pid: int) -> RunRecord:
         fallback=spec.fallback,
         model_path=spec.model_path,
         binary=str(spec.instances[0].binary) if spec.instances else None,
-        supervisor=ProcessRef(pid, psutil.Process(pid).create_time()),
+        supervisor=ProcessRef(pid, create_time_of(pid)),
         proxy=ProxyRecord(spec.proxy_host, spec.proxy_port),
         started_at=time.time(),
         log_dir=spec.log_dir,
@@ -129,7 +127,7 @@ def initial_record_of(rf: RunFile, launch: dict[str, Any], pid: int) -> RunRecor
         fallback=launch.get("fallback"),
         model_path=launch["model_path"],
         binary=str(insts[0]["binary"]) if insts else None,
-        supervisor=ProcessRef(pid, psutil.Process(pid).create_time()),
+        supervisor=ProcessRef(pid, create_time_of(pid)),
         proxy=ProxyRecord(launch["proxy_host"], int(launch["proxy_port"])),
         started_at=time.time(),
         log_dir=launch["log_dir"],

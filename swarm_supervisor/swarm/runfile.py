@@ -27,8 +27,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from ..errors import RunFileDamaged, SwarmStateError
 from ..memory import process_memory
 from ..paths import Dirs, dirs, ensure_private_dir, replace_file
@@ -201,6 +199,8 @@ def claim(rf: RunFile, initial: RunRecord) -> None:
 
 def process_rss(pid: int | None, create_time: float | None) -> int | None:
     """Resident memory of a recorded process, or None when it is gone (or not ours to read)."""
+    import psutil
+
     if pid is None or not same_process(pid, create_time):
         return None
     try:
