@@ -19,6 +19,7 @@ comes; a rerun with the same tag skips what is there (``--fresh`` starts over).
 
 from __future__ import annotations
 
+import gzip
 import json
 import signal
 import sys
@@ -50,6 +51,25 @@ DATA = REPO.parent / "shared" / "data"
 GREEDY = "greedy"
 
 
+def read_answers(path: Path) -> list[dict[str, Any]]:
+    """The rows of an answers file, or of its gzipped copy (``<path>.gz``: results kept in the
+    repository are compressed); a line cut off by a crash is skipped."""
+    packed = path.with_name(path.name + ".gz")
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+    elif packed.is_file():
+        text = gzip.decompress(packed.read_bytes()).decode("utf-8")
+    else:
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 class Answers:
     """The answers so far: a JSON-lines file, appended under a lock, read back on resume."""
 
@@ -58,14 +78,7 @@ class Answers:
         self.lock = threading.Lock()
         if fresh and path.exists():
             path.unlink()
-        self.rows: dict[str, dict[str, Any]] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut off by a crash
-                self.rows[row["key"]] = row
+        self.rows: dict[str, dict[str, Any]] = {row["key"]: row for row in read_answers(path)}
 
     def add(self, row: dict[str, Any]) -> None:
         with self.lock:

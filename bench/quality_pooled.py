@@ -4,8 +4,8 @@ leases, several days) pooled, paired per task, against every greedy run among th
 One llama-server answering several requests at once is not deterministic, so one lease's greedy
 run is a noisy yardstick; pooling every run of a setting and every greedy run gives the figure
 that does not depend on which lease it came from. Each arm names the runs it pools, as
-``STEM:SETTING`` pairs (``STEM`` is a ``bench/results/<STEM>.answers.jsonl`` written by
-``python -m bench quality``; ``SETTING`` is one of its settings: ``none``, ``0.2``, ...):
+``STEM:SETTING`` pairs (``STEM`` names a ``bench/results/<STEM>.answers.jsonl``, or its ``.gz``,
+written by ``python -m bench quality``; ``SETTING`` is one of its settings: ``none``, ``0.2``, ...):
 
     python -m bench quality-pooled \\
         --arm default=quality-live-h200-new:none,quality-live-h200-v8:none \\
@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from bench.common import RESULTS, print_table, write_result
-from bench.quality import DATA
+from bench.quality import DATA, read_answers
 from bench.quality_gen import load_tasks, passes, program_for, program_key
 from bench.quality_score import GREEDY, bootstrap_diff
 
@@ -47,10 +47,11 @@ class Results:
 
     def __init__(self, stem: str, results: Path, data: Path) -> None:
         meta_path = results / f"{stem}.json"
-        answers = results / f"{stem}.answers.jsonl"
-        if not answers.is_file() or not meta_path.is_file():
+        rows = read_answers(results / f"{stem}.answers.jsonl")
+        if not rows or not meta_path.is_file():
             raise click.UsageError(
-                f"no result {stem!r}: {answers} and {meta_path} are written by bench quality"
+                f"no result {stem!r} in {results}: bench quality writes {stem}.json and "
+                f"{stem}.answers.jsonl (or .answers.jsonl.gz)"
             )
         meta = json.loads(meta_path.read_text())
         self.tasks: dict[str, dict[str, Any]] = {}
@@ -60,8 +61,7 @@ class Results:
         passed_path = results / f"{stem}.passed.json"
         passed: dict[str, bool] = json.loads(passed_path.read_text()) if passed_path.is_file() else {}
         self._by_run: dict[tuple[str, int], Run] = {}
-        for line in answers.read_text().splitlines():
-            r = json.loads(line)
+        for r in rows:
             task = self.tasks.get(r["task"])
             if task is None:
                 continue

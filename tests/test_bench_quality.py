@@ -77,7 +77,11 @@ def _result(results: Path, data: Path, stem: str, rows: list[tuple[str, int, str
             json.dumps({"setting": setting, "repeat": repeat, "task": f"s/S/{task}", "content": content})
         )
         passed[program_key(program_for(tasks[0], content))] = ok
-    (results / f"{stem}.answers.jsonl").write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    if stem == "b":  # results kept in the repository are gzipped
+        (results / f"{stem}.answers.jsonl.gz").write_bytes(gzip.compress(text.encode()))
+    else:
+        (results / f"{stem}.answers.jsonl").write_text(text)
     (results / f"{stem}.passed.json").write_text(json.dumps(passed))
 
 
@@ -105,6 +109,8 @@ def test_pooled_runs_from_several_results_against_every_greedy_run(tmp_path: Pat
     assert new["diff"] == 0.5 and new["lo"] <= 0.5 <= new["hi"]
     assert (hot["a"], hot["diff"]) == (0.0, -0.25)
     assert (pair["vs"], pair["diff"]) == ("hot", 0.75)
+    with pytest.raises(click.UsageError, match="no result 'c'"):
+        pooled([parse_arm("x=c:none")], [], results, data)
 
 
 def test_pooled_arms_and_pairs_say_how_to_write_them() -> None:
