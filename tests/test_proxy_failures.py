@@ -17,6 +17,7 @@ from swarm_supervisor.proxy.failures import (
     UpstreamFailure,
     UpstreamHttpError,
     UpstreamUnreachable,
+    no_answer,
 )
 from swarm_supervisor.proxy.settings import ProxySettings
 from swarm_supervisor.proxy.upstreams import UpstreamPool
@@ -130,3 +131,24 @@ async def test_a_voter_the_vote_did_not_wait_for_is_cancelled_not_failed() -> No
     assert voters["2.0"]["error"] == "cancelled" and voters["2.0"]["ok"] is False
     assert 'swarm_voter_results_total{instance="2",outcome="cancelled"} 1.0' in metrics
     assert 'swarm_voter_results_total{instance="2",outcome="error"}' not in metrics
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Unknown reasoning format: weird",  # reasoning_format: "weird"
+        "Cannot use both json_schema and grammar",  # both fields in one request
+        "Multimodal data provided, but model does not support multimodal requests.",
+    ],
+)
+def test_what_llama_server_says_of_a_bad_field_in_a_500_is_a_rejection(message: str) -> None:
+    """Words llama-server (this build) answers a 500 with for a field it cannot take, seen live:
+    every voter saying one of them is the request's fault (400), not the instances' (502)."""
+    body = {"error": {"code": 500, "message": message, "type": "server_error"}}
+    failures = [UpstreamHttpError("HTTP 500", status=500, body=body) for _ in range(2)]
+    err = no_answer(failures, timed_out=False)
+    assert (err.status, err.code) == (400, "rejected_by_instances")
+    assert message in err.message
+    boom = {"error": {"code": 500, "message": "boom", "type": "server_error"}}
+    other = [UpstreamHttpError("HTTP 500", status=500, body=boom)] * 2
+    assert no_answer(other, timed_out=False).status == 502

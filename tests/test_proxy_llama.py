@@ -155,6 +155,28 @@ async def test_completions(llama_urls: list[str]) -> None:
     assert r.json()["swarm"]["votes"] == 2
 
 
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ({"reasoning_format": "weird"}, "Unknown reasoning format"),
+        ({"json_schema": {"type": "object"}, "grammar": 'root ::= "a"'}, "json_schema and grammar"),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_fields_llama_server_refuses_with_a_500_are_a_400(
+    llama_urls: list[str], extra: dict[str, Any], says: str, stream: bool
+) -> None:
+    """llama-server answers these fields with a 500 (a runtime_error while it reads the request):
+    the client's mistake, so a 400 that says what is wrong, not a 502 that blames the instances."""
+    app = create_app(_pool(llama_urls))
+    body = {"messages": PROMPT, "max_tokens": 4, "stream": stream, **extra}
+    async with served_client(app) as client:
+        r = await client.post("/v1/chat/completions", json=body, timeout=120)
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "rejected_by_instances" and says in err["message"]
+
+
 async def _processing(client: httpx.AsyncClient, url: str) -> float:
     text = (await client.get(url + "/metrics", headers={"Authorization": f"Bearer {KEY}"})).text
     line = next(ln for ln in text.splitlines() if ln.startswith("llamacpp:requests_processing"))

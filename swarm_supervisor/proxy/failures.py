@@ -63,8 +63,13 @@ class UpstreamCancelled(UpstreamFailure):
     """The voter was not waited for: the vote was settled, or the client went away."""
 
 
-#: how llama-server words a 500 that is about the request (its input parsing), not about itself
-_REJECTION = re.compile(r"^Failed to parse|not supported|^Invalid |^Unsupported |must be ", re.IGNORECASE)
+#: how llama-server words a 500 that is about the request (its input parsing), not about itself;
+#: ``Unknown reasoning format: X`` and ``Cannot use both json_schema and grammar`` included
+_REJECTION = re.compile(
+    r"^Failed to parse|not supported|^Invalid |^Unsupported |must be |^Unknown reasoning format"
+    r"|^Cannot (use|specify) |does not support",
+    re.IGNORECASE,
+)
 
 
 def no_answer(failures: Sequence[UpstreamFailure], *, timed_out: bool) -> ApiError:
