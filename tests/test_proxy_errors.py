@@ -43,6 +43,8 @@ def one_fake() -> Any:
         (b"{not json", None),
         (b"", None),
         (b"[1, 2]", None),
+        (b'{"messages": [{"role": "user", "content": "x"}], "temperature": 1e999}', None),
+        (b'{"messages": [{"role": "user", "content": "x"}], "top_k": -1E400}', None),
         (b'{"messages": "hi"}', "messages"),
         (b'{"messages": []}', "messages"),
         (b'{"model": "swarm"}', "messages"),
