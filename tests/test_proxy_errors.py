@@ -75,6 +75,21 @@ async def test_bad_completion_body_and_bad_strategy_header(one_fake: Any) -> Non
         assert openai_error(r, 400)["param"] == "swarm_strategy"
 
 
+@pytest.mark.parametrize("prompt", [["a", "b"], [[1, 2], [3]], ["a", [1, 2]]])
+async def test_several_prompts_in_one_completion_request_are_a_400(one_fake: Any, prompt: Any) -> None:
+    """llama-server answers a list of prompts with one answer each (its stream then carries a
+    ``data: null`` event, which the vote cannot read: it was a 502); a vote has one answer, so the
+    client is told."""
+    pool = UpstreamPool.from_urls([one_fake.url])
+    async with asgi_client(create_app(pool)) as client:
+        r = await client.post("/v1/completions", json={"prompt": prompt})
+        err = openai_error(r, 400)
+        assert err["param"] == "prompt" and "one prompt per request" in err["message"]
+        assert one_fake.record.bodies == []
+        for one in ("a", ["a"], [1, 2], [[1, 2]], ["a", 5]):  # one prompt, in each spelling
+            assert (await client.post("/v1/completions", json={"prompt": one})).status_code == 200
+
+
 async def test_unknown_fields_pass_through(one_fake: Any) -> None:
     pool = UpstreamPool.from_urls([one_fake.url])
     async with asgi_client(create_app(pool)) as client:

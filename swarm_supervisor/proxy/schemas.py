@@ -10,7 +10,7 @@ import json
 import math
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..vocabulary import Strategy, StreamMode
 from .errors import ApiError, bad_request
@@ -86,8 +86,20 @@ class ChatRequest(_Common):
 
 
 class CompletionRequest(_Common):
-    # text, texts, token ids, or a list of token-id lists (llama-server also takes mixed lists)
+    # text, token ids, or a list of either (llama-server also takes mixed lists of text and ids)
     prompt: str | list[str | int | list[int]]
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, prompt: str | list[str | int | list[int]]) -> str | list[str | int | list[int]]:
+        """llama-server reads a list without a token id in it as one prompt per item and answers
+        each: a vote has one answer, so that is one prompt per request."""
+        if isinstance(prompt, list) and len(prompt) > 1 and not any(isinstance(p, int) for p in prompt):
+            raise ValueError(
+                f"holds {len(prompt)} prompts; the swarm answers one prompt per request: "
+                "send each in a request of its own"
+            )
+        return prompt
 
 
 M = TypeVar("M", bound=_Common)
