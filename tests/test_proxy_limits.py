@@ -161,6 +161,35 @@ async def test_a_body_that_never_ends_is_a_408() -> None:
             assert len(fakes[0].record.bodies) == 1  # only the good one reached the instance
 
 
+def _send_and_close(url: str, data: bytes) -> None:
+    sock = _connect(url)
+    sock.sendall(data)
+    sock.close()
+
+
+async def test_a_client_gone_before_its_body_arrived_is_no_proxy_error(caplog: Any) -> None:
+    """A client that hangs up halfway through its upload has gone: a 499 in the metrics like any
+    client that left, not a 500 with two tracebacks in the supervisor log (one per such client)."""
+    with fake_upstreams(Behaviour(GOOD)) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with served_client(create_app(pool)) as client:
+            head = (
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"messages": ['
+            )
+            await asyncio.to_thread(_send_and_close, str(client.base_url), head)
+            counted = 'swarm_requests_total{endpoint="/v1/chat/completions"'
+            for _ in range(100):
+                metrics = (await client.get("/metrics")).text
+                if counted in metrics:
+                    break
+                await asyncio.sleep(0.05)
+            assert counted + ',status="499"} 1.0' in metrics, metrics
+            assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
+    assert "proxy error" not in caplog.text and "Traceback" not in caplog.text
+    assert len(fakes[0].record.bodies) == 1  # only the whole request reached the instance
+
+
 # --------------------------------------------------------------------------- what is fanned out
 
 

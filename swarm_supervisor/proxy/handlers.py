@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar, get_args
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..vocabulary import Endpoint, Strategy, StreamMode
@@ -94,7 +94,10 @@ async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
 
 async def handle(ctx: Context, request: Request, endpoint: Endpoint) -> Response:
     s = ctx.settings
-    raw = await read_body(request, s.max_body_bytes, s.body_timeout_s)
+    try:
+        raw = await read_body(request, s.max_body_bytes, s.body_timeout_s)
+    except ClientDisconnect:  # gone before its body arrived: nobody to answer
+        return Response(status_code=499)
     data = parse_json(raw)
     req = validate(ChatRequest if endpoint == "chat" else CompletionRequest, data)
     check_model(req.model, ctx.pool, s)  # 404 for a name the swarm does not serve
