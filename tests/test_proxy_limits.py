@@ -6,6 +6,7 @@ without the bad voter), and the proxy keeps answering."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from typing import Any
@@ -167,6 +168,14 @@ def _send_and_close(url: str, data: bytes) -> None:
     sock.close()
 
 
+def _send_and_read(url: str, data: bytes) -> bytes:
+    sock = _connect(url)
+    sock.sendall(data)
+    answered = _read_all(sock, 5)
+    sock.close()
+    return answered
+
+
 async def test_a_client_gone_before_its_body_arrived_is_no_proxy_error(caplog: Any) -> None:
     """A client that hangs up halfway through its upload has gone: a 499 in the metrics like any
     client that left, not a 500 with two tracebacks in the supervisor log (one per such client)."""
@@ -188,6 +197,35 @@ async def test_a_client_gone_before_its_body_arrived_is_no_proxy_error(caplog: A
             assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 200
     assert "proxy error" not in caplog.text and "Traceback" not in caplog.text
     assert len(fakes[0].record.bodies) == 1  # only the whole request reached the instance
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: x\r\nX-Swarm-Strategy: \x7f\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+        # a body longer than its Content-Length: a request, then bytes that are not one
+        b'POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n{"messages": []}',
+    ],
+)
+async def test_a_request_that_is_not_http_is_a_400_in_the_openai_shape(request_: bytes, caplog: Any) -> None:
+    """What the HTTP parser refuses gets the same JSON error body as every other 4xx, not
+    uvicorn's plain-text "Invalid HTTP request received.", and nothing of the proxy fails."""
+    with fake_upstreams(Behaviour(GOOD)) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        async with served_client(create_app(pool)) as client:
+            answered = await asyncio.to_thread(_send_and_read, str(client.base_url), request_)
+            assert (await client.get("/health")).status_code == 200
+    head, _, body = answered.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), answered[:300]
+    assert b"content-type: application/json" in head.lower()
+    err = json.loads(body)["error"]
+    assert set(err) >= {"message", "type", "param", "code"}
+    assert err["type"] == "invalid_request_error" and "not a valid HTTP" in err["message"]
+    assert "proxy error" not in caplog.text and "Traceback" not in caplog.text
 
 
 # --------------------------------------------------------------------------- what is fanned out

@@ -11,7 +11,8 @@ returns the protocol class ``uvicorn.Config(http=...)`` takes::
 
 Past a limit a client gets a short HTTP answer and the connection is closed: 431 for a head over
 ``max_header_bytes``, 503 (with Retry-After) when ``max_connections`` are open, 408 when the head
-did not arrive within ``header_timeout_s`` (a connection that sent nothing is closed silently).
+did not arrive within ``header_timeout_s`` (a connection that sent nothing is closed silently);
+what the HTTP parser refuses gets a 400 in the same OpenAI error shape.
 The body is bounded by the app (``proxy.max_body_bytes``, ``proxy.body_timeout_s``).
 """
 
@@ -100,6 +101,17 @@ class GuardedProtocol(HttpToolsProtocol):
             limit = self.limits.max_header_bytes
             message = f"the request head is larger than {limit} bytes (proxy.max_header_bytes)"
             self._close_with(_response(431, "Request Header Fields Too Large", message))
+
+    def send_400_response(self, msg: str) -> None:
+        """What the HTTP parser refuses (a broken request line, header or chunk): uvicorn's answer
+        is plain text; this one is the JSON error body every other 4xx has. A request of this
+        connection still being answered (the bad bytes were pipelined after it) is over: its app
+        sees the client gone and writes nothing after this answer (what connection_lost does)."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        message = "the request is not a valid HTTP/1.1 request (its request line, a header or its framing)"
+        self._close_with(_response(400, "Bad Request", message))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
