@@ -3,8 +3,10 @@ and the proxy stays up."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpx
 import pytest
 
 from swarm_supervisor.proxy.app import create_app
@@ -111,3 +113,28 @@ async def test_a_request_every_instance_refuses_is_a_400_not_a_502() -> None:
         async with served_client(create_app(pool, ProxySettings(request_timeout_s=5))) as client:
             r = await client.post("/v1/chat/completions", json=CHAT)
             assert r.status_code == 502, r.text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_vote_the_client_left_leaves_no_task_behind(stream: bool) -> None:
+    """The client hangs up while every voter is still out: the vote is cancelled with its upstream
+    calls and nothing of it stays pending (a task left waiting on the fan-out's inbox was later
+    destroyed by the garbage collector: 'Task was destroyed but it is pending!' in the log)."""
+    with fake_upstreams(Behaviour(fault="hang"), Behaviour(fault="hang")) as fakes:
+        pool = UpstreamPool.from_urls([f.url for f in fakes])
+        app = create_app(pool, ProxySettings(keepalive_s=0.1))
+        async with served_client(app) as client:
+            if stream:  # a keep-alive comment, then the client hangs up
+                async with client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as r:
+                    assert await r.aiter_bytes().__anext__()
+            else:
+                with pytest.raises(httpx.ReadTimeout):
+                    await client.post("/v1/chat/completions", json=CHAT, timeout=0.5)
+            for _ in range(100):  # the proxy sees the client go and cancels the vote
+                if all(f.record.disconnects for f in fakes):
+                    break
+                await asyncio.sleep(0.05)
+            assert all(f.record.disconnects == 1 for f in fakes)
+            await asyncio.sleep(0.1)
+            left = [t for t in asyncio.all_tasks() if "Queue.get" in repr(t.get_coro())]
+            assert left == []

@@ -154,6 +154,7 @@ async def fan_out(
     cutoff = deadline  # earlier once most voters answered: stragglers.py
     policy = stragglers or StragglerPolicy()
     settled = False
+    getter: asyncio.Future[tuple[_Request, int, dict[str, Any]]] | None = None
     try:
         while True:
             _absorb(inbox, candidates, endpoint)
@@ -198,10 +199,12 @@ async def fan_out(
             running -= finished
     finally:
         reason = _why_left(settled, time.monotonic(), deadline, cutoff)
-        for task in running:
-            task.cancel()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
+        # the getter too: this fan-out may be cancelled while it waits (the client left)
+        outstanding: list[asyncio.Future[Any]] = [*running, *([getter] if getter is not None else [])]
+        for future in outstanding:
+            future.cancel()
+        if outstanding:
+            await asyncio.gather(*outstanding, return_exceptions=True)
         _absorb(inbox, candidates, endpoint)  # answers that arrived while the loop was leaving still vote
         for o in outcomes:
             if o.outstanding:
