@@ -247,6 +247,9 @@ async def test_what_is_too_big_to_fan_out_is_refused_before_any_instance_sees_it
             assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
             r = await client.post("/v1/chat/completions", json={**CHAT, "n_probs": 100000})
             assert r.status_code == 400 and r.json()["error"]["param"] == "n_probs"
+            for field in ("max_tokens", "max_completion_tokens"):  # past a 32-bit int: it would wrap
+                r = await client.post("/v1/chat/completions", json={**CHAT, field: 2**31})
+                assert r.status_code == 400 and r.json()["error"]["param"] == field, r.text
             assert [f.record.bodies for f in fakes] == [[], []]  # no instance saw any of them
             near = {"messages": [{"role": "user", "content": "word " * 2400}]}  # 12 kB: may fit
             assert (await client.post("/v1/chat/completions", json=near)).status_code == 200

@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..vocabulary import Strategy, StreamMode
 from .errors import ApiError, bad_request
 
+#: llama-server reads a token count as a 32-bit int: a larger one wraps to a negative count
+MAX_TOKENS = 2**31 - 1
+
 
 class _Open(BaseModel):
     # strict: no "5" for 5, no false for 0.0: the instances get the client's raw JSON, not these values
@@ -59,7 +62,7 @@ class _Common(_Open):
     n: Annotated[int, Field(ge=1)] | None = None
     seed: int | None = None
     temperature: Annotated[float, Field(ge=0)] | None = None
-    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None
     #: chat: the winner's per-token log-probabilities come back (``choices[0].logprobs``);
     #: completions: llama-server's ``logprobs`` count (0-20), the same way
     logprobs: bool | Annotated[int, Field(ge=0, le=20)] | None = None
@@ -82,7 +85,7 @@ class ChatRequest(_Common):
     messages: Annotated[list[Message], Field(min_length=1)]
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None
 
 
 class CompletionRequest(_Common):
