@@ -239,6 +239,29 @@ def test_memory_guard_stops_the_newest_but_never_the_last(tmp_path: Path) -> Non
     assert_all_gone(sup, [])
 
 
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="no process file descriptors here")
+def test_an_instance_that_dies_leaves_the_pool_at_once_not_at_the_next_round(
+    tmp_path: Path, swarm_home: Path
+) -> None:
+    """A round every 60 s: the exit itself wakes the loop, so the proxy stops sending to the dead
+    instance (no window of connection errors) and the restart begins straight away."""
+    spec = make_spec(tmp_path, FAKE, fake_model(tmp_path), 2, health_interval_s=60.0)
+
+    async def body(sup: Supervisor, pool: UpstreamPool) -> None:
+        await asyncio.sleep(0.2)  # the loop's first round is done; the next is 60 s away
+        victim = sup.instances["1"]
+        old_pid = victim.pid
+        assert old_pid is not None and [u.id for u in pool.ready()] == ["0", "1"]
+        os.kill(old_pid, signal.SIGKILL)
+        await until(lambda: [u.id for u in pool.ready()] == ["0"], 10, "the dead instance to leave the pool")
+        await until(lambda: victim.state == State.READY and victim.pid != old_pid, 20, "the restart")
+        assert [u.id for u in pool.ready()] == ["0", "1"] and victim.restarts == 1
+
+    started = time.monotonic()
+    run_with(spec, body)
+    assert time.monotonic() - started < 45  # nothing waited for a round of the loop
+
+
 def test_the_supervisor_reports_each_change_as_an_event(tmp_path: Path) -> None:
     """What the daemon builds the proxy's pool from: one InstanceEvent per change, in order, and
     the status (no internal key) as StatusEvents; the supervisor itself holds no proxy object."""
