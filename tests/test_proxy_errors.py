@@ -90,6 +90,24 @@ async def test_several_prompts_in_one_completion_request_are_a_400(one_fake: Any
             assert (await client.post("/v1/completions", json={"prompt": one})).status_code == 200
 
 
+async def test_a_tool_choice_naming_an_undeclared_tool_is_a_400(one_fake: Any) -> None:
+    """llama-server would ignore the choice and answer as it likes; OpenAI refuses it, and says why."""
+    read = {"type": "function", "function": {"name": "read", "parameters": {"type": "object"}}}
+    pick = {"type": "function", "function": {"name": "write"}}
+    pool = UpstreamPool.from_urls([one_fake.url])
+    async with asgi_client(create_app(pool)) as client:
+        for body in ({**CHAT, "tools": [read], "tool_choice": pick}, {**CHAT, "tool_choice": pick}):
+            err = openai_error(await client.post("/v1/chat/completions", json=body), 400)
+            assert err["param"] == "tool_choice" and "'write'" in err["message"], err
+            assert not err["message"].startswith("tool_choice: Value error")
+        assert one_fake.record.bodies == []
+        for choice in ("auto", "required", {"type": "function", "function": {"name": "read"}}):
+            r = await client.post(
+                "/v1/chat/completions", json={**CHAT, "tools": [read], "tool_choice": choice}
+            )
+            assert r.status_code == 200, r.text
+
+
 async def test_unknown_fields_pass_through(one_fake: Any) -> None:
     pool = UpstreamPool.from_urls([one_fake.url])
     async with asgi_client(create_app(pool)) as client:

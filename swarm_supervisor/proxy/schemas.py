@@ -10,7 +10,15 @@ import json
 import math
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ..vocabulary import Strategy, StreamMode
 from .errors import ApiError, bad_request
@@ -87,6 +95,25 @@ class ChatRequest(_Common):
     tool_choice: str | dict[str, Any] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None
 
+    @field_validator("tool_choice")
+    @classmethod
+    def _declared(
+        cls, choice: str | dict[str, Any] | None, info: ValidationInfo
+    ) -> str | dict[str, Any] | None:
+        """A named tool must be one of ``tools`` (llama-server would ignore the choice)."""
+        fn = choice.get("function") if isinstance(choice, dict) else None
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if isinstance(name, str):
+            declared = {
+                t["function"].get("name")
+                for t in info.data.get("tools") or []
+                if isinstance(t, dict) and isinstance(t.get("function"), dict)
+            }
+            if name not in declared:
+                have = ", ".join(sorted(str(n) for n in declared)) or "none"
+                raise ValueError(f"names the tool {name!r}, which tools does not declare (declared: {have})")
+        return choice
+
 
 class CompletionRequest(_Common):
     # text, token ids, or a list of either (llama-server also takes mixed lists of text and ids)
@@ -146,7 +173,8 @@ def validate(model: type[M], data: dict[str, Any]) -> M:
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in _data_path(data, first["loc"])) or None
-        raise ApiError(400, f"{param or 'body'}: {first['msg']}", param=param, code="invalid_value") from None
+        msg = str(first["msg"]).removeprefix("Value error, ")  # our own validators' words, as they are
+        raise ApiError(400, f"{param or 'body'}: {msg}", param=param, code="invalid_value") from None
     except RecursionError:
         raise bad_request("the request body is nested too deeply", code="invalid_value") from None
 
