@@ -342,3 +342,16 @@ def test_a_start_time_read_from_proc_is_the_one_psutil_reports(tmp_path: Path) -
         child.wait()
     assert create_time_of(child.pid) is None  # gone: no start time, from /proc or psutil
     assert not same_process(child.pid, None)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_proc_it_cannot_read_falls_back_to_psutil(tmp_path: Path) -> None:
+    pid = os.getpid()
+    (tmp_path / str(pid)).mkdir()
+    fields = " ".join(["S"] + ["0"] * 18 + ["250"] + ["0"] * 30)  # field 22: 250 ticks after boot
+    (tmp_path / str(pid) / "stat").write_bytes(f"{pid} (a) b (c)) {fields}\n".encode())
+    (tmp_path / "stat").write_bytes(b"cpu  1 2 3\nbtime 1700000000\n")
+    assert create_time_of(pid, tmp_path) == 250 / os.sysconf("SC_CLK_TCK") + 1_700_000_000
+    (tmp_path / "stat").write_bytes(b"cpu  1 2 3\n")  # no boot time: psutil says it
+    assert create_time_of(pid, tmp_path) == psutil.Process(pid).create_time()
+    assert create_time_of(pid, tmp_path / "nothing") == psutil.Process(pid).create_time()

@@ -102,11 +102,12 @@ def same_process(pid: int, create_time: float | None) -> bool:
         return False
 
 
-def create_time_of(pid: int) -> float | None:
-    """When ``pid`` started, in seconds since the epoch, as psutil reports it; None when it is gone."""
+def create_time_of(pid: int, proc: Path = Path("/proc")) -> float | None:
+    """When ``pid`` started, in seconds since the epoch, as psutil reports it; None when it is gone.
+    On Linux read from ``proc`` (psutil is the fallback for anything unreadable there)."""
     if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            return _proc_create_time(pid)
+        with contextlib.suppress(OSError, ValueError, IndexError, StopIteration):
+            return _proc_create_time(pid, proc)
     import psutil
 
     try:
