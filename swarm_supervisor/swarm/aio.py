@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+import os
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -24,3 +25,29 @@ async def unless_stopped(work: Awaitable[T], stop: asyncio.Event) -> tuple[bool,
     with contextlib.suppress(asyncio.CancelledError):
         await task
     return False, None
+
+
+def call_on_exit(pid: int, callback: Callable[[], None]) -> bool:
+    """Have the running event loop call ``callback`` once process ``pid`` exits (a pidfd turns
+    readable then: Linux 5.3 and later). False where that cannot be watched (no pidfds, no running
+    loop, the process gone already): the caller's own polling sees the exit then."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return False
+    try:
+        loop = asyncio.get_running_loop()
+        fd = opener(pid)
+    except (RuntimeError, OSError):
+        return False
+
+    def exited() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+        callback()
+
+    try:
+        loop.add_reader(fd, exited)
+    except (OSError, NotImplementedError):
+        os.close(fd)
+        return False
+    return True

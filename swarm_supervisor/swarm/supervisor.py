@@ -28,14 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any
 
 from ..errors import ProcessError
-from .aio import unless_stopped
+from .aio import call_on_exit, unless_stopped
 from .events import InstanceEvent, Listener, RouteState, StatusEvent, Traffic, no_traffic
 from .health import CrashTracker, VramReader, available_memory, degraded_reason
 from .instance import Instance, State
@@ -200,32 +199,10 @@ class Supervisor:
         self._report(inst, "ready")
         self.save()
 
-    def _watch_exit(self, inst: Instance) -> None:
-        """Wake the health loop when ``inst``'s process exits (a pidfd turns readable then)."""
-        opener = getattr(os, "pidfd_open", None)
-        pid = inst.pid
-        if opener is None or pid is None:
-            return  # the next round of the loop sees the exit
-        try:
-            loop = asyncio.get_running_loop()
-            fd = opener(pid)
-        except (RuntimeError, OSError):  # no loop (a test driving tick), gone, or no pidfds here
-            return
-
-        def exited() -> None:
-            loop.remove_reader(fd)
-            os.close(fd)
-            self._nudge.set()
-
-        try:
-            loop.add_reader(fd, exited)
-        except (OSError, NotImplementedError):
-            os.close(fd)
-
     def _report(self, inst: Instance, state: RouteState) -> None:
         """Tell the listener (the proxy's side) what became of ``inst``."""
-        if state == "starting":
-            self._watch_exit(inst)  # every spawn, first or restart, is reported as starting
+        if state == "starting" and inst.pid is not None:  # every spawn, first or restart
+            call_on_exit(inst.pid, self._nudge.set)  # the loop acts on an exit at once
         if state == "ready":
             self.routable.add(inst.id)
         else:
