@@ -102,11 +102,12 @@ def test_agent_bench_end_to_end(tmp_path: Path, llama_server_bin: Path, smollm2_
             assert got["ok"], got
             assert 0 < got["ttfb_s"] <= got["answer_s"]
             assert 1 <= got["answer_tokens"] <= 8
-    # the first turn: the lone server evaluates the whole prompt once; each voter evaluates it too
+    # the first turn: the lone server evaluates the whole prompt once, and so does the swarm's one
+    # process (the plan's CPU topology: a slot per voter, one request with n = 2)
     first = rows[0]
-    assert first["swarm"]["instances_read"] == data["swarm"]["processes"] == 2
+    assert first["swarm"]["instances_read"] == data["swarm"]["processes"] == 1
     assert abs(first["baseline"]["evaluated_prompt_tokens"] - t0) <= 8
-    assert first["swarm"]["evaluated_prompt_tokens"] >= t0 - 8
+    assert abs(first["swarm"]["evaluated_prompt_tokens"] - t0) <= 8
     # the second turn reuses the cached conversation: fewer tokens evaluated than its prompt
     assert 0 < rows[1]["baseline"]["evaluated_prompt_tokens"] < t1
     s = data["summary"]

@@ -87,28 +87,33 @@ def test_24_and_80_gb_cards_give_every_slot_32k_and_two_requests_at_once(
     assert any(r.startswith("concurrency: 2 voted requests at once") for r in plan.reasons)
 
 
-def test_this_two_core_machine_runs_one_voted_request_at_a_time(cat: Catalogue) -> None:
-    """2 physical cores, 23.5 GiB RAM (this machine): each voter has a core of its own already."""
+def test_this_two_core_machine_runs_three_voters_in_one_process_one_request_at_a_time(cat: Catalogue) -> None:
+    """2 physical cores, 23.5 GiB RAM (this machine): one process evaluates an agent's prompt once
+    for its voters, three of them (the fewest that can out-vote one), on both cores."""
     plan = make_plan(cpu(23.5, cores=2), cat, Config(), NONE)
-    assert plan.concurrency == 1 and plan.slots == 1
-    assert (plan.topology, plan.processes, plan.voters) == ("processes", 2, 2)
+    assert (plan.topology, plan.processes, plan.voters, plan.threads) == ("slots", 1, 3, 2)
+    assert plan.concurrency == 1 and plan.slots == 3
     assert plan.context == 32768  # memory is not what limits a CPU
     assert any("concurrency: one voted request at a time (1 on CPU" in r for r in plan.reasons)
-    # nor does a 4-core box get a second voted request: its 3 voters take 3 of the 4 cores
+    assert any(r.startswith("voters: 3, the most allowed (on a CPU-only machine three") for r in plan.reasons)
+    # the same for a model named by hand: memory would hold 8 voters, the cores run 3 usefully
+    smol = make_plan(cpu(23.5, cores=2), cat, Config(), PlanOverrides(model="qwen2.5-coder:0.5b"))
+    assert (smol.topology, smol.voters) == ("slots", 3)
+    five = PlanOverrides(model="qwen2.5-coder:0.5b", instances=5)
+    assert make_plan(cpu(23.5, cores=2), cat, Config(), five).voters == 5  # --instances says how many
+    # nor does a 4-core box get a second voted request: its voters' decoding takes its cores
     assert make_plan(CPU16, cat, Config(), NONE).concurrency == 1
 
 
-def test_a_cpu_with_cores_to_spare_gets_two_slots_per_process(cat: Catalogue) -> None:
+def test_a_cpu_with_cores_to_spare_gets_a_voter_per_core_and_two_requests_at_once(cat: Catalogue) -> None:
     plan = make_plan(cpu(256, cores=16), cat, Config(), NONE)
-    assert (plan.topology, plan.concurrency) == ("processes", 2)
-    assert plan.slots == 2 and plan.voters_per_process == 1 and plan.processes == plan.voters
-    assert plan.threads * plan.processes <= 16
+    assert (plan.topology, plan.processes, plan.voters, plan.threads) == ("slots", 1, 8, 16)
+    assert plan.concurrency == 2 and plan.slots == 16
 
 
-def test_the_cpu_topology_rule_is_one_function() -> None:
-    assert cpu_topology(2, None)[0] == "processes"
-    assert "119 tok/s" in cpu_topology(2, None)[1]
-    assert cpu_topology(2, 3)[0] == "slots"  # more voters than cores
+def test_the_cpu_topology_rule_is_one_function_with_its_measurement() -> None:
+    topo, why = cpu_topology()
+    assert topo == "slots" and "one llama-server alone" in why and "--topology processes" in why
 
 
 # ---------------------------------------------------------------- what is given up first

@@ -35,6 +35,8 @@ def test_ps_counts_an_answered_request_at_once(slow_health: Path, tmp_path: Path
         str(model),
         "--instances",
         "2",
+        "--topology",
+        "processes",  # two processes, each counting its own requests
         "--llama-server",
         str(FAKE_LLAMA_SERVER),
         "--port",

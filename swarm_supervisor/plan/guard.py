@@ -1,12 +1,13 @@
 """How many voters a CPU runs usefully, by the plan's own CPU rule. Pure.
 
     env = cpu_envelope(hw, config)          # None on a GPU or Apple Silicon, or with the rule off
-    env.largest_b, env.most_voters          # 2.0, 2 on 2 cores (plan.cpu_params_b_per_core = 1)
+    env.largest_b, env.most_voters          # 2.0, 3 on 2 cores (plan.cpu_params_b_per_core = 1)
     problem = voter_excess(plan, hw, config)   # None, or the sentence ``swarm up`` refuses with
 
 On a CPU-only machine the plan, choosing by itself, keeps to models of up to
-``plan.cpu_params_b_per_core`` x physical cores billion parameters and to one voter per physical
-core (never fewer than ``plan.min_instances``): every voter's tokens come from the same cores.
+``plan.cpu_params_b_per_core`` x physical cores billion parameters and to three voters, or one per
+physical core where there are more (within ``plan.min_instances`` and ``plan.max_instances``):
+every voter's tokens come from the same cores, and three is the fewest that can out-vote one.
 The heaviest swarm it would start is therefore ``most_voters`` voters of a ``largest_b`` model:
 ``budget_b = most_voters x largest_b`` billion parameters to run per generated token. Voters
 asked for with ``--instances`` whose parameters add up to more than that are more than the
@@ -23,6 +24,10 @@ from ..config import Config
 from ..hardware.profile import HardwareProfile
 from .types import Plan
 
+#: the fewest voters that can out-vote one of them: what a CPU runs even with fewer cores, since in
+#: one process (the CPU topology) a third voter costs its KV cache and its share of the decoding
+MAJORITY = 3
+
 
 @dataclass(frozen=True)
 class CpuEnvelope:
@@ -31,7 +36,7 @@ class CpuEnvelope:
     cores: int  # physical
     per_core_b: float  # plan.cpu_params_b_per_core
     largest_b: float  # the largest model it picks: per_core_b x cores
-    most_voters: int  # one per physical core, at least plan.min_instances, at most plan.max_instances
+    most_voters: int  # three, or one per physical core where more; within plan.min/max_instances
 
     @property
     def budget_b(self) -> float:
@@ -46,7 +51,7 @@ def cpu_envelope(hw: HardwareProfile, config: Config) -> CpuEnvelope | None:
     if per_core <= 0 or hw.discrete_gpus or hw.apple_silicon:
         return None
     cores = max(1, hw.physical_cores)
-    most = min(config.plan.max_instances, max(config.plan.min_instances, cores))
+    most = min(config.plan.max_instances, max(config.plan.min_instances, MAJORITY, cores))
     return CpuEnvelope(cores=cores, per_core_b=per_core, largest_b=per_core * cores, most_voters=most)
 
 

@@ -115,8 +115,7 @@ def choose(cands: list[Candidate], s: Search, requested: int) -> tuple[Candidate
 def search(
     hw: HardwareProfile, config: Config, overrides: PlanOverrides, cands: list[Candidate]
 ) -> tuple[Search, str, ContextTarget, int, tuple[Candidate, int, Layout] | None]:
-    """Try the target context, then (a default one) shorter ones; on CPU, one process with slots
-    where one process per voter does not fit."""
+    """Try the target context, then (a default one) shorter ones."""
     bud = budget(hw, config.hardware)
     topo, why_topo = topology(hw, bud, overrides)
     want = want_for(config, overrides, hw, bud, topo)
@@ -127,16 +126,6 @@ def search(
     requested = target.tokens
     for requested in fallback_contexts(target):
         found = choose(cands, s, requested)
-        if found is None and overrides.topology is None and bud.device == "cpu" and topo == "processes":
-            # one process per voter carries its own KV and compute; one process with slots may still fit
-            slots = Search(bud, "slots", want_for(config, overrides, hw, bud, "slots"), conc, kv)
-            found = choose(cands, slots, requested)
-            if found is not None:
-                s = slots
-                why_topo = (
-                    "topology: one llama-server with one slot per voter (--parallel): one process per "
-                    "voter (the CPU default) does not fit the budget"
-                )
         if found is not None:
             break
     return s, why_topo, target, requested, found

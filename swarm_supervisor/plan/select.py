@@ -264,7 +264,8 @@ def make_plan(hw: HardwareProfile, catalogue: Catalogue, config: Config, overrid
         why = (
             "model: {id} (asked for)" if len(cands) == 1 else "model: {id}, the largest that fits of " + spec
         )
-        return _plan(hw, config, overrides, cands, why)
+        capped_config, why_high = _cpu_voter_cap(hw, config, overrides)
+        return _plan(hw, capped_config, overrides, cands, why, why_high=why_high)
     if overrides.facts is not None:
         raise PlanError("model facts apply to one file: pin the model as NAME:SIZE:QUANT or give the path")
     cands = auto_candidates(catalogue, config, embedded=False)
@@ -274,42 +275,49 @@ def make_plan(hw: HardwareProfile, catalogue: Catalogue, config: Config, overrid
         "model: {id}, the largest size and then the highest quantization of the first family "
         "in priority order that fits"
     )
-    capped, config_capped, cpu_why = _cpu_caps(hw, config, overrides, cands)
+    capped, cpu_why = _cpu_caps(hw, config, cands)
     if cpu_why:
         why += "; " + cpu_why
-    why_high = "plan.max_instances"
-    if config_capped.plan.max_instances < config.plan.max_instances:
-        why_high = f"one per physical core on a CPU-only machine: {hw.physical_cores} cores"
-    return _plan(hw, config_capped, overrides, capped, why, why_high=why_high)
+    capped_config, why_high = _cpu_voter_cap(hw, config, overrides)
+    return _plan(hw, capped_config, overrides, capped, why, why_high=why_high)
 
 
-def _cpu_caps(
-    hw: HardwareProfile, config: Config, overrides: PlanOverrides, cands: list[Candidate]
-) -> tuple[list[Candidate], Config, str]:
+def _cpu_voter_cap(hw: HardwareProfile, config: Config, overrides: PlanOverrides) -> tuple[Config, str]:
+    """On a CPU-only machine, at most the voters its cores run usefully (:func:`.guard.cpu_envelope`:
+    three, the fewest that can out-vote one, or one per physical core where there are more), unless
+    ``--instances`` says how many; the config to plan with and why the voters stop there."""
+    env = cpu_envelope(hw, config)
+    if env is None or overrides.instances is not None or env.most_voters >= config.plan.max_instances:
+        return config, "plan.max_instances"
+    plan_cfg = config.plan.model_copy(update={"max_instances": env.most_voters})
+    why = (
+        f"on a CPU-only machine three, the fewest that can out-vote one, or one per physical core "
+        f"where there are more: {env.most_voters} with {hw.physical_cores} cores"
+    )
+    return config.model_copy(update={"plan": plan_cfg}), why
+
+
+def _cpu_caps(hw: HardwareProfile, config: Config, cands: list[Candidate]) -> tuple[list[Candidate], str]:
     """On a CPU-only machine, keep the automatic choice to what its cores can run at a usable speed.
 
     Memory alone would put a 7B model with 4 voters on a 2-core box, where it generates a token or
     two a second; every voter on the same cores slows the others down as much. So: models up to
-    ``plan.cpu_params_b_per_core`` x physical cores (the smallest model when none is that small),
-    and at most one voter per physical core (never fewer than ``plan.min_instances``).
+    ``plan.cpu_params_b_per_core`` x physical cores (the smallest model when none is that small);
+    the voters are capped by :func:`_cpu_voter_cap`.
     """
     env = cpu_envelope(hw, config)
     if env is None:
-        return cands, config, ""
+        return cands, ""
     per_core, limit = env.per_core_b, env.largest_b
     kept = [c for c in cands if c.params_b <= limit]
     if not kept and cands:
         smallest = min(c.params_b for c in cands)
         kept = [c for c in cands if c.params_b == smallest]
-    high = env.most_voters
-    if overrides.instances is None and high < config.plan.max_instances:
-        plan_cfg = config.plan.model_copy(update={"max_instances": high})
-        config = config.model_copy(update={"plan": plan_cfg})
     why = (
         f"CPU-only with {hw.physical_cores} physical cores: sizes up to {limit:g}B parameters and "
-        f"at most {high} voters (plan.cpu_params_b_per_core = {per_core:g}; 0 turns this off)"
+        f"at most {env.most_voters} voters (plan.cpu_params_b_per_core = {per_core:g}; 0 turns this off)"
     )
-    return kept, config, why
+    return kept, why
 
 
 def embedded_plan(

@@ -32,25 +32,24 @@ AUTO_CONCURRENCY = 2
 AUTO_CONCURRENCY_MOST = 4
 
 
-def cpu_topology(cores: int, voters_asked: int | None) -> tuple[Topology, str]:
-    """The CPU rule, kept in this one place because it is to be re-decided on agent-sized prompts
-    (issue 13, part 5). Today: one single-threaded llama-server per voter, measured on short
-    prompts and 128-token answers (bench/results/topology.json, 2 cores, 2 voters: 119 tok/s for
-    two single-threaded processes against 5.5 for one process with ``--parallel 2`` and 2
-    threads: ggml's thread barriers collapse when anything else wants a core). Each process gets
-    ``concurrency`` slots. More voters than cores cannot have a process each: one process with a
-    slot per voter instead."""
-    if voters_asked is not None and voters_asked > cores:
-        return "slots", (
-            f"topology: one llama-server with one slot per voter (--parallel): {voters_asked} "
-            f"voters are more than the {cores} physical cores, one process per voter would not fit"
-        )
-    return "processes", (
-        "topology: one llama-server per voter, cores split between them (at most one process per "
-        "physical core): a multi-threaded llama-server collapses when anything else wants a core "
-        "(measured on 2 cores, 2 voters: 119 tok/s for 2 single-threaded processes against 5.5 "
-        "for one process with --parallel 2; bench/results/topology.json), weights are mapped "
-        "once and shared, and a crash costs one voter; --topology slots runs one process instead"
+def cpu_topology() -> tuple[Topology, str]:
+    """The CPU rule, in this one place with its measurement. One llama-server with a slot per voter
+    and every physical core as its threads: it evaluates a coding agent's long prompt once for all
+    its voters (``n`` = the voters), where one process per voter evaluates it once per voter.
+    Measured on agent turns (issue 13, part 5: ``python -m bench agent --instances 2 --max-turns 3
+    --max-tokens 64 --concurrency 1``, 21 replayed opencode turns of 2.2k-7.9k tokens, 2 cores,
+    SmolLM2, an idle machine): one process with 2 slots took 1.05x and 1.16x one llama-server
+    alone over the run, two single-threaded processes 1.93x and 1.89x (twice the prompt tokens).
+    On short prompts and 128-token answers the two were even on an idle machine (103.1 against
+    101.6 tok/s at 3 voters, bench/results/topology.json); under load from other programs the
+    multi-threaded process loses more (ggml's threads wait at barriers), as does the one
+    llama-server a user would run instead. ``--topology processes`` keeps one process per voter."""
+    return "slots", (
+        "topology: one llama-server with one slot per voter (--parallel) and every physical core "
+        "as its threads: it evaluates an agent's long prompt once for all its voters (measured on "
+        "replayed opencode turns, 2 cores, 2 voters: 1.05-1.16x one llama-server alone, against "
+        "1.89-1.93x for one single-threaded process per voter, which evaluates it once per voter); "
+        "--topology processes runs one process per voter instead"
     )
 
 
@@ -65,7 +64,7 @@ def topology(hw: HardwareProfile, bud: Budget, overrides: PlanOverrides) -> tupl
         )
         return "slots", why
     if bud.device == "cpu":
-        return cpu_topology(hw.physical_cores, overrides.instances)
+        return cpu_topology()
     return "slots", (
         "topology: one llama-server with one slot per voter (--parallel): on Apple Silicon the GPU "
         "is shared like a discrete one, so the weights and compute buffers exist once and decoding "
@@ -122,8 +121,8 @@ def concurrency(
         1,
         1,
         True,
-        f"1 on CPU: the voters take all {cores} physical cores already (one process per core), "
-        "so a second voted request at once would only share them",
+        f"1 on CPU: the voters' decoding takes all {cores} physical cores already, so a second "
+        "voted request at once would only share them",
     )
 
 
