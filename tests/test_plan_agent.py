@@ -24,7 +24,7 @@ from swarm_supervisor.config import Catalogue, Config, KvType, PlanConfig, load_
 from swarm_supervisor.errors import PlanError
 from swarm_supervisor.hardware.profile import GPU, HardwareProfile
 from swarm_supervisor.paths import dirs
-from swarm_supervisor.plan import Plan, PlanOverrides, kv_bytes, make_plan, plan_to_json
+from swarm_supervisor.plan import Plan, PlanOverrides, embedded_plan, kv_bytes, make_plan, plan_to_json
 from swarm_supervisor.plan.shape import cpu_topology
 from swarm_supervisor.swarm.argv import llama_server_argv
 from swarm_supervisor.swarm.runfile import RunFile, list_names
@@ -101,6 +101,9 @@ def test_this_two_core_machine_runs_three_voters_in_one_process_one_request_at_a
     assert (smol.topology, smol.voters) == ("slots", 3)
     five = PlanOverrides(model="qwen2.5-coder:0.5b", instances=5)
     assert make_plan(cpu(23.5, cores=2), cat, Config(), five).voters == 5  # --instances says how many
+    # and the embedded stand-in a machine without the hub falls back to
+    fallback = embedded_plan(cpu(23.5, cores=2), cat, Config(), NONE, instead_of="qwen2.5-coder:1.5b:q8_0")
+    assert (fallback.topology, fallback.voters) == ("slots", 3)
     # nor does a 4-core box get a second voted request: its voters' decoding takes its cores
     assert make_plan(CPU16, cat, Config(), NONE).concurrency == 1
 

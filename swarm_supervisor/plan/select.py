@@ -146,8 +146,8 @@ def _plan(
     cands: list[Candidate],
     why_model: str,
     extra_warnings: tuple[str, ...] = (),
-    why_high: str = "plan.max_instances",
 ) -> Plan:
+    config, why_high = _cpu_voter_cap(hw, config, overrides)  # every plan: named, automatic, embedded
     s, why_topo, target, requested, found = search(hw, config, overrides, cands)
     if found is None:
         raise PlanError(_shortfall(cands, s, requested))
@@ -264,8 +264,7 @@ def make_plan(hw: HardwareProfile, catalogue: Catalogue, config: Config, overrid
         why = (
             "model: {id} (asked for)" if len(cands) == 1 else "model: {id}, the largest that fits of " + spec
         )
-        capped_config, why_high = _cpu_voter_cap(hw, config, overrides)
-        return _plan(hw, capped_config, overrides, cands, why, why_high=why_high)
+        return _plan(hw, config, overrides, cands, why)
     if overrides.facts is not None:
         raise PlanError("model facts apply to one file: pin the model as NAME:SIZE:QUANT or give the path")
     cands = auto_candidates(catalogue, config, embedded=False)
@@ -278,8 +277,7 @@ def make_plan(hw: HardwareProfile, catalogue: Catalogue, config: Config, overrid
     capped, cpu_why = _cpu_caps(hw, config, cands)
     if cpu_why:
         why += "; " + cpu_why
-    capped_config, why_high = _cpu_voter_cap(hw, config, overrides)
-    return _plan(hw, capped_config, overrides, capped, why, why_high=why_high)
+    return _plan(hw, config, overrides, capped, why)
 
 
 def _cpu_voter_cap(hw: HardwareProfile, config: Config, overrides: PlanOverrides) -> tuple[Config, str]:
