@@ -36,9 +36,7 @@ import httpx
 from bench.common import REPO, RESULTS, exit_on_sigterm, print_table, write_result
 from bench.quality_gen import (
     load_tasks,
-    passes,
-    program_for,
-    program_key,
+    score,
     start_server,
     stop_server,
     user_message,
@@ -323,28 +321,13 @@ def command(
             home.remove()
 
     # execute each distinct program once (benchmark only: sandboxed subprocess with a timeout)
-    cache_path = RESULTS / f"{stem}.passed.json"
-    passed: dict[str, bool] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     by_key = {t["_key"]: t for t in tasks}
-    todo: dict[str, str | None] = {}
     rows = [
         r
         for r in answers.rows.values()
         if r["task"] in by_key and (r["setting"] in wanted or r["setting"] == GREEDY)
     ]
-    for r in rows:
-        prog = program_for(by_key[r["task"]], r["content"])
-        r["program"] = program_key(prog)
-        if r["program"] not in passed:
-            todo[r["program"]] = prog
-    if todo:
-        click.echo(f"executing {len(todo)} distinct programs")
-        with ThreadPoolExecutor(2) as ex:
-            for k, ok in zip(todo, ex.map(passes, todo.values()), strict=True):
-                passed[k] = ok
-        cache_path.write_text(json.dumps(passed))
-    for r in rows:
-        r["ok"] = passed[r["program"]]
+    score(rows, by_key, RESULTS / f"{stem}.passed.json")
 
     summary = live_summary(rows, [t["_key"] for t in tasks], wanted, [s for s in sets.split(",")])
     table = [

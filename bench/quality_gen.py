@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,3 +226,24 @@ def passes(program: str | None, timeout_s: float = 10.0) -> bool:
 
 def program_key(program: str | None) -> str:
     return hashlib.sha256((program or "").encode()).hexdigest()[:20]
+
+
+def score(rows: list[dict[str, Any]], tasks: dict[str, dict[str, Any]], cache_path: Path) -> None:
+    """Set ``ok`` on each row (an answer to ``tasks[row["task"]]``): whether its program passes the
+    task's test. Each distinct program runs once, ever: the results are kept in ``cache_path``
+    (a result's ``.passed.json``), and only programs missing there run, two at a time."""
+    passed: dict[str, bool] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    todo: dict[str, str | None] = {}
+    for r in rows:
+        program = program_for(tasks[r["task"]], r["content"])
+        r["program"] = program_key(program)
+        if r["program"] not in passed:
+            todo[r["program"]] = program
+    if todo:
+        print(f"executing {len(todo)} distinct programs", flush=True)
+        with ThreadPoolExecutor(2) as ex:
+            for k, ok in zip(todo, ex.map(passes, todo.values()), strict=True):
+                passed[k] = ok
+        cache_path.write_text(json.dumps(passed))
+    for r in rows:
+        r["ok"] = passed[r["program"]]

@@ -13,7 +13,7 @@ written by ``python -m bench quality``; ``SETTING`` is one of its settings: ``no
 
 Only complete runs count (every task of the result's sets answered). The answers are scored
 from each result's ``.passed.json`` (the programs ``bench quality`` executed); an answer missing
-there is executed once, as ``bench quality`` does. Table and ``bench/results/<out>.json``.
+there is executed once and kept there, as ``bench quality`` does. Table and ``bench/results/<out>.json``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import click
 
 from bench.common import RESULTS, print_table, write_result
 from bench.quality import DATA, read_answers
-from bench.quality_gen import load_tasks, passes, program_for, program_key
+from bench.quality_gen import load_tasks, score
 from bench.quality_score import GREEDY, bootstrap_diff
 
 Run = dict[str, bool]  # task key -> passed
@@ -58,18 +58,11 @@ class Results:
         for set_name in str(meta["sets"]).split(","):
             for t in load_tasks(data / f"{set_name}.jsonl.gz"):
                 self.tasks[f"{set_name}/{t['task_id']}"] = t
-        passed_path = results / f"{stem}.passed.json"
-        passed: dict[str, bool] = json.loads(passed_path.read_text()) if passed_path.is_file() else {}
+        rows = [r for r in rows if r["task"] in self.tasks]
+        score(rows, self.tasks, results / f"{stem}.passed.json")
         self._by_run: dict[tuple[str, int], Run] = {}
         for r in rows:
-            task = self.tasks.get(r["task"])
-            if task is None:
-                continue
-            program = program_for(task, r["content"])
-            key = program_key(program)
-            if key not in passed:
-                passed[key] = passes(program)
-            self._by_run.setdefault((r["setting"], int(r["repeat"])), {})[r["task"]] = passed[key]
+            self._by_run.setdefault((r["setting"], int(r["repeat"])), {})[r["task"]] = r["ok"]
 
     def runs(self, setting: str) -> list[Run]:
         return [
