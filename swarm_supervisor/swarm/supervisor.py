@@ -146,8 +146,7 @@ class Supervisor:
             for group in start_groups(self.spec):
                 inst = self.instances[group[0].id]
                 if inst.state == State.STARTING:  # spawned by swarm/boot.py: reported now
-                    self._report(inst, "starting")
-                    self.save()
+                    self._spawned(inst)
                 else:
                     self._spawn_one(inst)
         except ProcessError as exc:
@@ -188,6 +187,13 @@ class Supervisor:
     def _spawn_one(self, inst: Instance) -> None:
         port = inst.port if inst.port is not None and port_is_free(inst.port) else free_port()
         inst.spawn(port)
+        self._spawned(inst)
+
+    def _spawned(self, inst: Instance) -> None:
+        """A process was spawned for ``inst`` (here, or by swarm/boot.py): its exit wakes the
+        health loop at once, and it is reported as starting."""
+        if inst.pid is not None:
+            call_on_exit(inst.pid, self._nudge.set)
         self._report(inst, "starting")
         self.save()
 
@@ -201,8 +207,6 @@ class Supervisor:
 
     def _report(self, inst: Instance, state: RouteState) -> None:
         """Tell the listener (the proxy's side) what became of ``inst``."""
-        if state == "starting" and inst.pid is not None:  # every spawn, first or restart
-            call_on_exit(inst.pid, self._nudge.set)  # the loop acts on an exit at once
         if state == "ready":
             self.routable.add(inst.id)
         else:
