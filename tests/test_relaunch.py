@@ -122,7 +122,6 @@ def test_the_cli_spawns_from_its_record_before_it_loads_the_plan(
         "swarm_supervisor.plan",
         "swarm_supervisor.config",
         "swarm_supervisor.store",
-        "psutil",
     )
     first, _ = swarm_up_observed(tmp_path, *args, watch=heavy)
     assert first.returncode == 0, first.stderr
@@ -132,10 +131,29 @@ def test_the_cli_spawns_from_its_record_before_it_loads_the_plan(
     cli = events[0]  # the CLI's first process start: the supervisor process
     assert "swarm_supervisor.swarm.boot" in cli["argv"], events
     assert cli["loaded"] == [], f"the CLI loaded {cli['loaded']} before it started the supervisor"
-    # the supervisor spawns the instances from the record without psutil (nor pydantic) loaded
+    # the supervisor spawns the instances from the record without pydantic loaded
     spawns = [e for e in events if str(fake) in e["argv"]]
     assert spawns, events
     assert all(e["loaded"] == [] for e in spawns), spawns
+
+
+def test_what_runs_before_the_spawn_does_not_import_psutil() -> None:
+    """The CLI's path to handing over a record and the supervisor's path to its spawn read process
+    start times and free RAM from /proc; psutil (10-20 ms) comes later (the supervisor's preload
+    thread may bring it in beside them while it waits for the name)."""
+    code = (
+        "import os, sys\n"
+        "import swarm_supervisor.cli.quick, swarm_supervisor.swarm.relaunch\n"
+        "import swarm_supervisor.swarm.launcher, swarm_supervisor.swarm.runfile\n"
+        "import swarm_supervisor.swarm.boot\n"
+        "from swarm_supervisor.swarm.system import create_time_of\n"
+        "from swarm_supervisor.cli.quick import _available_ram\n"
+        "create_time_of(os.getpid()); _available_ram()\n"
+        "print('psutil' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ("False" if Path("/proc/meminfo").is_file() else "True")
 
 
 @pytest.mark.parametrize("change", ["model", "config", "binary", "env", "flag"])
