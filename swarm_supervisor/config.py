@@ -238,8 +238,9 @@ class PlanConfig(_Strict):
     #: KV-cache type: "q8_0" takes about half the bytes of "f16", "q4_0" about a quarter
     kv_type: KvType = "f16"
     #: GPU, topology "slots": llama-server processes per GPU (or per group an instance spans), the
-    #: voters split between them; 1 keeps one process per GPU (one prompt evaluation per request)
-    processes_per_gpu: Annotated[int, Field(ge=1, le=8)] = 1
+    #: voters split between them; 1 keeps one process per GPU (one prompt evaluation per request);
+    #: None: 2 where one process would hold 8 voters or more of a model up to 3B, else 1
+    processes_per_gpu: Annotated[int | None, Field(ge=1, le=8)] = None
     preferred: list[str] = []  # family names to try first
     model: str | None = None  # NAME[:SIZE[:QUANT]] or a path to a .gguf
     #: CPU-only machines: largest model size (billions of parameters) per physical core that the

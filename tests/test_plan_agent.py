@@ -157,7 +157,8 @@ def test_voters_go_first_then_concurrency_then_context(vram_gib: int, cat: Catal
 def test_concurrency_grows_into_memory_left_once_the_voters_are_at_their_maximum(cat: Catalogue) -> None:
     """The issue's H200 stand-in: 8 voters used 2.5 GB of 139 GB and a second session waited."""
     plan = make_plan(nvidia(139), cat, Config(), PlanOverrides(model="qwen2.5-coder:1.5b:q4_k_m"))
-    assert (plan.voters, plan.concurrency, plan.slots, plan.context) == (8, 4, 32, 32768)
+    # two processes of 4 voters x 4 requests (the automatic split of 8 small voters on one GPU)
+    assert (plan.voters, plan.concurrency, plan.processes, plan.slots, plan.context) == (8, 4, 2, 16, 32768)
 
 
 def test_concurrency_never_spreads_a_process_over_more_gpus(cat: Catalogue) -> None:

@@ -465,7 +465,9 @@ def test_two_processes_per_gpu_split_one_cards_voters(
 ) -> None:
     """H100 80 GB, 8 voters of the 1.5B, plan.processes_per_gpu 2: two llama-servers of 4 slots on
     GPU 0, each with its own weights and compute buffers; one process where that is 1."""
-    one = make_plan(H100, cat, CFG, PlanOverrides(model="qwen2.5-coder:1.5b", instances=8))
+    one = make_plan(
+        H100, cat, CFG, PlanOverrides(model="qwen2.5-coder:1.5b", instances=8, processes_per_gpu=1)
+    )
     cfg = CFG.model_copy(update={"plan": CFG.plan.model_copy(update={"processes_per_gpu": 2})})
     two = make_plan(H100, cat, cfg, PlanOverrides(model="qwen2.5-coder:1.5b", instances=8))
     assert (one.processes, one.slots, one.voters) == (1, 8, 8)
@@ -484,6 +486,39 @@ def test_two_processes_per_gpu_split_one_cards_voters(
         "4",
     ]
     assert [instance_env(c, {})["CUDA_VISIBLE_DEVICES"] for c in spec.instances] == ["0", "0"]
+
+
+def test_automatic_split_of_eight_small_voters_on_one_gpu(cat: Catalogue) -> None:
+    """No --processes-per-gpu and none in the config: 8 voters of the 1.5B on one H100 run as two
+    processes of 4 (measured faster on the H200), and the plan says why; not with 4 voters, a 7B,
+    8 voters spread over two GPUs, or --processes-per-gpu 1."""
+    ov = PlanOverrides(model="qwen2.5-coder:1.5b", instances=8)
+    auto = make_plan(H100, cat, CFG, ov)
+    assert (auto.processes, auto.voters_per_process, auto.voters) == (2, 4, 8)
+    assert [p.gpu for p in auto.placements] == [0, 0]
+    assert any("processes per GPU: 2, automatic" in r and "--processes-per-gpu 1" in r for r in auto.reasons)
+    pinned = make_plan(H100, cat, CFG, replace(ov, processes_per_gpu=1))
+    assert (pinned.processes, pinned.voters_per_process, pinned.concurrency) == (1, 8, auto.concurrency)
+    assert not any("automatic" in r for r in pinned.reasons)
+    assert make_plan(H100, cat, CFG, replace(ov, instances=4)).processes == 1
+    assert make_plan(H100, cat, CFG, replace(ov, model="qwen2.5-coder:7b")).processes == 1
+    spread = make_plan(A100X2, cat, CFG, ov)
+    assert (spread.processes, spread.voters_per_process) == (2, 4)
+    assert sorted(p.gpu for p in spread.placements) == [0, 1]
+
+
+def test_automatic_split_never_costs_voters_requests_or_context(cat: Catalogue) -> None:
+    """Where a second copy of the weights would take the room of a voter, a concurrent request or
+    context, the automatic choice keeps one process: the plan is the one processes_per_gpu 1 gives."""
+    for hw in (RTX4090, H100):
+        for model in ("qwen2.5-coder:1.5b", "qwen2.5-coder:3b"):
+            ov = PlanOverrides(model=model)
+            auto = make_plan(hw, cat, CFG, ov)
+            one = make_plan(hw, cat, CFG, replace(ov, processes_per_gpu=1))
+            assert (auto.voters, auto.concurrency, auto.context) == (one.voters, one.concurrency, one.context)
+            assert auto.processes in (one.processes, 2 * one.processes)
+            if auto.processes == 2 * one.processes:
+                assert one.voters_per_process >= 8
 
 
 def test_processes_per_gpu_spread_over_the_gpus_first(cat: Catalogue) -> None:

@@ -122,7 +122,8 @@ _OPTIONS: tuple[Callable[[F], F], ...] = (
         "processes_per_gpu",
         type=click.IntRange(min=1, max=8),
         help="GPU, topology slots: split each GPU's voters between this many llama-servers (each "
-        "evaluates the prompt once). Default: plan.processes_per_gpu (1).",
+        "evaluates the prompt once). Default: plan.processes_per_gpu, else 2 where one process would "
+        "hold 8 voters or more of a model up to 3B, else 1.",
     ),
 )
 

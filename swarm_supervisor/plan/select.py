@@ -187,7 +187,15 @@ def _plan(
         )
     reasons.append(_kv_reason(s.kv, overrides))
     reasons.append(why_topo)
-    if s.bud.device == "gpu" and layout.topology == "slots" and s.want.per_gpu > 1:
+    if s.bud.device == "gpu" and layout.topology == "slots" and s.auto_split:
+        if len({p.gpus for p in layout.placements}) < layout.processes:
+            reasons.append(
+                f"processes per GPU: 2, automatic: one process would hold {layout.per_process * 2} "
+                f"voters of a model of {cand.params_b:g}B, and 2 processes of {layout.per_process} decode "
+                "faster (each with its own weights, each evaluating the prompt); "
+                "--processes-per-gpu 1 keeps one"
+            )
+    elif s.bud.device == "gpu" and layout.topology == "slots" and s.want.per_gpu > 1:
         src = "--processes-per-gpu" if overrides.processes_per_gpu else "plan.processes_per_gpu"
         reasons.append(
             f"processes per GPU: up to {s.want.per_gpu} ({src}), each with its own copy of the weights "
