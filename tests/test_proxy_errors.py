@@ -222,3 +222,20 @@ async def test_a_trailing_slash_is_a_404_naming_the_endpoint_not_a_redirect(one_
             assert f"the endpoint is {path.rstrip('/')}, without the trailing slash" in err["message"], err
         assert (await client.get("/v1/models/swarm")).status_code == 200
     assert one_fake.record.bodies == []
+
+
+async def test_a_refused_cors_preflight_is_an_openai_error_with_starlettes_headers(one_fake: Any) -> None:
+    pool = UpstreamPool.from_urls([one_fake.url])
+    app = create_app(pool, ProxySettings(cors_origins=("http://localhost:3000",)))
+    async with asgi_client(app) as client:
+        other = {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+        r = await client.options("/v1/chat/completions", headers=other)
+        err = openai_error(r, 400)
+        assert err["code"] == "cors_preflight_refused" and "origin" in err["message"], err
+        assert "proxy.cors_origins" in err["message"]
+        assert "access-control-allow-origin" not in r.headers  # refused as before: only the body changed
+        put = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "PUT"}
+        r = await client.options("/v1/chat/completions", headers=put)
+        assert "method" in openai_error(r, 400)["message"]
+        assert r.headers["access-control-allow-methods"] == "GET, POST, OPTIONS"
+        assert r.headers["content-type"] == "application/json"

@@ -24,17 +24,17 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .context import Context
+from .cors import cors_middleware
 from .errors import ApiError, error_body
 from .metrics import CONTENT_TYPE, ProxyMetrics
 from .request_path import RequestPath
-from .served import FALLBACK_HEADER, fallback_headers, model_entries, not_found
+from .served import fallback_headers, model_entries, not_found
 from .settings import ProxySettings
 from .upstreams import UpstreamPool
 
@@ -182,23 +182,7 @@ def create_app(
 
         return JSONResponse(openapi_document(settings))
 
-    middleware = []
-    if settings.cors_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["*"],
-                expose_headers=[
-                    "X-Swarm-Agreement",
-                    "X-Swarm-Strategy",
-                    "X-Swarm-Votes",
-                    "X-Swarm-Winner",
-                    FALLBACK_HEADER,
-                ],
-            )
-        )
+    middleware = [cors_middleware(settings.cors_origins)] if settings.cors_origins else []
     middleware.append(Middleware(_Observe, metrics=ctx.metrics))
     if settings.api_key:
         middleware.append(Middleware(_Auth, key=settings.api_key))
