@@ -1,6 +1,6 @@
-"""The request fields llama-server reads loosely (``stop``, ``logit_bias``, ``response_format``): a
-400 naming the field, before any instance sees the request; every form llama-server does use
-passes through as the client sent it."""
+"""The request fields llama-server reads loosely (``stop``, ``logit_bias``, ``response_format``) and
+strings it cannot take (lone UTF-16 surrogates): a 400 naming the field, before any instance sees
+the request; every form llama-server does use passes through as the client sent it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from testkit.llama.inprocess import Behaviour, asgi_client, fake_upstreams
 pytestmark = pytest.mark.anyio
 
 CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}]}
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
@@ -102,3 +103,47 @@ async def test_every_form_llama_server_reads_passes_through_as_sent(one_fake: An
             r = await client.post("/v1/chat/completions", json={**CHAT, field: value})
             assert r.status_code == 200, (field, value, r.text)
             assert one_fake.record.bodies[-1][field] == value
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (rb'{"messages": [{"role": "user", "content": "hi \ud800"}]}', "messages.0.content"),
+        (rb'{"messages": [{"role": "user", "content": [{"type": "text", "text": "\uDFFF"}]}]}', None),
+        # a surrogate the proxy itself had to write as UTF-8 (its token estimate): it was a 500
+        (
+            rb'{"messages": [{"role": "user", "content": "hi"}],'
+            rb' "tools": [{"type": "function", "function": {"name": "f\udc00"}}]}',
+            "tools.0.function.name",
+        ),
+        (rb'{"messages": [{"role": "user", "content": "hi"}], "stop": ["\ud83d"]}', "stop.0"),
+        (rb'{"messages": [{"role": "user", "content": "hi"}], "model": "\ud800"}', "model"),
+        (rb'{"messages": [{"role": "user", "content": "hi", "x\udc00": 1}]}', "messages.0"),
+    ],
+)
+async def test_a_lone_surrogate_is_a_400_naming_where_it_is(
+    one_fake: Any, body: bytes, param: str | None
+) -> None:
+    """llama-server refuses the whole body for one (a JSON parse error whose column is in the
+    proxy's re-encoding, not the client's): the proxy says where it is, and nothing is forwarded."""
+    pool = UpstreamPool.from_urls([one_fake.url])
+    async with asgi_client(create_app(pool)) as client:
+        err = _error(await client.post("/v1/chat/completions", content=body, headers=JSON))
+    assert "lone UTF-16 surrogate" in err["message"], err
+    assert err["param"] == (param or "messages.0.content.0.text")
+    assert one_fake.record.bodies == []
+
+
+async def test_surrogate_pairs_pass_and_encoded_surrogates_are_not_utf8(one_fake: Any) -> None:
+    pool = UpstreamPool.from_urls([one_fake.url])
+    async with asgi_client(create_app(pool)) as client:
+        pair = (
+            rb'{"messages": [{"role": "user", "content": "\ud83d\ude00 \\ud800"}]}'  # + an escaped backslash
+        )
+        r = await client.post("/v1/chat/completions", content=pair, headers=JSON)
+        assert r.status_code == 200, r.text
+        assert one_fake.record.bodies[-1]["messages"][0]["content"] == "\U0001f600 \\ud800"
+        cesu = b'{"messages": [{"role": "user", "content": "\xed\xa0\x80"}]}'  # U+D800 as bytes
+        err = _error(await client.post("/v1/chat/completions", content=cesu, headers=JSON))
+        assert err["code"] == "invalid_json" and "utf-8" in err["message"], err
+    assert len(one_fake.record.bodies) == 1

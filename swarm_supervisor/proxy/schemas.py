@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -202,14 +203,55 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise bad_request("the request body is empty; send a JSON object", code="invalid_json")
     try:
-        data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+        # decoded strictly: json.loads(bytes) would let UTF-8-encoded surrogates through
+        text = raw.decode(json.detect_encoding(raw))
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
     except RecursionError:
         raise bad_request("the request body is nested too deeply", code="invalid_json") from None
     if not isinstance(data, dict):
         raise bad_request("the request body must be a JSON object", code="invalid_json")
+    if _SURROGATE_ESCAPE.search(text):
+        _no_lone_surrogates(data)
     return data
+
+
+#: a ``\\uD800``-``\\uDFFF`` escape: the only way a surrogate gets into the parsed body
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_lone_surrogates(data: dict[str, Any]) -> None:
+    """A 400 naming the first string that holds a UTF-16 surrogate without its pair (an escaped
+    ``"\\ud800"``): it is no character, it cannot be written as UTF-8, and llama-server refuses
+    the whole body for it. A pair (``"\\ud83d\\ude00"``) is one character and passes."""
+    stack: list[tuple[Any, list[int | str]]] = [(data, [])]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            found = _SURROGATE.search(value)
+            if found:
+                _surrogate_error(path, found.group(), "")
+        elif isinstance(value, dict):
+            for key in value:
+                found = _SURROGATE.search(key)
+                if found:
+                    _surrogate_error(path, found.group(), "a key of ")
+            stack.extend((value[key], [*path, key]) for key in reversed(value))  # in the body's order
+        elif isinstance(value, list):
+            stack.extend((value[i], [*path, i]) for i in reversed(range(len(value))))
+
+
+def _surrogate_error(path: list[int | str], char: str, what: str) -> None:
+    param = ".".join(str(p) for p in path) or None
+    place = f"{what}{param}" if param else "a key of the body"
+    raise bad_request(
+        f"{place} holds a lone UTF-16 surrogate (U+{ord(char):04X}), which is not a character: "
+        "send text as UTF-8, and a character above U+FFFF as a pair of \\u escapes",
+        param=param,
+        code="invalid_value",
+    )
 
 
 def validate(model: type[M], data: dict[str, Any]) -> M:
