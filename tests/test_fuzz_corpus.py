@@ -42,6 +42,9 @@ WRONG_TYPES: dict[str, list[Any]] = {
     "messages": [{}, "hi", 5, [[]], [None]],
     "tools": ["bash", 5, {"type": "function"}, ["bash"]],
     "tool_choice": [3, ["auto"], True],
+    "stop": [5, [5], {"a": 1}, ""],
+    "logit_bias": [[1, 2], {"abc": "x"}, "x", {"5": 101}],
+    "response_format": ["json", {"type": "yaml"}, {"type": "json_schema"}],
 }
 
 
@@ -115,7 +118,12 @@ def test_a_wrong_type_in_every_field_is_a_400_naming_it(proxy: Child, path: str)
     base = CHAT if path.endswith("chat/completions") else {"prompt": "hi"}
     with httpx.Client(base_url=proxy.url, timeout=30) as client:
         for field, values in WRONG_TYPES.items():
-            if path.endswith("/v1/completions") and field in {"messages", "tools", "tool_choice"}:
+            if path.endswith("/v1/completions") and field in {
+                "messages",
+                "tools",
+                "tool_choice",
+                "response_format",
+            }:
                 continue  # passed through untouched on /v1/completions
             if field == "max_completion_tokens" and path.endswith("/v1/completions"):
                 continue

@@ -202,3 +202,40 @@ async def test_cors_only_when_configured(one_fake: Any) -> None:
     async with asgi_client(create_app(pool)) as client:
         r = await client.post("/v1/chat/completions", json=CHAT, headers={"Origin": "http://localhost:3000"})
         assert "access-control-allow-origin" not in r.headers
+
+
+async def test_a_trailing_slash_is_a_404_naming_the_endpoint_not_a_redirect(one_fake: Any) -> None:
+    """Starlette answered a 307 whose Location it built from the client's Host header; OpenAI and
+    llama-server answer a 404, and so does the proxy, saying which path is meant."""
+    pool = UpstreamPool.from_urls([one_fake.url])
+    async with asgi_client(create_app(pool)) as client:
+        evil = {"Host": "evil.example"}
+        for method, path in (
+            ("POST", "/v1/chat/completions/"),
+            ("POST", "/v1/completions/"),
+            ("GET", "/v1/models/"),
+            ("GET", "/health/"),
+        ):
+            r = await client.request(method, path, json=CHAT, headers=evil)
+            err = openai_error(r, 404)
+            assert "location" not in r.headers and "evil" not in r.text
+            assert f"the endpoint is {path.rstrip('/')}, without the trailing slash" in err["message"], err
+        assert (await client.get("/v1/models/swarm")).status_code == 200
+    assert one_fake.record.bodies == []
+
+
+async def test_a_refused_cors_preflight_is_an_openai_error_with_starlettes_headers(one_fake: Any) -> None:
+    pool = UpstreamPool.from_urls([one_fake.url])
+    app = create_app(pool, ProxySettings(cors_origins=("http://localhost:3000",)))
+    async with asgi_client(app) as client:
+        other = {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+        r = await client.options("/v1/chat/completions", headers=other)
+        err = openai_error(r, 400)
+        assert err["code"] == "cors_preflight_refused" and "origin" in err["message"], err
+        assert "proxy.cors_origins" in err["message"]
+        assert "access-control-allow-origin" not in r.headers  # refused as before: only the body changed
+        put = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "PUT"}
+        r = await client.options("/v1/chat/completions", headers=put)
+        assert "method" in openai_error(r, 400)["message"]
+        assert r.headers["access-control-allow-methods"] == "GET, POST, OPTIONS"
+        assert r.headers["content-type"] == "application/json"

@@ -24,17 +24,17 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .context import Context
+from .cors import cors_middleware
 from .errors import ApiError, error_body
 from .metrics import CONTENT_TYPE, ProxyMetrics
 from .request_path import RequestPath
-from .served import FALLBACK_HEADER, fallback_headers, model_entries, not_found
+from .served import fallback_headers, model_entries, not_found
 from .settings import ProxySettings
 from .upstreams import UpstreamPool
 
@@ -144,6 +144,8 @@ def create_app(
 
     async def model(request: Request) -> Response:
         name = request.path_params["model"]
+        if not name:  # GET /v1/models/: no name, a trailing slash (_http_error names the path)
+            raise HTTPException(404)
         for entry in model_entries(pool, settings, started):
             if entry["id"] == name:
                 return JSONResponse(entry)
@@ -180,23 +182,7 @@ def create_app(
 
         return JSONResponse(openapi_document(settings))
 
-    middleware = []
-    if settings.cors_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_origins),
-                allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["*"],
-                expose_headers=[
-                    "X-Swarm-Agreement",
-                    "X-Swarm-Strategy",
-                    "X-Swarm-Votes",
-                    "X-Swarm-Winner",
-                    FALLBACK_HEADER,
-                ],
-            )
-        )
+    middleware = [cors_middleware(settings.cors_origins)] if settings.cors_origins else []
     middleware.append(Middleware(_Observe, metrics=ctx.metrics))
     if settings.api_key:
         middleware.append(Middleware(_Auth, key=settings.api_key))
@@ -216,6 +202,9 @@ def create_app(
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _crash},
         lifespan=lifespan,
     )
+    # a path with a trailing slash is a 404 that names the right path, as OpenAI and llama-server
+    # answer it, not Starlette's redirect (a Location built from the client's Host header)
+    app.router.redirect_slashes = False
     app.state.ctx = ctx
     app.state.request_path = path
     return app
@@ -259,7 +248,10 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
-    message = f"{request.method} {request.url.path}: {exc.detail}"
+    path = request.url.path
+    message = f"{request.method} {path}: {exc.detail}"
+    if exc.status_code == 404 and path.endswith("/") and path.rstrip("/") in _ENDPOINTS:
+        message += f"; the endpoint is {path.rstrip('/')}, without the trailing slash"
     return JSONResponse(error_body(message, type=kind), status_code=exc.status_code, headers=exc.headers)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
@@ -22,6 +23,7 @@ from pydantic import (
 
 from ..vocabulary import Strategy, StreamMode
 from .errors import ApiError, bad_request
+from .fields import LogitBias, Stop, check_logit_bias, check_stop, kind
 
 #: llama-server reads a token count as a 32-bit int: a larger one wraps to a negative count
 MAX_TOKENS = 2**31 - 1
@@ -63,6 +65,27 @@ class StreamOptions(_Open):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(_Open):
+    name: Annotated[str, Field(min_length=1)]  # OpenAI requires it; llama-server does not read it
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(_Open):
+    type: Literal["text", "json_object", "json_schema"]  # llama-server refuses any other type
+    json_schema: JsonSchemaFormat | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")  # llama-server's, with json_object
+
+    @model_validator(mode="after")
+    def _has_schema(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError(
+                'type "json_schema" needs a `json_schema` object: {"name": ..., "schema": {...}}'
+            )
+        return self
+
+
 class _Common(_Open):
     model: str | None = None  # a served name or none (served.check_model); answers carry the model id
     stream: bool = False
@@ -76,9 +99,21 @@ class _Common(_Open):
     logprobs: bool | Annotated[int, Field(ge=0, le=20)] | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None  # OpenAI's limit, per token
     n_probs: Annotated[int, Field(ge=0, le=20)] | None = None  # llama-server's name for top_logprobs
+    stop: Stop | None = None  # any number of strings (llama-server has no cap, unlike OpenAI's 4)
+    logit_bias: LogitBias | None = None
     swarm_strategy: Strategy | None = None  # the proxy's extensions: stripped before forwarding
     swarm_stream_mode: StreamMode | None = None
     swarm_candidates: bool = False  # every counted answer in the `swarm` object (docs/api.md)
+
+    @field_validator("stop", mode="plain", json_schema_input_type=Stop | None)
+    @classmethod
+    def _stop(cls, stop: Any) -> Stop | None:
+        return check_stop(stop)
+
+    @field_validator("logit_bias", mode="plain", json_schema_input_type=LogitBias | None)
+    @classmethod
+    def _logit_bias(cls, bias: Any) -> LogitBias | None:
+        return check_logit_bias(bias)
 
     @property
     def wants_logprobs(self) -> bool:
@@ -91,6 +126,7 @@ class _Common(_Open):
 
 class ChatRequest(_Common):
     messages: Annotated[list[Message], Field(min_length=1)]
+    response_format: ResponseFormat | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = None
@@ -113,6 +149,16 @@ class ChatRequest(_Common):
                 have = ", ".join(sorted(str(n) for n in declared)) or "none"
                 raise ValueError(f"names the tool {name!r}, which tools does not declare (declared: {have})")
         return choice
+
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _format_object(cls, fmt: Any) -> Any:
+        if fmt is not None and not isinstance(fmt, dict):
+            raise ValueError(
+                f'must be an object such as {{"type": "json_object"}}, not {kind(fmt)}; '
+                "its type is text, json_object or json_schema"
+            )
+        return fmt
 
 
 class CompletionRequest(_Common):
@@ -157,14 +203,55 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         raise bad_request("the request body is empty; send a JSON object", code="invalid_json")
     try:
-        data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite)
+        # decoded strictly: json.loads(bytes) would let UTF-8-encoded surrogates through
+        text = raw.decode(json.detect_encoding(raw))
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
     except RecursionError:
         raise bad_request("the request body is nested too deeply", code="invalid_json") from None
     if not isinstance(data, dict):
         raise bad_request("the request body must be a JSON object", code="invalid_json")
+    if _SURROGATE_ESCAPE.search(text):
+        _no_lone_surrogates(data)
     return data
+
+
+#: a ``\\uD800``-``\\uDFFF`` escape: the only way a surrogate gets into the parsed body
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _no_lone_surrogates(data: dict[str, Any]) -> None:
+    """A 400 naming the first string that holds a UTF-16 surrogate without its pair (an escaped
+    ``"\\ud800"``): it is no character, it cannot be written as UTF-8, and llama-server refuses
+    the whole body for it. A pair (``"\\ud83d\\ude00"``) is one character and passes."""
+    stack: list[tuple[Any, list[int | str]]] = [(data, [])]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            found = _SURROGATE.search(value)
+            if found:
+                _surrogate_error(path, found.group(), "")
+        elif isinstance(value, dict):
+            for key in value:
+                found = _SURROGATE.search(key)
+                if found:
+                    _surrogate_error(path, found.group(), "a key of ")
+            stack.extend((value[key], [*path, key]) for key in reversed(value))  # in the body's order
+        elif isinstance(value, list):
+            stack.extend((value[i], [*path, i]) for i in reversed(range(len(value))))
+
+
+def _surrogate_error(path: list[int | str], char: str, what: str) -> None:
+    param = ".".join(str(p) for p in path) or None
+    place = f"{what}{param}" if param else "a key of the body"
+    raise bad_request(
+        f"{place} holds a lone UTF-16 surrogate (U+{ord(char):04X}), which is not a character: "
+        "send text as UTF-8, and a character above U+FFFF as a pair of \\u escapes",
+        param=param,
+        code="invalid_value",
+    )
 
 
 def validate(model: type[M], data: dict[str, Any]) -> M:
