@@ -29,6 +29,19 @@ from bench.quality_gen import Server, start_server, stop_server
 SESSIONS = Path(__file__).resolve().parents[1] / "data" / "agent"
 
 
+def _without_tools(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in ("tools", "tool_choice", "parallel_tool_calls")}
+
+
+#: the same turn asked otherwise, of one answer and of the voters in one process: where does a
+#: decoding step of n sequences go? (sampling on the host, the chat/tool-call parser, the GPU)
+VARIANTS = {
+    "lean sampling": lambda b: {**b, "samplers": ["top_k", "temperature"]},  # the chain cut to two
+    "greedy": lambda b: {**b, "temperature": 0.0},  # argmax: next to no sampling work
+    "no tools": _without_tools,  # no tool-call grammar or parser (a shorter prompt, cached too)
+}
+
+
 def _turn_bodies(max_turns: int, max_tokens: int) -> list[dict[str, Any]]:
     bodies = []
     for path in sorted(SESSIONS.glob("*.json.gz"))[:2]:
@@ -83,7 +96,6 @@ def main(
     arms: dict[str, tuple[int, int]] = {"one answer": (1, 1)}  # (processes, n per process)
     for p in (int(s) for s in splits.split(",")):
         arms[f"{voters} voters in {p} process{'es' if p > 1 else ''}"] = (p, voters // p)
-    lean = {"samplers": ["top_k", "temperature"]}  # llama-server's chain cut to two: does sampling cost?
     one = f"{voters} voters in 1 process"
     servers: dict[str, list[Server]] = {}
     logs = Path(tempfile.mkdtemp(prefix="decode-split-"))
@@ -95,17 +107,23 @@ def main(
                              parallel=max(1, k), extra=["-ngl", str(ngl), "--metrics"])
                 for _ in range(procs)
             ]  # fmt: skip
-        if one in servers:
-            arms[f"{one}, lean sampling"] = arms[one]
-            servers[f"{one}, lean sampling"] = servers[one]
-            rows[f"{one}, lean sampling"] = []
+        shared: dict[str, str] = {}  # a variant's arm -> the arm whose servers it asks
+        for base_arm in ("one answer", one):
+            for name in VARIANTS if base_arm in servers else ():
+                arm = f"{base_arm}, {name}"
+                arms[arm], servers[arm], rows[arm], shared[arm] = (
+                    arms[base_arm],
+                    servers[base_arm],
+                    [],
+                    base_arm,
+                )
         with ThreadPoolExecutor(16) as pool:
             for i, body in enumerate(bodies):
                 for r in range(rounds + 1):
                     order = list(arms) if (i + r) % 2 == 0 else list(reversed(arms))
                     for arm in order:
                         procs, k = arms[arm]
-                        b = {**body, **lean} if arm.endswith("lean sampling") else body
+                        b = VARIANTS[arm.split(", ")[1]](body) if arm in shared else body
                         t0 = time.perf_counter()
                         got = list(pool.map(lambda s, b=b, n=k: _ask(s.url, b, n), servers[arm]))
                         wall = time.perf_counter() - t0
@@ -121,13 +139,13 @@ def main(
                 print(f"turn {i} done", flush=True)
     finally:
         for arm, started in servers.items():
-            if not arm.endswith("lean sampling"):  # that arm shares the one-process servers
+            if arm not in shared:  # a variant asks its base arm's servers
                 for server in started:
                     stop_server(server)
     base = statistics.median(r["wall_s"] for r in rows["one answer"])
     summary = {}
     head = ("arm", "wall s", "x one", "decode ms/tok", "prompt ms", "answers")
-    print(f"{head[0]:28s} {head[1]:>8s} {head[2]:>6s} {head[3]:>14s} {head[4]:>10s} {head[5]:>8s}")
+    print(f"{head[0]:38s} {head[1]:>8s} {head[2]:>6s} {head[3]:>14s} {head[4]:>10s} {head[5]:>8s}")
     for arm, rs in rows.items():
         wall = statistics.median(r["wall_s"] for r in rs)
         summary[arm] = {
@@ -138,7 +156,7 @@ def main(
             "answers": statistics.median(r["choices"] for r in rs),
         }
         s = summary[arm]
-        print(f"{arm:28s} {wall:8.3f} {s['over_one_answer']:6.2f} {s['ms_per_token']:14.2f} "
+        print(f"{arm:38s} {wall:8.3f} {s['over_one_answer']:6.2f} {s['ms_per_token']:14.2f} "
               f"{s['prompt_ms']:10.1f} {s['answers']:8.0f}")  # fmt: skip
     if out:
         out.write_text(json.dumps({"arms": arms, "summary": summary, "rows": rows}, indent=1))
