@@ -66,8 +66,9 @@ def test_embedded_package_and_files_are_checked(tmp_path: Path, old: str, new: s
     assert "variants[7b]" in str(err.value) and key in str(err.value), err.value
 
 
-def test_the_cpu_plan_says_the_cores_capped_the_voters() -> None:
+def test_the_plan_says_why_it_stops_at_three_voters() -> None:
     cat = load_catalogue()
     plan = make_plan(cpu(24, cores=2), cat, Config(), PlanOverrides())
     voters = next(r for r in plan.reasons if r.startswith("voters:"))
-    assert "physical core" in voters and "plan.max_instances" not in voters, voters
+    assert voters.startswith("voters: 3 by default, the fewest that can out-vote one"), voters
+    assert "--instances N or plan.max_instances for more" in voters

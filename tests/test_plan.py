@@ -58,13 +58,14 @@ def cpu(ram_gib: float, cores: int = 8) -> HardwareProfile:
 
 # machine -> (model, size, quant, voters, concurrency), every slot at Qwen2.5-Coder's native 32768
 # tokens; the budget rule and the catalogue decide these. The largest model that holds 2 voters at
-# that context comes first, then 2 voted requests at once where memory allows, then more voters.
+# that context comes first, then 2 voted requests at once where memory allows, then more voters (up
+# to 3 a device by default), then more requests at once.
 SELECTION = {
     "RTX4090": ("qwen2.5-coder", "7b", "q8_0", 3, 2),  # 14b q4_k_m fits 2 voters only at 31744
     "LAPTOP_8GB": ("qwen2.5-coder", "3b", "q8_0", 3, 1),  # 3 slots: 3 voters, or 2 at 1 request
     "A100X2": ("qwen2.5-coder", "32b", "q8_0", 4, 2),
     "H100": ("qwen2.5-coder", "32b", "q8_0", 2, 2),  # 4 slots of 8 GiB: voters go before concurrency
-    "MI300X": ("qwen2.5-coder", "32b", "q8_0", 8, 2),
+    "MI300X": ("qwen2.5-coder", "32b", "q8_0", 3, 4),  # 3 voters a GPU by default, then sessions
     "M2_16": ("qwen2.5-coder", "3b", "q8_0", 2, 2),
     "M3MAX_64": ("qwen2.5-coder", "14b", "q8_0", 2, 1),  # the larger model before concurrency
     "CPU16": ("qwen2.5-coder", "3b", "q8_0", 3, 1),  # 4 cores: up to 3B; 4 voters fit only at 16k
@@ -88,9 +89,10 @@ def test_selection_table(machine: str, cat: Catalogue) -> None:
     assert len(plan.placements) == plan.processes
     m = plan.memory
     assert m.total_bytes <= m.budget_bytes
-    capped = plan.voters == Config().plan.max_instances and _is_top_of_catalogue(plan, cat)
+    devices = len({p.gpus for p in plan.placements})
+    capped = plan.voters in (Config().plan.max_instances, 3 * devices) and _is_top_of_catalogue(plan, cat)
     if plan.device == "cpu":  # the CPU caps bound the size and the voters, not the memory
-        capped = capped or plan.voters == max(Config().plan.min_instances, hw.physical_cores)
+        capped = capped or plan.voters == 3
     if not capped:
         assert m.total_bytes >= 0.8 * m.budget_bytes, (
             f"{machine} uses only {m.total_bytes / m.budget_bytes:.0%}"
@@ -115,7 +117,9 @@ def test_cpu_caps_keep_a_small_machine_usable(cat: Catalogue) -> None:
     assert any("CPU-only with 2 physical cores" in r for r in plan.reasons)
     off = Config.model_validate({"plan": {"cpu_params_b_per_core": 0}})
     uncapped = make_plan(two_cores, cat, off, PlanOverrides(context=8192))
-    assert uncapped.size == "7b" and uncapped.voters > 3  # as many as memory holds
+    assert uncapped.size == "7b" and uncapped.voters == 3  # the size cap off; 3 voters a device
+    more = Config.model_validate({"plan": {"cpu_params_b_per_core": 0, "max_instances": 8}})
+    assert make_plan(two_cores, cat, more, PlanOverrides(context=8192)).voters > 3  # as many as fit
     asked = make_plan(two_cores, cat, Config(), PlanOverrides(instances=5))
     assert asked.voters == 5
 
@@ -255,7 +259,7 @@ def test_allow_embedded_falls_back_to_smollm2_on_a_tiny_machine(cat: Catalogue) 
 def test_embedded_plan_picks_the_chat_model_and_says_what_it_replaces(cat: Catalogue) -> None:
     plan = embedded_plan(gpus(24), cat, Config(), NONE, instead_of="qwen2.5-coder:14b:q6_k")
     assert plan.model == "smollm2"  # gemma3 is a base model: never chosen for chat
-    assert plan.voters == 8
+    assert plan.voters == 3
     assert any("qwen2.5-coder:14b:q6_k" in w and "swarm pull" in w for w in plan.warnings)
 
 
@@ -322,7 +326,7 @@ def test_plan_json_has_the_contract_fields(cat: Catalogue) -> None:
 
 def test_arithmetic_lines_add_up(cat: Catalogue) -> None:
     lines = arithmetic_lines(make_plan(cpu(16, 4), cat, Config(), NONE))
-    assert lines[0].startswith("per process: ") and " weights + 4 x " in lines[0]  # 4 voters' slots
+    assert lines[0].startswith("per process: ") and " weights + 3 x " in lines[0]  # 3 voters' slots
     assert lines[1].startswith("total: 1 x ")  # one process
     assert lines[-1].startswith("budget: ")
     each = arithmetic_lines(make_plan(cpu(16, 4), cat, Config(), PlanOverrides(topology="processes")))

@@ -95,7 +95,7 @@ def test_this_two_core_machine_runs_three_voters_in_one_process_one_request_at_a
     assert plan.concurrency == 1 and plan.slots == 3
     assert plan.context == 32768  # memory is not what limits a CPU
     assert any("concurrency: one voted request at a time (1 on CPU" in r for r in plan.reasons)
-    assert any(r.startswith("voters: 3, the most allowed (on a CPU-only machine three") for r in plan.reasons)
+    assert any(r.startswith("voters: 3 by default, the fewest that can out-vote one") for r in plan.reasons)
     # the same for a model named by hand: memory would hold 8 voters, the cores run 3 usefully
     smol = make_plan(cpu(23.5, cores=2), cat, Config(), PlanOverrides(model="qwen2.5-coder:0.5b"))
     assert (smol.topology, smol.voters) == ("slots", 3)
@@ -108,10 +108,12 @@ def test_this_two_core_machine_runs_three_voters_in_one_process_one_request_at_a
     assert make_plan(CPU16, cat, Config(), NONE).concurrency == 1
 
 
-def test_a_cpu_with_cores_to_spare_gets_a_voter_per_core_and_two_requests_at_once(cat: Catalogue) -> None:
+def test_a_cpu_with_cores_to_spare_gets_three_voters_and_two_requests_at_once(cat: Catalogue) -> None:
     plan = make_plan(cpu(256, cores=16), cat, Config(), NONE)
-    assert (plan.topology, plan.processes, plan.voters, plan.threads) == ("slots", 1, 8, 16)
-    assert plan.concurrency == 2 and plan.slots == 16
+    assert (plan.topology, plan.processes, plan.voters, plan.threads) == ("slots", 1, 3, 16)
+    assert plan.concurrency == 2 and plan.slots == 6
+    more = Config.model_validate({"plan": {"max_instances": 8}})  # as many as fit, up to 8
+    assert make_plan(cpu(256, cores=16), cat, more, NONE).voters == 8
 
 
 def test_the_cpu_topology_rule_is_one_function_with_its_measurement() -> None:
@@ -150,15 +152,18 @@ def test_voters_go_first_then_concurrency_then_context(vram_gib: int, cat: Catal
     if plan.concurrency < 2:  # concurrency was given up: the minimum of voters twice did not fit
         assert not fits(context=plan.context, concurrency=2, instances=low)
         assert any(w.startswith("one voted request at a time") for w in plan.warnings)
-    if plan.concurrency >= 2 and plan.voters < Config().plan.max_instances:
+    if plan.concurrency >= 2 and plan.voters < 3:  # 3 voters a GPU by default
         assert not fits(context=plan.context, concurrency=plan.concurrency, instances=plan.voters + 1)
 
 
 def test_concurrency_grows_into_memory_left_once_the_voters_are_at_their_maximum(cat: Catalogue) -> None:
     """The issue's H200 stand-in: 8 voters used 2.5 GB of 139 GB and a second session waited."""
-    plan = make_plan(nvidia(139), cat, Config(), PlanOverrides(model="qwen2.5-coder:1.5b:q4_k_m"))
-    # two processes of 4 voters x 4 requests (the automatic split of 8 small voters on one GPU)
-    assert (plan.voters, plan.concurrency, plan.processes, plan.slots, plan.context) == (8, 4, 2, 16, 32768)
+    model = "qwen2.5-coder:1.5b:q4_k_m"
+    plan = make_plan(nvidia(139), cat, Config(), PlanOverrides(model=model))
+    assert (plan.voters, plan.concurrency, plan.processes, plan.slots, plan.context) == (3, 4, 1, 12, 32768)
+    # 8 voters asked for: two processes of 4 voters x 4 requests (the automatic split)
+    eight = make_plan(nvidia(139), cat, Config(), PlanOverrides(model=model, instances=8))
+    assert (eight.voters, eight.concurrency, eight.processes, eight.slots) == (8, 4, 2, 16)
 
 
 def test_concurrency_never_spreads_a_process_over_more_gpus(cat: Catalogue) -> None:

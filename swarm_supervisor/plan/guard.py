@@ -4,10 +4,12 @@
     env.largest_b, env.most_voters          # 2.0, 3 on 2 cores (plan.cpu_params_b_per_core = 1)
     problem = voter_excess(plan, hw, config)   # None, or the sentence ``swarm up`` refuses with
 
-On a CPU-only machine the plan, choosing by itself, keeps to models of up to
-``plan.cpu_params_b_per_core`` x physical cores billion parameters and to three voters, or one per
-physical core where there are more (within ``plan.min_instances`` and ``plan.max_instances``):
-every voter's tokens come from the same cores, and three is the fewest that can out-vote one.
+On every device the plan, choosing by itself, stops at three voters a device
+(:func:`per_device_voters`; a machine with several GPUs has one voter or more on each): the
+fewest that can out-vote one; live, 2 to 8 voters scored alike on the dev tasks while every voter
+more costs decoding time on every answer (docs/plan.md, "How many voters"). ``--instances`` or a
+``plan.max_instances`` set in the config asks for more. On a CPU-only machine it also keeps to
+models of up to ``plan.cpu_params_b_per_core`` x physical cores billion parameters.
 The heaviest swarm it would start is therefore ``most_voters`` voters of a ``largest_b`` model:
 ``budget_b = most_voters x largest_b`` billion parameters to run per generated token. Voters
 asked for with ``--instances`` whose parameters add up to more than that are more than the
@@ -24,9 +26,22 @@ from ..config import Config
 from ..hardware.profile import HardwareProfile
 from .types import Plan
 
-#: the fewest voters that can out-vote one of them: what a CPU runs even with fewer cores, since in
-#: one process (the CPU topology) a third voter costs its KV cache and its share of the decoding
+#: the fewest voters that can out-vote one of them: where the plan stops by itself
 MAJORITY = 3
+
+
+def per_device_voters(config: Config) -> int | None:
+    """The most voters the plan puts on one device (a GPU or group of GPUs one process spans, or
+    the CPU / Apple memory pool) by itself: three, unless the config sets ``plan.max_instances``
+    or ``plan.min_instances`` (None: as many as fit, within them)."""
+    if {"max_instances", "min_instances"} & config.plan.model_fields_set:
+        return None
+    return min(config.plan.max_instances, MAJORITY)
+
+
+def default_voters(config: Config) -> int:
+    """The most voters the plan chooses by itself on one memory pool (a CPU, Apple Silicon)."""
+    return per_device_voters(config) or config.plan.max_instances
 
 
 @dataclass(frozen=True)
@@ -36,7 +51,7 @@ class CpuEnvelope:
     cores: int  # physical
     per_core_b: float  # plan.cpu_params_b_per_core
     largest_b: float  # the largest model it picks: per_core_b x cores
-    most_voters: int  # three, or one per physical core where more; within plan.min/max_instances
+    most_voters: int  # default_voters: three, or plan.max_instances where the config sets it
 
     @property
     def budget_b(self) -> float:
@@ -51,8 +66,7 @@ def cpu_envelope(hw: HardwareProfile, config: Config) -> CpuEnvelope | None:
     if per_core <= 0 or hw.discrete_gpus or hw.apple_silicon:
         return None
     cores = max(1, hw.physical_cores)
-    most = min(config.plan.max_instances, max(config.plan.min_instances, MAJORITY, cores))
-    return CpuEnvelope(cores=cores, per_core_b=per_core, largest_b=per_core * cores, most_voters=most)
+    return CpuEnvelope(cores, per_core, per_core * cores, default_voters(config))
 
 
 def voter_excess(plan: Plan, hw: HardwareProfile, config: Config) -> str | None:

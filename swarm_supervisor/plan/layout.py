@@ -70,6 +70,7 @@ class Want:
     concurrency: int = 1  # voted requests at once: each voter holds this many slots
     max_span: int | None = None  # GPU: no more GPUs per process than this (what one request at a time needs)
     per_gpu: int = 1  # GPU, slots: processes per GPU (or group of GPUs), each with its share of memory
+    per_device: int | None = None  # most voters on one GPU (or group), or on the CPU / Apple pool
 
 
 def fit(need: Need, budget: Budget, topology: Topology, want: Want) -> Layout | None:
@@ -83,6 +84,8 @@ def fit(need: Need, budget: Budget, topology: Topology, want: Want) -> Layout | 
 
 
 def _voters(capacity: int, want: Want) -> int | None:
+    if want.per_device is not None:
+        capacity = min(capacity, want.per_device)
     if want.exact is not None:
         return want.exact if capacity >= want.exact else None
     voters = min(capacity, want.high)
@@ -157,9 +160,10 @@ def _gpu_slots_k(
 ) -> Layout | None:
     # up to ``k`` processes share a group, each in 1/k of its memory; the j-th process of every
     # group comes before any group's (j+1)-th, so the voters spread over the GPUs first
+    most = -(-want.per_device // k) if want.per_device is not None else None  # voters a process
     caps = sorted(
         (
-            ((room // k - need.process_bytes(0, span)) // need.kv_per_slot, j, idx)
+            (_at_most((room // k - need.process_bytes(0, span)) // need.kv_per_slot, most), j, idx)
             for idx, room in groups
             for j in range(k)
         ),
@@ -188,8 +192,8 @@ def _gpu_processes(
     need: Need, groups: list[tuple[tuple[int, ...], int]], span: int, want: Want
 ) -> Layout | None:
     per = need.process_bytes(1, span)
-    room = {idx: cap // per for idx, cap in groups}
-    voters = _voters(sum(room.values()), want)
+    room = {idx: min(cap // per, want.per_device or cap // per) for idx, cap in groups}
+    voters = _voters(sum(room.values()), replace(want, per_device=None))
     if voters is None:
         return None
     order: list[tuple[int, ...]] = []
@@ -201,3 +205,7 @@ def _gpu_processes(
                 left[idx] -= 1
     placements = tuple(Placement(i, idx[0], idx) for i, idx in enumerate(order))
     return Layout("processes", voters, 1, voters, span, placements, False, per, voters * per)
+
+
+def _at_most(n: int, most: int | None) -> int:
+    return n if most is None else min(n, most)

@@ -17,6 +17,7 @@ from ..config import Config, KvType
 from ..errors import PlanError
 from ..hardware.profile import HardwareProfile
 from .candidates import Candidate
+from .guard import per_device_voters
 from .layout import Layout, Need, Want, fit
 from .memory import Budget, budget
 from .shape import Concurrency, ContextTarget, concurrency, context_target, fallback_contexts, topology
@@ -49,6 +50,7 @@ def want_for(
         exact=overrides.instances,
         max_processes=max_proc,
         per_gpu=overrides.processes_per_gpu or config.plan.processes_per_gpu or 1,
+        per_device=None if overrides.instances is not None else per_device_voters(config),
     )
 
 
@@ -62,6 +64,14 @@ class Search:
     conc: Concurrency
     kv: KvType
     auto_split: bool = False  # neither --processes-per-gpu nor plan.processes_per_gpu given
+
+    def _most_voters(self, need: Need, layout: Layout, want: Want) -> bool:
+        """The voters are at their maximum: the number asked for, ``want.high``, or all that
+        ``want.per_device`` lets the devices hold (one more does not fit even one request at a time)."""
+        if layout.voters >= (want.exact or want.high):
+            return True
+        more = replace(want, exact=layout.voters + 1, concurrency=1)
+        return want.per_device is not None and fit(need, self.bud, self.topo, more) is None
 
     def split(self, cand: Candidate, ctx: int, layout: Layout) -> Layout:
         """Automatic processes per GPU: two processes of half the voters where one would hold
@@ -101,7 +111,7 @@ class Search:
                 break
         else:
             return None
-        if self.conc.auto and c == self.conc.target and layout.voters >= (want.exact or want.high):
+        if self.conc.auto and c == self.conc.target and self._most_voters(need, layout, want):
             for more in range(self.conc.most, c, -1):
                 bigger = fit(need, self.bud, self.topo, replace(want, exact=layout.voters, concurrency=more))
                 if bigger is not None:

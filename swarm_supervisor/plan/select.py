@@ -147,7 +147,6 @@ def _plan(
     why_model: str,
     extra_warnings: tuple[str, ...] = (),
 ) -> Plan:
-    config, why_high = _cpu_voter_cap(hw, config, overrides)  # every plan: named, automatic, embedded
     s, why_topo, target, requested, found = search(hw, config, overrides, cands)
     if found is None:
         raise PlanError(_shortfall(cands, s, requested))
@@ -167,8 +166,15 @@ def _plan(
     at_once = f" with {layout.concurrency} requests at once" if layout.concurrency > 1 else ""
     if want.exact is not None:
         reasons.append(f"voters: {layout.voters} (--instances)")
+    elif want.per_device is not None and layout.voters == want.per_device * _devices(layout):
+        each = f", {want.per_device} a GPU" if _devices(layout) > 1 else ""
+        reasons.append(
+            f"voters: {layout.voters}{each} by default, the fewest that can out-vote one: 2 to 8 voters "
+            "scored alike on the dev tasks, and every voter more on a device costs decoding time on "
+            "every answer (--instances N or plan.max_instances for more)"
+        )
     elif layout.voters == want.high:
-        reasons.append(f"voters: {layout.voters}, the most allowed ({why_high})")
+        reasons.append(f"voters: {layout.voters}, the most allowed (plan.max_instances)")
     else:
         reasons.append(f"voters: {layout.voters}, as many as fit{at_once} (plan.min_instances {want.low})")
     if layout.concurrency == 1:
@@ -288,28 +294,13 @@ def make_plan(hw: HardwareProfile, catalogue: Catalogue, config: Config, overrid
     return _plan(hw, config, overrides, capped, why)
 
 
-def _cpu_voter_cap(hw: HardwareProfile, config: Config, overrides: PlanOverrides) -> tuple[Config, str]:
-    """On a CPU-only machine, at most the voters its cores run usefully (:func:`.guard.cpu_envelope`:
-    three, the fewest that can out-vote one, or one per physical core where there are more), unless
-    ``--instances`` says how many; the config to plan with and why the voters stop there."""
-    env = cpu_envelope(hw, config)
-    if env is None or overrides.instances is not None or env.most_voters >= config.plan.max_instances:
-        return config, "plan.max_instances"
-    plan_cfg = config.plan.model_copy(update={"max_instances": env.most_voters})
-    why = (
-        f"on a CPU-only machine three, the fewest that can out-vote one, or one per physical core "
-        f"where there are more: {env.most_voters} with {hw.physical_cores} cores"
-    )
-    return config.model_copy(update={"plan": plan_cfg}), why
-
-
 def _cpu_caps(hw: HardwareProfile, config: Config, cands: list[Candidate]) -> tuple[list[Candidate], str]:
     """On a CPU-only machine, keep the automatic choice to what its cores can run at a usable speed.
 
     Memory alone would put a 7B model with 4 voters on a 2-core box, where it generates a token or
     two a second; every voter on the same cores slows the others down as much. So: models up to
     ``plan.cpu_params_b_per_core`` x physical cores (the smallest model when none is that small);
-    the voters are capped by :func:`_cpu_voter_cap`.
+    the voters are capped per device on every device (``Want.per_device``).
     """
     env = cpu_envelope(hw, config)
     if env is None:
@@ -367,3 +358,8 @@ def replan_with_facts(
     again = make_plan(hw, catalogue, config, pinned)
     kept = tuple(w for w in plan.warnings if w not in again.warnings)
     return replace(again, warnings=kept + again.warnings)
+
+
+def _devices(layout: Layout) -> int:
+    """The devices (GPUs or groups of GPUs a process spans; the one pool on CPU / Apple) in use."""
+    return len({p.gpus for p in layout.placements})
