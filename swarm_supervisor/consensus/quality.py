@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .code import block_problem, code_blocks, requested_functions
+from .lint import lint_problem
 from .structure import canonical, definition
 from .tokens import tokenize
 from .types import Candidate, Dropped
 
 
-def _text_problem(content: str, finish_reason: str | None, wanted: set[str]) -> tuple[str | None, list[str]]:
+def _text_problem(
+    content: str, finish_reason: str | None, wanted: set[str], prompt: str
+) -> tuple[str | None, list[str]]:
     """(why to drop it or None, its comparison tokens) for one text answer."""
     blocks = code_blocks(content)
     # a block left open by a cut-off answer cannot parse; judge the blocks that closed
@@ -30,6 +33,10 @@ def _text_problem(content: str, finish_reason: str | None, wanted: set[str]) -> 
         fn = definition(code, wanted)
         if fn is None:
             return f"defines none of the requested functions ({', '.join(sorted(wanted))})", []
+        if finish_reason != "length":
+            problem = lint_problem("\n".join(py), wanted, prompt)
+            if problem is not None:
+                return problem, []
         return None, canonical(fn)
     return None, canonical(code)
 
@@ -65,7 +72,7 @@ def analyse(
             continue
         memo = (c.content, "length" if c.finish_reason == "length" else None)
         if memo not in seen:
-            seen[memo] = _text_problem(c.content, c.finish_reason, wanted)
+            seen[memo] = _text_problem(c.content, c.finish_reason, wanted, prompt or "")
         problem, tokens = seen[memo]
         if problem is not None:
             dropped.append(Dropped(i, problem))
