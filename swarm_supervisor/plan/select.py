@@ -170,8 +170,8 @@ def _plan(
         each = f", {want.per_device} a GPU" if _devices(layout) > 1 else ""
         reasons.append(
             f"voters: {layout.voters}{each} by default, the fewest that can out-vote one: 2 to 8 voters "
-            "scored alike on the dev tasks, and every voter more on a device costs decoding time on "
-            "every answer (--instances N or plan.max_instances for more)"
+            "scored within about a point on the dev tasks, and every voter more on a device costs "
+            "decoding time on every answer (--instances N or plan.max_instances for more)"
         )
     elif layout.voters == want.high:
         reasons.append(f"voters: {layout.voters}, the most allowed (plan.max_instances)")
