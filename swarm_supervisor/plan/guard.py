@@ -6,10 +6,11 @@
 
 On every device the plan, choosing by itself, stops at three voters a device
 (:func:`per_device_voters`; a machine with several GPUs has one voter or more on each): the
-fewest that can out-vote one; live, 2 to 8 voters scored within about a point on the dev tasks while every voter
-more costs decoding time on every answer (docs/plan.md, "How many voters"). ``--instances`` or a
-``plan.max_instances`` set in the config asks for more. On a CPU-only machine it also keeps to
-models of up to ``plan.cpu_params_b_per_core`` x physical cores billion parameters.
+fewest that can out-vote one; live, 2 to 8 voters scored within about a point on the dev tasks
+while every voter more costs decoding time on every answer (docs/plan.md, "How many voters").
+``--instances`` or a ``plan.max_instances`` set in the config asks for more. On a CPU-only
+machine it also keeps to models of up to ``plan.cpu_params_b_per_core`` x physical cores billion
+parameters.
 The heaviest swarm it would start is therefore ``most_voters`` voters of a ``largest_b`` model:
 ``budget_b = most_voters x largest_b`` billion parameters to run per generated token. Voters
 asked for with ``--instances`` whose parameters add up to more than that are more than the
