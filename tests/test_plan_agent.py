@@ -114,6 +114,9 @@ def test_a_cpu_with_cores_to_spare_gets_three_voters_and_two_requests_at_once(ca
     assert plan.concurrency == 2 and plan.slots == 6
     more = Config.model_validate({"plan": {"max_instances": 8}})  # as many as fit, up to 8
     assert make_plan(cpu(256, cores=16), cat, more, NONE).voters == 8
+    # six cores are twice the default three voters: two voted requests at once there too
+    assert make_plan(cpu(256, cores=6), cat, Config(), NONE).concurrency == 2
+    assert make_plan(cpu(256, cores=5), cat, Config(), NONE).concurrency == 1
 
 
 def test_the_cpu_topology_rule_is_one_function_with_its_measurement() -> None:

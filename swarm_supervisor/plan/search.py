@@ -155,7 +155,8 @@ def search(
     bud = budget(hw, config.hardware)
     topo, why_topo = topology(hw, bud, overrides)
     want = want_for(config, overrides, hw, bud, topo)
-    conc = concurrency(hw, bud, config, overrides, want.exact or want.high)
+    most = want.exact or min(want.high, want.per_device or want.high)  # per_device: CPU's one pool
+    conc = concurrency(hw, bud, config, overrides, most)
     kv = overrides.kv_type or config.plan.kv_type
     target = context_target(config, overrides)
     auto_split = overrides.processes_per_gpu is None and config.plan.processes_per_gpu is None

@@ -27,7 +27,7 @@ MIN_USEFUL_CONTEXT = 4096
 #: the contexts tried, longest first, when the default does not fit even one set of voters
 FALLBACK_CONTEXTS = (24576, 16384, 12288, 8192, MIN_USEFUL_CONTEXT)
 #: automatic concurrency on a GPU or Apple Silicon: 2 voted requests at once where memory allows
-#: the minimum of voters twice, and up to 4 once the voters are at ``plan.max_instances``
+#: the minimum of voters twice, and up to 4 once the voters are at their maximum
 AUTO_CONCURRENCY = 2
 AUTO_CONCURRENCY_MOST = 4
 
@@ -107,7 +107,7 @@ def concurrency(
             AUTO_CONCURRENCY_MOST,
             True,
             f"{AUTO_CONCURRENCY} where memory allows, up to {AUTO_CONCURRENCY_MOST} once the voters "
-            "are at plan.max_instances",
+            "are at their maximum",
         )
     cores = hw.physical_cores
     if cores >= AUTO_CONCURRENCY * high:
