@@ -91,7 +91,8 @@ _OPTIONS: tuple[Callable[[F], F], ...] = (
     click.option(
         "--instances",
         type=click.IntRange(min=1),
-        help="Voters (slots in all). Default: as many as fit, 2 to 8.",
+        help="Voters (slots in all). Default: as many as fit, up to 3 a GPU or machine "
+        "(up to plan.max_instances where the config sets it).",
     ),
     click.option(
         "--concurrency",
