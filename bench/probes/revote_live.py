@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,14 @@ def _candidates(rec: dict[str, Any]) -> list[Candidate]:
     ]
 
 
+#: the static checks' reasons name the function and the name; counted by kind
+_LINT_KINDS = ("which is defined nowhere", "never reads its parameter", "returns no value")
+
+
+def _kind(reason: str) -> str:
+    return next((k for k in _LINT_KINDS if k in reason), reason.split(":")[0].split(" (")[0])
+
+
 @click.command()
 @click.option("--run", "runs", multiple=True, required=True, help="RESULT:SETTING, e.g. h200-v3:none.")
 @click.option("--cache", type=click.Path(path_type=Path), default=Path("/tmp/revote-passed.json"))
@@ -65,7 +74,7 @@ def main(runs: tuple[str, ...], cache: Path, out: Path | None) -> None:
         result, setting = spec.rsplit(":", 1)
         passed = json.loads((RESULTS / f"quality-live-{result}.passed.json").read_text())
         n = live = again = changed = 0
-        drops: dict[str, int] = {}  # the vote's drop reasons, for the JSON
+        drops: Counter[str] = Counter()  # the vote's drop reasons, for the JSON
         with gzip.open(RESULTS / f"quality-live-{result}.answers.jsonl.gz", "rt") as f:
             for line in f:
                 rec = json.loads(line)
@@ -74,8 +83,7 @@ def main(runs: tuple[str, ...], cache: Path, out: Path | None) -> None:
                     continue
                 task = tasks[rec["task"]]
                 verdict = vote(cands, "quality", prompt=user_message(task))
-                for d in verdict.dropped:
-                    drops[d.reason.split(":")[0][:40]] = drops.get(d.reason.split(":")[0][:40], 0) + 1
+                drops.update(_kind(d.reason) for d in verdict.dropped)
                 winner = cands[verdict.winner].content or ""
                 n += 1
                 live += ok(task, rec["content"], passed)

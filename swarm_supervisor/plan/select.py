@@ -194,7 +194,7 @@ def _plan(
     reasons.append(_kv_reason(s.kv, overrides))
     reasons.append(why_topo)
     if s.bud.device == "gpu" and layout.topology == "slots" and s.auto_split:
-        if len({p.gpus for p in layout.placements}) < layout.processes:
+        if _devices(layout) < layout.processes:
             reasons.append(
                 f"processes per GPU: 2, automatic: one process would hold {layout.per_process * 2} "
                 f"voters of a model of {cand.params_b:g}B, and 2 processes of {layout.per_process} decode "
