@@ -76,9 +76,8 @@ async def test_a_field_llama_server_would_ignore_is_a_400_naming_it(
     async with asgi_client(create_app(pool)) as client:
         err = _error(await client.post("/v1/chat/completions", json={**CHAT, field: value}))
         assert err["param"] == param and words in err["message"], err
-        if field != "response_format":  # llama-server reads it on chat only
-            err = _error(await client.post("/v1/completions", json={"prompt": "hi", field: value}))
-            assert err["param"] == param, err
+        err = _error(await client.post("/v1/completions", json={"prompt": "hi", field: value}))
+        assert err["param"] == param, err
     assert one_fake.record.bodies == []
 
 
@@ -146,4 +145,43 @@ async def test_surrogate_pairs_pass_and_encoded_surrogates_are_not_utf8(one_fake
         cesu = b'{"messages": [{"role": "user", "content": "\xed\xa0\x80"}]}'  # U+D800 as bytes
         err = _error(await client.post("/v1/chat/completions", content=cesu, headers=JSON))
         assert err["code"] == "invalid_json" and "utf-8" in err["message"], err
+    assert len(one_fake.record.bodies) == 1
+
+
+FORMATS: list[tuple[Any, Any]] = [
+    # response_format on /v1/completions, and the json_schema llama-server gets (its chat's rule)
+    ({"type": "json_object"}, {"type": "object"}),
+    ({"type": "json_object", "schema": {"type": "array"}}, {"type": "array"}),
+    ({"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object", "required": ["x"]}}},
+     {"type": "object", "required": ["x"]}),
+    ({"type": "json_schema", "json_schema": {"name": "a"}}, {"type": "object"}),
+    ({"type": "text"}, None),
+]  # fmt: skip
+
+
+async def test_a_completions_format_becomes_the_json_schema_llama_server_reads_there(one_fake: Any) -> None:
+    """llama-server reads ``response_format`` on chat only: on /v1/completions it would drop the
+    client's JSON constraint without a word."""
+    pool = UpstreamPool.from_urls([one_fake.url])
+    async with asgi_client(create_app(pool)) as client:
+        for fmt, schema in FORMATS:
+            r = await client.post("/v1/completions", json={"prompt": "{", "response_format": fmt})
+            assert r.status_code == 200, (fmt, r.text)
+            sent = one_fake.record.bodies[-1]
+            assert "response_format" not in sent and sent.get("json_schema") == schema, (fmt, sent)
+        r = await client.post("/v1/completions", json={"prompt": "{", "json_schema": {"type": "array"}})
+        assert r.status_code == 200 and one_fake.record.bodies[-1]["json_schema"] == {"type": "array"}
+
+
+@pytest.mark.parametrize("other", [{"grammar": 'root ::= "a"'}, {"json_schema": {"type": "array"}}])
+async def test_a_completions_format_beside_another_constraint_is_a_400(
+    one_fake: Any, other: dict[str, Any]
+) -> None:
+    pool = UpstreamPool.from_urls([one_fake.url])
+    body = {"prompt": "{", "response_format": {"type": "json_object"}, **other}
+    async with asgi_client(create_app(pool)) as client:
+        err = _error(await client.post("/v1/completions", json=body))
+        assert err["param"] == "response_format" and f"{next(iter(other))} constrains" in err["message"], err
+        ok = await client.post("/v1/completions", json={**body, "response_format": {"type": "text"}})
+        assert ok.status_code == 200, ok.text
     assert len(one_fake.record.bodies) == 1

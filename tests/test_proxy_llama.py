@@ -155,6 +155,20 @@ async def test_completions(llama_urls: list[str]) -> None:
     assert r.json()["swarm"]["votes"] == 2
 
 
+async def test_a_json_format_on_completions_gives_json(llama_urls: list[str]) -> None:
+    """llama-server skips ``response_format`` on /v1/completions (it reads it on chat only): the
+    proxy sends it as the ``json_schema`` llama-server reads there, so every voter writes JSON."""
+    app = create_app(_pool(llama_urls), ProxySettings(quorum=False))
+    body = {"prompt": "A user record as JSON:", "max_tokens": 48, "response_format": {"type": "json_object"}}
+    async with served_client(app) as client:
+        r = await client.post("/v1/completions", json={**body, "swarm_candidates": True}, timeout=120)
+    assert r.status_code == 200, r.text
+    texts = [c["content"] for c in r.json()["swarm"]["candidates"]]
+    assert len(texts) == 2
+    for text in texts:  # a JSON object, or its opening cut off by max_tokens
+        assert text.lstrip().startswith("{"), texts
+
+
 @pytest.mark.parametrize(
     ("extra", "says"),
     [

@@ -1,4 +1,5 @@
-"""Checks of the request fields llama-server reads loosely: ``stop`` and ``logit_bias``.
+"""Checks of the request fields llama-server reads loosely: ``stop`` and ``logit_bias``; and
+``response_format`` on ``/v1/completions``, which llama-server reads on chat only.
 
 llama-server skips a value of either that it cannot read without a word (``"stop": 5``, a bias of
 ``"x"``), so the client's intent is lost and the answer looks fine. These checks turn each into a
@@ -10,6 +11,8 @@ token ids, ``false`` as a bias (ban the token), and llama-server's array of ``[t
 ['\\n\\n', '```']
 >>> check_logit_bias({"15339": -100, "hello": 5, "42": False})
 {'15339': -100, 'hello': 5, '42': False}
+>>> completion_format({"prompt": "{", "response_format": {"type": "json_object"}})
+{'prompt': '{', 'json_schema': {'type': 'object'}}
 """
 
 from __future__ import annotations
@@ -99,3 +102,26 @@ def _check_bias(bias: Any, where: str) -> None:
         f"the bias of {where} is {bias if number else kind(bias)}; "
         "a bias is a number from -100 to 100, or false to ban the token"
     )
+
+
+#: llama-server's own constraints on a completion, which ``response_format`` would clash with
+CONSTRAINTS = ("json_schema", "grammar")
+
+
+def completion_format(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` for ``/v1/completions`` with a checked ``response_format`` turned into the
+    ``json_schema`` llama-server reads there, as its chat endpoint turns it: ``json_object`` is
+    its ``schema`` or any object, ``json_schema`` its schema, ``text`` no constraint. llama-server
+    skips ``response_format`` on completions without a word, so the answer would not be JSON."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict):
+        return body
+    out = {k: v for k, v in body.items() if k != "response_format"}
+    if fmt.get("type") == "json_object":
+        schema = fmt.get("schema")
+    elif fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema")
+    else:
+        return out
+    out["json_schema"] = schema or {"type": "object"}  # llama-server: no schema means any object
+    return out

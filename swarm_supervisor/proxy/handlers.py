@@ -17,6 +17,7 @@ from .context import Context
 from .errors import ApiError, bad_request, unavailable
 from .failures import UpstreamCancelled, UpstreamTimeout
 from .fanout import Ballot, fan_out
+from .fields import completion_format
 from .relay import OpenStream, first_stream, relay
 from .schemas import ChatRequest, CompletionRequest, forwardable, parse_json, validate
 from .served import check_model
@@ -113,6 +114,8 @@ async def handle(ctx: Context, request: Request, endpoint: Endpoint) -> Response
     ctx.pool.client_requests += 1
     body = forwardable(data)
     body.pop("model", None)  # checked above; each instance serves the one model under its own name
+    if endpoint == "completion":
+        body = completion_format(body)  # llama-server reads response_format on chat only
     client = ctx.upstream_client()
     tools = isinstance(req, ChatRequest) and bool(req.tools)
     if req.stream:

@@ -23,7 +23,7 @@ from pydantic import (
 
 from ..vocabulary import Strategy, StreamMode
 from .errors import ApiError, bad_request
-from .fields import LogitBias, Stop, check_logit_bias, check_stop, kind
+from .fields import CONSTRAINTS, LogitBias, Stop, check_logit_bias, check_stop, kind
 
 #: llama-server reads a token count as a 32-bit int: a larger one wraps to a negative count
 MAX_TOKENS = 2**31 - 1
@@ -153,17 +153,38 @@ class ChatRequest(_Common):
     @field_validator("response_format", mode="before")
     @classmethod
     def _format_object(cls, fmt: Any) -> Any:
-        if fmt is not None and not isinstance(fmt, dict):
-            raise ValueError(
-                f'must be an object such as {{"type": "json_object"}}, not {kind(fmt)}; '
-                "its type is text, json_object or json_schema"
-            )
-        return fmt
+        return _format_object(fmt)
+
+
+def _format_object(fmt: Any) -> Any:
+    if fmt is not None and not isinstance(fmt, dict):
+        raise ValueError(
+            f'must be an object such as {{"type": "json_object"}}, not {kind(fmt)}; '
+            "its type is text, json_object or json_schema"
+        )
+    return fmt
 
 
 class CompletionRequest(_Common):
     # text, token ids, or a list of either (llama-server also takes mixed lists of text and ids)
     prompt: str | list[str | int | list[int]]
+    #: llama-server's own constraints, declared ahead of ``response_format`` so that its check
+    #: sees them (their values are llama-server's to check)
+    json_schema: Any = None
+    grammar: Any = None
+    #: llama-server ignores it here; the proxy sends it as ``json_schema`` (fields.completion_format)
+    response_format: ResponseFormat | None = None
+
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _one_constraint(cls, fmt: Any, info: ValidationInfo) -> Any:
+        """One constraint a request: a JSON format beside ``json_schema`` or ``grammar`` would
+        leave the voters one of the two, unsaid which."""
+        fmt = _format_object(fmt)
+        other = next((k for k in CONSTRAINTS if info.data.get(k) not in (None, "")), None)
+        if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema") and other:
+            raise ValueError(f"{other} constrains the answer too; send one of the two")
+        return fmt
 
     @field_validator("prompt")
     @classmethod
