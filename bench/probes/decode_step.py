@@ -59,6 +59,7 @@ ARMS: dict[str, tuple[int, int, list[str], dict[str, str], dict[str, Any]]] = {
     "3 voters, shared KV, top_k 1": (3, 3, ["--kv-unified"], {}, {"top_k": 1}),
     "8 voters, shared KV, top_k 1": (8, 8, ["--kv-unified"], {}, {"top_k": 1}),
     "1 answer, sampling on the GPU": (1, 1, ["--backend-sampling"], {}, {}),
+    "3 voters, shared KV, sampling on the GPU": (3, 3, ["--kv-unified", "--backend-sampling"], {}, {}),
     "8 voters, shared KV, sampling on the GPU": (8, 8, ["--kv-unified", "--backend-sampling"], {}, {}),
 }
 
