@@ -211,8 +211,11 @@ class ProxyConfig(_Strict):
     #: False: a name the swarm does not serve gets 404 ``model_not_found``
     accept_any_model: bool = False
     #: the temperature every voter samples at when a request sends none (measured: docs/voting.md);
-    #: "llama-server": leave it to llama-server's own default (0.8); a request's own always stands
+    #: "llama-server": leave it to llama-server's own default (0.8)
     voter_temperature: Annotated[float | str, AfterValidator(_voter_temperature)] = 0.2
+    #: "cap": a vote samples at most at voter_temperature, so a request's higher temperature is
+    #: lowered to it (measured: docs/voting.md); "keep": a request's temperature is every voter's
+    client_temperature: Literal["cap", "keep"] = "cap"
 
     @model_validator(mode="after")
     def _unique_aliases(self) -> ProxyConfig:

@@ -49,6 +49,7 @@ def test_values_are_read(tmp_path: Path) -> None:
         ("[sever]\nport = 1\n", "sever", "unknown key"),
         ("[proxy]\nvoter_temperature = -0.1\n", "proxy.voter_temperature", "not a temperature from 0 to 2"),
         ("[proxy]\nvoter_temperature = 'server'\n", "proxy.voter_temperature", '"llama-server"'),
+        ("[proxy]\nclient_temperature = 'lower'\n", "proxy.client_temperature", "'cap' or 'keep'"),
     ],
 )
 def test_a_bad_config_names_its_key(tmp_path: Path, text: str, key: str, what: str) -> None:
@@ -70,6 +71,15 @@ def test_the_voter_temperature_can_be_left_to_llama_server(tmp_path: Path) -> No
     assert ProxySettings.from_config(load_config(f).proxy).voter_temperature == 0.6
     f.write_text('[proxy]\nvoter_temperature = "llama-server"\n')
     assert ProxySettings.from_config(load_config(f).proxy).voter_temperature is None
+
+
+def test_a_client_temperature_is_capped_unless_the_config_keeps_it(tmp_path: Path) -> None:
+    from swarm_supervisor.proxy.settings import ProxySettings
+
+    f = tmp_path / "config.toml"
+    assert ProxySettings.from_config(load_config(f).proxy).cap_client_temperature is True
+    f.write_text('[proxy]\nclient_temperature = "keep"\n')
+    assert ProxySettings.from_config(load_config(f).proxy).cap_client_temperature is False
 
 
 def test_bad_toml(tmp_path: Path) -> None:

@@ -65,18 +65,22 @@ async def test_each_voter_gets_its_own_seed_and_the_internal_key() -> None:
 
 
 async def test_the_voters_sample_at_the_configured_temperature_unless_the_client_sends_one() -> None:
-    """proxy.voter_temperature reaches llama-server; a client's temperature (0 too) stands;
-    null leaves the temperature out, so llama-server's own default applies."""
-    for setting, body, sent in (
-        (0.2, CHAT, {0.2}),
-        (0.6, CHAT, {0.6}),
-        (0.6, {**CHAT, "temperature": 0.9}, {0.9}),
-        (0.6, {**CHAT, "temperature": 0}, {0}),
-        (None, CHAT, {None}),
+    """proxy.voter_temperature reaches llama-server, and caps a client's higher temperature
+    (proxy.client_temperature = "keep": the client's stands); a lower one (0 too) stands; null
+    leaves the temperature out, so llama-server's own default applies."""
+    for setting, cap, body, sent in (
+        (0.2, True, CHAT, {0.2}),
+        (0.6, True, CHAT, {0.6}),
+        (0.6, True, {**CHAT, "temperature": 0.9}, {0.6}),
+        (0.6, False, {**CHAT, "temperature": 0.9}, {0.9}),
+        (0.6, True, {**CHAT, "temperature": 0.3}, {0.3}),
+        (0.6, True, {**CHAT, "temperature": 0}, {0}),
+        (None, True, CHAT, {None}),
+        (None, True, {**CHAT, "temperature": 0.9}, {0.9}),
     ):
         with fake_upstreams(Behaviour(GOOD), Behaviour(GOOD)) as fakes:
             pool = UpstreamPool.from_urls([f.url for f in fakes])
-            settings = ProxySettings(quorum=False, voter_temperature=setting)
+            settings = ProxySettings(quorum=False, voter_temperature=setting, cap_client_temperature=cap)
             async with asgi_client(create_app(pool, settings)) as client:
                 r = await client.post("/v1/chat/completions", json=body)
         assert r.status_code == 200, r.text

@@ -57,10 +57,11 @@ def _requests(
     strategy: Strategy,
     single: set[str],
     temperature: float | None,
+    cap: bool,
 ) -> list[_Request]:
     """The requests of one vote, voters numbered ``INSTANCE.K`` within each process."""
     per_process = [u.per_request for u in upstreams]
-    groups = voter_groups(per_process, body, strategy, temperature)
+    groups = voter_groups(per_process, body, strategy, temperature, cap)
     total = sum(per_process)
     base = seeds(total, body.get("seed"))
     out: list[_Request] = []
@@ -128,10 +129,12 @@ async def fan_out(
     on_done: Callable[[VoterOutcome], None] | None = None,
     stragglers: StragglerPolicy | None = None,
     temperature: float | None = VOTER_TEMPERATURE,
+    cap_temperature: bool = True,
 ) -> Ballot:
     """Ask every voter, vote on the answers; raise :class:`ApiError` when none answer.
-    ``temperature``: the voters' when the client sent none (proxy/sampling.py)."""
-    requests = _requests(upstreams, body, strategy, client.ignores_n, temperature)
+    ``temperature``: the voters' when the client sent none, and with ``cap_temperature`` the most
+    a vote samples at (proxy/sampling.py)."""
+    requests = _requests(upstreams, body, strategy, client.ignores_n, temperature, cap_temperature)
     outcomes = [o for r in requests for o in r.voters]
     inbox: asyncio.Queue[tuple[_Request, int, dict[str, Any]]] = asyncio.Queue()
     tasks: dict[asyncio.Task[Collected], _Request] = {}

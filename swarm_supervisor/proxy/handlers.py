@@ -190,6 +190,7 @@ async def _fan_out(
             on_done=finished.append,
             stragglers=StragglerPolicy(s.straggler_min_s, s.straggler_factor),
             temperature=s.voter_temperature,
+            cap_temperature=s.cap_client_temperature,
         )
     finally:
         _record_voters(ctx, finished)

@@ -48,6 +48,8 @@ class ProxySettings:
     accept_any_model: bool = False
     #: the voters' temperature when a request sends none; None: llama-server's own default
     voter_temperature: float | None = VOTER_TEMPERATURE
+    #: a vote samples at most at ``voter_temperature``; False: a client's temperature stands
+    cap_client_temperature: bool = True
 
     @classmethod
     def from_config(
@@ -75,6 +77,7 @@ class ProxySettings:
             aliases=tuple(cfg.aliases),
             accept_any_model=cfg.accept_any_model,
             voter_temperature=None if isinstance(cfg.voter_temperature, str) else cfg.voter_temperature,
+            cap_client_temperature=cfg.client_temperature == "cap",
         )
         if not overrides:
             return base
