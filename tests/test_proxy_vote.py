@@ -82,9 +82,11 @@ async def test_the_voters_sample_at_the_configured_temperature_unless_the_client
             pool = UpstreamPool.from_urls([f.url for f in fakes])
             settings = ProxySettings(quorum=False, voter_temperature=setting, cap_client_temperature=cap)
             async with asgi_client(create_app(pool, settings)) as client:
-                r = await client.post("/v1/chat/completions", json=body)
+                r = await client.post("/v1/chat/completions", json={**body, "swarm_candidates": True})
         assert r.status_code == 200, r.text
         assert {b.get("temperature") for f in fakes for b in f.record.bodies} == sent, (setting, body)
+        # and the answer says what each voter sampled at
+        assert {c["temperature"] for c in r.json()["swarm"]["candidates"]} == sent, r.json()["swarm"]
 
 
 async def test_seed_minus_one_means_fresh_random_seeds_on_every_request() -> None:

@@ -31,7 +31,7 @@ def _rounded(x: float | None) -> float | None:
 
 def candidates(ballot: Ballot) -> list[dict[str, Any]]:
     """Every answer the vote counted, as the voter wrote it, with what the vote knew of it: the
-    voter's temperature (None: the client's, or llama-server's default), its cluster (index into
+    voter's temperature (None: none was sent, so llama-server's default), its cluster (index into
     ``clusters``; None when the vote dropped it) and its own confidence (None without
     log-probabilities). Sent only when the client asks (``swarm_candidates``)."""
     verdict = ballot.verdict

@@ -30,7 +30,7 @@ class VoterOutcome:
     #: this voter's request evaluated the prompt: its ``usage.prompt_tokens`` counts once in totals
     #: (False for the other choices of an ``n = k`` request, which share that evaluation)
     prompt_share: bool = True
-    #: the temperature this voter was asked to sample at (None: the client's, or the server's default)
+    #: the temperature this voter was asked to sample at (None: none sent, so the server's default)
     temperature: float | None = None
 
     @property
