@@ -85,7 +85,7 @@ RIGHT: list[tuple[str, Any]] = [
     ("stop", "\n"),
     ("stop", ["a", "b", "c", "d", "e", "f"]),  # past OpenAI's 4: llama-server takes any number
     ("stop", None),
-    ("logit_bias", {"15339": -100, "50256": 100, "7": 0.5}),
+    ("logit_bias", {"15339": -100, "49151": 100, "7": 0.5}),
     ("logit_bias", {" hello": -5, "42": False}),  # llama-server: a token's text; false bans it
     ("logit_bias", [[15339, -1.5], ["hello", False]]),  # llama-server's pairs
     ("response_format", {"type": "text"}),
@@ -185,3 +185,40 @@ async def test_a_completions_format_beside_another_constraint_is_a_400(
         ok = await client.post("/v1/completions", json={**body, "response_format": {"type": "text"}})
         assert ok.status_code == 200, ok.text
     assert len(one_fake.record.bodies) == 1
+
+
+@pytest.mark.parametrize(
+    ("bias", "token"),
+    [({"49152": -100}, 49152), ({"15339": -1, " 999999": 5}, 999999), ([[7, 1], [50000, False]], 50000)],
+)
+async def test_a_token_id_outside_the_vocabulary_is_a_400_naming_it(
+    one_fake: Any, bias: Any, token: int
+) -> None:
+    """llama-server skips such a bias without a word; the vocabulary size comes from an
+    instance's /v1/models (``meta.n_vocab``: 49152 in the fake, SmolLM2's)."""
+    pool = UpstreamPool.from_urls([one_fake.url])
+    async with asgi_client(create_app(pool)) as client:
+        for path, body in (("/v1/chat/completions", CHAT), ("/v1/completions", {"prompt": "hi"})):
+            err = _error(await client.post(path, json={**body, "logit_bias": bias}))
+            assert err["param"] == "logit_bias" and f"token id {token} " in err["message"], err
+            assert "0 to 49151" in err["message"], err
+        inside = await client.post(
+            "/v1/chat/completions", json={**CHAT, "logit_bias": {"49151": -100, "x": 1}}
+        )
+        assert inside.status_code == 200, inside.text
+    assert len(one_fake.record.bodies) == 1 and pool.vocab == 49152
+
+
+async def test_without_a_vocabulary_size_from_the_instances_ids_are_not_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An instance whose /v1/models has no ``meta`` (another server, an older llama-server)."""
+    from testkit.llama import surface
+
+    monkeypatch.setattr(surface, "models", lambda model="m": {"object": "list", "data": [{"id": model}]})
+    with fake_upstreams(Behaviour("fine")) as (fake,):
+        pool = UpstreamPool.from_urls([fake.url])
+        async with asgi_client(create_app(pool)) as client:
+            r = await client.post("/v1/chat/completions", json={**CHAT, "logit_bias": {"999999": -100}})
+    assert r.status_code == 200, r.text
+    assert pool.vocab is None and fake.record.bodies[-1]["logit_bias"] == {"999999": -100}

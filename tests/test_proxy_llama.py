@@ -169,6 +169,22 @@ async def test_a_json_format_on_completions_gives_json(llama_urls: list[str]) ->
         assert text.lstrip().startswith("{"), texts
 
 
+async def test_a_token_id_outside_the_models_vocabulary_is_a_400(llama_urls: list[str]) -> None:
+    """llama-server would skip the bias without a word; the size is its /v1/models meta.n_vocab."""
+    pool = _pool(llama_urls)
+    app = create_app(pool, ProxySettings(quorum=False))
+    async with served_client(app) as client:
+        body = {"messages": PROMPT, "max_tokens": 4, "logit_bias": {"999999": -100}}
+        r = await client.post("/v1/chat/completions", json=body, timeout=120)
+        assert r.status_code == 400, r.text
+        assert "999999" in r.json()["error"]["message"] and "0 to 49151" in r.json()["error"]["message"]
+        ok = await client.post(
+            "/v1/chat/completions", json={**body, "logit_bias": {"49151": -100}}, timeout=120
+        )
+        assert ok.status_code == 200, ok.text
+    assert pool.vocab == 49152  # SmolLM2's
+
+
 @pytest.mark.parametrize(
     ("extra", "says"),
     [

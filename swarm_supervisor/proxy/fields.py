@@ -125,3 +125,15 @@ def completion_format(body: dict[str, Any]) -> dict[str, Any]:
         return out
     out["json_schema"] = schema or {"type": "object"}  # llama-server: no schema means any object
     return out
+
+
+def token_ids(bias: Any) -> list[int]:
+    """The token ids a checked ``logit_bias`` names (keys that read as ids, ids in pairs); its
+    token texts are left out. ``token_ids({"15339": -1, "hi": 2, " 7": 0})`` is ``[15339, 7]``."""
+    if isinstance(bias, dict):
+        return [int(k) for k in bias if _INT_KEY.fullmatch(k)]
+    if isinstance(bias, list):
+        return [
+            p[0] for p in bias if isinstance(p, list) and isinstance(p[0], int) and not isinstance(p[0], bool)
+        ]
+    return []

@@ -17,12 +17,13 @@ from .context import Context
 from .errors import ApiError, bad_request, unavailable
 from .failures import UpstreamCancelled, UpstreamTimeout
 from .fanout import Ballot, fan_out
-from .fields import completion_format
+from .fields import completion_format, token_ids
 from .relay import OpenStream, first_stream, relay
 from .schemas import ChatRequest, CompletionRequest, forwardable, parse_json, validate
 from .served import check_model
 from .sse import KEEPALIVE, event
 from .stragglers import StragglerPolicy
+from .vocab import check_vocab, vocab_size
 from .voting import VoterOutcome, as_answered
 
 T = TypeVar("T")
@@ -111,6 +112,8 @@ async def handle(ctx: Context, request: Request, endpoint: Endpoint) -> Response
     if not upstreams:
         raise unavailable(ctx.settings.retry_after_s)
     check_budget(endpoint, data, context=ctx.pool.context, max_messages=s.max_messages)  # before any fan-out
+    if token_ids(data.get("logit_bias")):
+        check_vocab(data["logit_bias"], await vocab_size(ctx.upstream_client(), ctx.pool, upstreams))
     ctx.pool.client_requests += 1
     body = forwardable(data)
     body.pop("model", None)  # checked above; each instance serves the one model under its own name

@@ -67,6 +67,8 @@ class UpstreamPool:
     client_requests: int = 0
     #: set when the model is a stand-in for the planned one: {"planned", "running", "why", "fix"}
     fallback: dict[str, str] | None = None
+    #: the model's vocabulary size, once an instance said it (proxy/vocab.py); None: not known
+    vocab: int | None = None
     #: called after every :meth:`record` (the daemon brings the run file up to date with it, so
     #: `swarm ps` counts a request once it is answered); None: nobody listens
     on_record: Callable[[], None] | None = None

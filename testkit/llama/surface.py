@@ -88,8 +88,13 @@ def props(b: Behaviour, model: str = DEFAULT_MODEL) -> dict[str, Any]:
     return {"total_slots": b.slots, "model_path": model}
 
 
+#: the vocabulary size the fake reports in /v1/models ``meta`` (SmolLM2's, as llama-server does)
+N_VOCAB = 49152
+
+
 def models(model: str = DEFAULT_MODEL) -> dict[str, Any]:
-    return {"object": "list", "data": [{"id": model, "object": "model", "owned_by": "llamacpp"}]}
+    entry = {"id": model, "object": "model", "owned_by": "llamacpp", "meta": {"n_vocab": N_VOCAB}}
+    return {"object": "list", "data": [entry]}
 
 
 def usage(b: Behaviour) -> dict[str, int]:
