@@ -222,3 +222,4 @@ async def test_without_a_vocabulary_size_from_the_instances_ids_are_not_checked(
             r = await client.post("/v1/chat/completions", json={**CHAT, "logit_bias": {"999999": -100}})
     assert r.status_code == 200, r.text
     assert pool.vocab is None and fake.record.bodies[-1]["logit_bias"] == {"999999": -100}
+    assert pool.vocab_unreported  # asked once, not on every request

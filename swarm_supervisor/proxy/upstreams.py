@@ -69,6 +69,8 @@ class UpstreamPool:
     fallback: dict[str, str] | None = None
     #: the model's vocabulary size, once an instance said it (proxy/vocab.py); None: not known
     vocab: int | None = None
+    #: an instance answered /v1/models without the size: the proxy does not ask again
+    vocab_unreported: bool = False
     #: called after every :meth:`record` (the daemon brings the run file up to date with it, so
     #: `swarm ps` counts a request once it is answered); None: nobody listens
     on_record: Callable[[], None] | None = None

@@ -33,12 +33,14 @@ def _n_vocab(text: str | None) -> int | None:
 
 
 async def vocab_size(client: UpstreamClient, pool: UpstreamPool, upstreams: list[Upstream]) -> int | None:
-    """The model's vocabulary size, asked of the first instance that says once, then kept."""
-    if pool.vocab is None:
+    """The model's vocabulary size, asked of the instances once and kept. An instance that
+    answers without it is taken at its word: not asked again on every request."""
+    if pool.vocab is None and not pool.vocab_unreported:
         for u in upstreams:
-            size = _n_vocab(await client.get_text(u.url + "/v1/models", MODELS_TIMEOUT_S))
-            if size is not None:
-                pool.vocab = size
+            text = await client.get_text(u.url + "/v1/models", MODELS_TIMEOUT_S)
+            pool.vocab = _n_vocab(text)
+            if pool.vocab is not None or text is not None:
+                pool.vocab_unreported = pool.vocab is None
                 break
     return pool.vocab
 
