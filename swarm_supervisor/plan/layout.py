@@ -192,7 +192,7 @@ def _gpu_processes(
     need: Need, groups: list[tuple[tuple[int, ...], int]], span: int, want: Want
 ) -> Layout | None:
     per = need.process_bytes(1, span)
-    room = {idx: min(cap // per, want.per_device or cap // per) for idx, cap in groups}
+    room = {idx: _at_most(cap // per, want.per_device) for idx, cap in groups}
     voters = _voters(sum(room.values()), replace(want, per_device=None))
     if voters is None:
         return None

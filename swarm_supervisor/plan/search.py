@@ -17,7 +17,7 @@ from ..config import Config, KvType
 from ..errors import PlanError
 from ..hardware.profile import HardwareProfile
 from .candidates import Candidate
-from .guard import per_device_voters
+from .guard import default_voters, per_device_voters
 from .layout import Layout, Need, Want, fit
 from .memory import Budget, budget
 from .shape import Concurrency, ContextTarget, concurrency, context_target, fallback_contexts, topology
@@ -155,7 +155,7 @@ def search(
     bud = budget(hw, config.hardware)
     topo, why_topo = topology(hw, bud, overrides)
     want = want_for(config, overrides, hw, bud, topo)
-    most = want.exact or min(want.high, want.per_device or want.high)  # per_device: CPU's one pool
+    most = want.exact or default_voters(config)  # the voters on the CPU's (or Apple's) one pool
     conc = concurrency(hw, bud, config, overrides, most)
     kv = overrides.kv_type or config.plan.kv_type
     target = context_target(config, overrides)

@@ -112,8 +112,8 @@ async def handle(ctx: Context, request: Request, endpoint: Endpoint) -> Response
     if not upstreams:
         raise unavailable(ctx.settings.retry_after_s)
     check_budget(endpoint, data, context=ctx.pool.context, max_messages=s.max_messages)  # before any fan-out
-    if token_ids(data.get("logit_bias")):
-        check_vocab(data["logit_bias"], await vocab_size(ctx.upstream_client(), ctx.pool, upstreams))
+    if ids := token_ids(data.get("logit_bias")):
+        check_vocab(ids, await vocab_size(ctx.upstream_client(), ctx.pool, upstreams))
     ctx.pool.client_requests += 1
     body = forwardable(data)
     body.pop("model", None)  # checked above; each instance serves the one model under its own name

@@ -7,17 +7,15 @@ looks fine. The proxy learns the size once from an instance's ``/v1/models`` (ll
 older llama-server, another server), nothing is checked::
 
     size = await vocab_size(client, pool, upstreams)       # 49152 for SmolLM2, or None
-    check_vocab(body.get("logit_bias"), size)              # ApiError(400) or None
+    check_vocab(token_ids(body.get("logit_bias")), size)   # ApiError(400) or None
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from .client import UpstreamClient
 from .errors import ApiError
-from .fields import token_ids
 from .upstreams import Upstream, UpstreamPool
 
 #: seconds to wait for an instance's /v1/models (a ready llama-server answers at once)
@@ -38,18 +36,19 @@ async def vocab_size(client: UpstreamClient, pool: UpstreamPool, upstreams: list
     if pool.vocab is None and not pool.vocab_unreported:
         for u in upstreams:
             text = await client.get_text(u.url + "/v1/models", MODELS_TIMEOUT_S)
-            pool.vocab = _n_vocab(text)
-            if pool.vocab is not None or text is not None:
+            if text is not None:  # it answered: its word stands, with the size or without
+                pool.vocab = _n_vocab(text)
                 pool.vocab_unreported = pool.vocab is None
                 break
     return pool.vocab
 
 
-def check_vocab(bias: Any, n_vocab: int | None) -> None:
-    """A 400 for the first token id of ``bias`` at or above ``n_vocab`` (None: not known)."""
+def check_vocab(ids: list[int], n_vocab: int | None) -> None:
+    """A 400 for the first of ``logit_bias``'s token ``ids`` at or above ``n_vocab`` (None: not
+    known)."""
     if n_vocab is None:
         return
-    for token in token_ids(bias):
+    for token in ids:
         if token >= n_vocab:
             raise ApiError(
                 400,
