@@ -150,3 +150,25 @@ async def test_agreement_counts_the_voters_a_quorum_cancelled() -> None:
     # fastest takes one answer and compares nothing: it claims no agreement
     assert fastest.json()["swarm"]["votes"] == 1
     assert fastest.headers["x-swarm-agreement"] == "0.333"
+
+
+@pytest.mark.timeout(60)
+async def test_a_schema_built_to_be_slow_to_check_does_not_stall_the_proxy() -> None:
+    # the client's schema backtracks under Python's re for minutes on the argument the voters
+    # wrote; the check gives up within its budget, the call is not dropped (it is not known to
+    # be invalid), and the proxy goes on answering
+    schema = {"type": "object", "properties": {"q": {"type": "string", "pattern": "^(a|aa)+$"}}}
+    slow_tools = [{"type": "function", "function": {"name": "find", "parameters": schema}}]
+    argument = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "find", "arguments": json.dumps({"q": "a" * 64 + "!"})},
+    }
+    with fake_upstreams(*[Behaviour(tool_calls=[argument])] * 3) as fakes:
+        async with server_for(fakes) as server, httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            r = await client.post("/v1/chat/completions", json={"messages": MESSAGES, "tools": slow_tools})
+            health = await client.get("/health")
+    assert r.status_code == 200 and health.status_code == 200
+    body = r.json()
+    assert body["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "find"
+    assert body["swarm"]["dropped"] == [] and body["swarm"]["votes"] == 3

@@ -21,12 +21,12 @@ Before a vote over answers to a request with ``tools``, `prepare`:
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .argcheck import Budget, first_error, make_validator
 from .recover import Form, decode_arguments, recover_calls
 from .types import Candidate, Dropped
 
@@ -41,6 +41,7 @@ class Toolbox:
 
     schemas: dict[str, Any] = field(default_factory=dict)
     _validators: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _budget: Budget = field(default_factory=Budget, init=False, repr=False, compare=False)
 
     @classmethod
     def from_openai(cls, tools: Sequence[Any] | None) -> Toolbox:
@@ -67,12 +68,13 @@ class Toolbox:
     def validator(self, name: str) -> Any:
         """The validator of ``name``'s arguments (None: accept any object), made once."""
         if name not in self._validators:
-            self._validators[name] = _validator(self.schemas[name])
+            self._validators[name] = make_validator(self.schemas[name])
         return self._validators[name]
 
     def problem(self, name: str, arguments: Any) -> str | None:
         """Why a call of ``name`` with ``arguments`` (decoded JSON, or the text that would not
-        decode) cannot be acted on; None when it can."""
+        decode) cannot be acted on; None when it can (or when the request's time for checks
+        ran out: `argcheck`)."""
         if name not in self.schemas:
             declared = ", ".join(sorted(self.schemas)) or "none"
             return f"calls {name!r}, which the request did not declare (declared: {declared})"
@@ -83,13 +85,7 @@ class Toolbox:
         validator = self.validator(name)
         if validator is None:
             return None
-        from jsonschema import exceptions as schema_errors
-        from referencing.exceptions import Unresolvable
-
-        try:
-            error = schema_errors.best_match(validator.iter_errors(arguments))
-        except (Unresolvable, RecursionError):
-            return None  # a schema that cannot be applied (a $ref to elsewhere): not the voter's fault
+        error = first_error(validator, arguments, self._budget)
         if error is None:
             return None
         where = "/".join(str(p) for p in error.absolute_path)
@@ -107,38 +103,6 @@ def _json_type(value: Any) -> str:
     if isinstance(value, int | float):
         return "a number"
     return "an array" if isinstance(value, list) else "a JSON value"
-
-
-def _validator(schema: Any) -> Any:
-    if not isinstance(schema, dict | bool):
-        return None
-    # jsonschema (with referencing, attrs, rpds: about 50 ms) on the first request with tools,
-    # not at the proxy's start, which `swarm up` waits for
-    from jsonschema import validators
-
-    cls = validators.validator_for(schema, default=validators.Draft202012Validator)
-    try:
-        text = json.dumps(schema, sort_keys=True)
-    except (TypeError, ValueError, RecursionError):
-        return None
-    return cls(schema) if _valid_schema(text) else None
-
-
-@functools.lru_cache(maxsize=512)
-def _valid_schema(text: str) -> bool:
-    """Whether the JSON text of a schema is a valid schema of its draft. Checking against the
-    metaschema is the slow part (about 3 ms for one of opencode's tools) and clients send the
-    same tools with every request, so the answer is remembered."""
-    from jsonschema import exceptions as schema_errors
-    from jsonschema import validators
-
-    schema = json.loads(text)
-    cls = validators.validator_for(schema, default=validators.Draft202012Validator)
-    try:
-        cls.check_schema(schema)
-    except schema_errors.SchemaError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
