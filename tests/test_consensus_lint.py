@@ -72,3 +72,16 @@ def test_an_answer_cut_off_is_not_linted() -> None:
         prompt=PROMPT,
     )
     assert not any("returns no value" in d.reason for d in v.dropped)
+
+
+def test_an_answer_past_the_lint_limit_is_not_linted() -> None:
+    # the checks are for the function asked for; an answer with more Python than MAX_LINT_CHARS
+    # is not run through pyflakes on the event loop (about 0.3 s a 100 KB), only parsed
+    from swarm_supervisor.consensus.quality import MAX_LINT_CHARS
+
+    filler = "\n".join(f"X{i} = {i}" for i in range(MAX_LINT_CHARS // 8))
+    long_slip = UNREAD.removesuffix("```") + filler + "\n```"
+    assert len(long_slip) > MAX_LINT_CHARS
+    answers = [cand("a", long_slip), cand("b", long_slip), cand("c", RIGHT)]
+    v = vote(answers, strategy="quality", prompt=PROMPT)
+    assert not v.dropped and v.winner == 0

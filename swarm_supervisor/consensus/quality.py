@@ -3,6 +3,7 @@ and the tokens it is compared on (the structure of its code rather than its word
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from .code import block_problem, code_blocks, requested_functions
@@ -11,11 +12,18 @@ from .structure import canonical, definition
 from .tokens import tokenize
 from .types import Candidate, Dropped
 
+#: the static checks (pyflakes and ``ast``) read at most this much of an answer's Python: they
+#: are for the function a request asks for, and take about 0.3 s per 100 KB on the event loop
+MAX_LINT_CHARS = 32 * 1024
 
+
+@functools.lru_cache(maxsize=64)
 def _text_problem(
-    content: str, finish_reason: str | None, wanted: set[str], prompt: str
+    content: str, finish_reason: str | None, wanted: frozenset[str], prompt: str
 ) -> tuple[str | None, list[str]]:
-    """(why to drop it or None, its comparison tokens) for one text answer."""
+    """(why to drop it or None, its comparison tokens) for one text answer. Remembered: the
+    quorum check analyses the answers in so far each time one more arrives, then the vote
+    analyses them all, and each is the same answer to the same request every time."""
     blocks = code_blocks(content)
     # a block left open by a cut-off answer cannot parse; judge the blocks that closed
     py = [b.body for b in blocks if b.is_python]
@@ -33,8 +41,9 @@ def _text_problem(
         fn = definition(code, wanted)
         if fn is None:
             return f"defines none of the requested functions ({', '.join(sorted(wanted))})", []
-        if finish_reason != "length":
-            problem = lint_problem("\n".join(py), wanted, prompt)
+        source = "\n".join(py)
+        if finish_reason != "length" and len(source) <= MAX_LINT_CHARS:
+            problem = lint_problem(source, wanted, prompt)
             if problem is not None:
                 return problem, []
         return None, canonical(fn)
@@ -51,11 +60,10 @@ def analyse(
     ``others_finished`` overrides "did another candidate finish" for the cut-off rule (the
     quorum check passes True: an answer cut off now never counts towards a quorum).
     Identical answers are analysed once."""
-    wanted = requested_functions(prompt) if prompt else set()
+    wanted = frozenset(requested_functions(prompt)) if prompt else frozenset()
     finished = [c.finish_reason != "length" and c.kind != "none" for c in candidates]
     dropped: list[Dropped] = []
     keys: dict[int, list[str]] = {}
-    seen: dict[tuple[str, str | None], tuple[str | None, list[str]]] = {}
     for i, c in enumerate(candidates):
         if c.kind == "none":
             dropped.append(Dropped(i, "empty answer"))
@@ -70,10 +78,8 @@ def analyse(
                 continue
         if c.kind != "text" or not c.content:
             continue
-        memo = (c.content, "length" if c.finish_reason == "length" else None)
-        if memo not in seen:
-            seen[memo] = _text_problem(c.content, c.finish_reason, wanted, prompt or "")
-        problem, tokens = seen[memo]
+        cut = "length" if c.finish_reason == "length" else None
+        problem, tokens = _text_problem(c.content, cut, wanted, prompt or "")
         if problem is not None:
             dropped.append(Dropped(i, problem))
         else:
