@@ -57,16 +57,18 @@ def cpu(ram_gib: float, cores: int = 8) -> HardwareProfile:
 
 
 # machine -> (model, size, quant, voters, concurrency), every slot at Qwen2.5-Coder's native 32768
-# tokens; the budget rule and the catalogue decide these. The largest model that holds 2 voters at
-# that context comes first, then 2 voted requests at once where memory allows, then more voters (up
-# to 3 a device by default), then more requests at once.
+# tokens; the budget rule and the catalogue decide these. The largest size that holds 2 voters at
+# that context comes first; of its quantizations, the highest that holds the full default swarm
+# (3 voters, 2 voted requests at once), else the highest that fits; then a third voter where it
+# fits one request at a time (two voters cannot out-vote each other), then 2 voted requests at
+# once where memory allows, then more voters (up to 3 a device by default), then more requests.
 SELECTION = {
     "RTX4090": ("qwen2.5-coder", "7b", "q8_0", 3, 2),  # 14b q4_k_m fits 2 voters only at 31744
     "LAPTOP_8GB": ("qwen2.5-coder", "3b", "q8_0", 3, 1),  # 3 slots: 3 voters, or 2 at 1 request
     "A100X2": ("qwen2.5-coder", "32b", "q8_0", 4, 2),
-    "H100": ("qwen2.5-coder", "32b", "q8_0", 2, 2),  # 4 slots of 8 GiB: voters go before concurrency
+    "H100": ("qwen2.5-coder", "32b", "q4_k_m", 3, 2),  # q8_0 holds 3 x 1 or 2 x 2, q4_k_m 3 x 2
     "MI300X": ("qwen2.5-coder", "32b", "q8_0", 3, 4),  # 3 voters a GPU by default, then sessions
-    "M2_16": ("qwen2.5-coder", "3b", "q8_0", 2, 2),
+    "M2_16": ("qwen2.5-coder", "3b", "q8_0", 3, 1),
     "M3MAX_64": ("qwen2.5-coder", "14b", "q8_0", 2, 1),  # the larger model before concurrency
     "CPU16": ("qwen2.5-coder", "3b", "q8_0", 3, 1),  # 4 cores: up to 3B; 4 voters fit only at 16k
 }

@@ -130,7 +130,8 @@ def test_the_cpu_topology_rule_is_one_function_with_its_measurement() -> None:
 @pytest.mark.parametrize("vram_gib", [6, 8, 10, 12, 14, 16, 20, 24, 32, 40, 48, 64, 80])
 def test_voters_go_first_then_concurrency_then_context(vram_gib: int, cat: Catalogue) -> None:
     """A pinned model on ever smaller cards: whatever the plan holds back, a stronger choice of
-    the thing given up later does not fit."""
+    the thing given up later does not fit. The third voter comes before a second request at once
+    (two voters cannot out-vote each other), voters past three after it."""
     model = "qwen2.5-coder:7b:q4_k_m"
     hw = nvidia(vram_gib)
     try:
@@ -152,11 +153,40 @@ def test_voters_go_first_then_concurrency_then_context(vram_gib: int, cat: Catal
         assert plan.concurrency == 1 and plan.voters == low
         assert not fits(context=32768, concurrency=1, instances=low)
         assert any(w.startswith(f"only {plan.context} tokens of context per slot fit") for w in plan.warnings)
-    if plan.concurrency < 2:  # concurrency was given up: the minimum of voters twice did not fit
-        assert not fits(context=plan.context, concurrency=2, instances=low)
+    if plan.concurrency < 2:  # concurrency was given up: for the third voter, or nothing fit twice
+        if plan.voters >= 3:
+            assert not fits(context=plan.context, concurrency=2, instances=3)
+        else:
+            assert not fits(context=plan.context, concurrency=2, instances=low)
         assert any(w.startswith("one voted request at a time") for w in plan.warnings)
     if plan.concurrency >= 2 and plan.voters < 3:  # 3 voters a GPU by default
         assert not fits(context=plan.context, concurrency=plan.concurrency, instances=plan.voters + 1)
+
+
+def test_the_third_voter_comes_before_a_second_request_at_once(cat: Catalogue) -> None:
+    """Two voters cannot out-vote each other: where memory holds 3 voters one request at a time,
+    or 2 voters two at a time, but not 3 x 2, the plan runs the 3; --concurrency 2 asks for 2 x 2."""
+    model = "qwen2.5-coder:7b:q4_k_m"
+    plan = make_plan(nvidia(14), cat, Config(), PlanOverrides(model=model))
+    assert (plan.voters, plan.concurrency) == (3, 1)
+    assert any("--concurrency 2 asks for a second request at once" in w for w in plan.warnings)
+    two = make_plan(nvidia(14), cat, Config(), PlanOverrides(model=model, concurrency=2))
+    assert (two.voters, two.concurrency) == (2, 2)
+
+
+def test_quantization_not_size_is_traded_for_the_full_default_swarm(cat: Catalogue) -> None:
+    """80 GiB: the 32B at q8_0 holds 3 voters one request at a time or 2 voters two at a time;
+    at q4_k_m it holds 3 voters two at a time, the swarm the plan aims at."""
+    plan = make_plan(nvidia(80), cat, Config(), NONE)
+    assert (plan.size, plan.quant, plan.voters, plan.concurrency) == ("32b", "q4_k_m", 3, 2)
+    assert any(r.startswith("quantization: q4_k_m, not q8_0") for r in plan.reasons)
+    # an asked-for concurrency is not traded for: the highest quantization that fits it
+    asked = make_plan(nvidia(80), cat, Config(), PlanOverrides(concurrency=2))
+    assert (asked.size, asked.quant, asked.voters, asked.concurrency) == ("32b", "q8_0", 2, 2)
+    # where the full swarm fits the highest quantization nothing is traded (24 GiB: 7b q8_0, 3 x 2)
+    card = make_plan(nvidia(24), cat, Config(), NONE)
+    assert (card.size, card.quant, card.voters, card.concurrency) == ("7b", "q8_0", 3, 2)
+    assert not any(r.startswith("quantization:") for r in card.reasons)
 
 
 def test_concurrency_grows_into_memory_left_once_the_voters_are_at_their_maximum(cat: Catalogue) -> None:

@@ -24,6 +24,9 @@ from .shape import Concurrency, ContextTarget, concurrency, context_target, fall
 from .types import PlanOverrides, Topology
 
 CONTEXT_STEP = 1024
+#: the fewest voters that can out-vote one: an automatic concurrency gives way to the third
+#: voter where it fits one request at a time (docs/plan.md, "How many voters")
+MAJORITY = 3
 #: GPU, automatic processes per GPU: a process that would hold this many voters or more is split
 #: in two (8 voters of the 1.5B decoded 9-13% faster as 2 x 4 than as 1 x 8 on the H200, and agent
 #: turns were 2.3x one answer alone against 2.6-2.8x; docs/plan.md, "The topology")
@@ -95,19 +98,23 @@ class Search:
         return cand.need(self.bud.device, ctx, self.kv)
 
     def shape(self, cand: Candidate, ctx: int, want: Want | None = None) -> Layout | None:
-        """Voters are given up before concurrency: the target concurrency with as many voters as
-        fit (at least ``want.low``), else one request fewer at once, down to 1; once the voters are
-        at their maximum, an automatic concurrency grows into the memory left (up to ``most``).
-        Concurrency never spreads a process over more GPUs than one request at a time needs."""
+        """Voters past three are given up before concurrency, and concurrency before the third
+        voter: the target concurrency with as many voters as fit (at least ``want.low``, and at
+        least three where three fit one request at a time: two voters cannot out-vote each
+        other), else one request fewer at once, down to 1; once the voters are at their maximum,
+        an automatic concurrency grows into the memory left (up to ``most``). An asked-for
+        concurrency is kept. Concurrency never spreads a process over more GPUs than one request
+        at a time needs."""
         want = want or self.want
         need = self.need(cand, ctx)
         one = fit(need, self.bud, self.topo, replace(want, concurrency=1))
         if one is None:  # not even one request at a time
             return None
         want = replace(want, max_span=one.span)
+        floor = min(MAJORITY, one.voters) if self.conc.auto else 0
         for c in self.conc.tries():
             layout = fit(need, self.bud, self.topo, replace(want, concurrency=c))
-            if layout is not None:
+            if layout is not None and layout.voters >= floor:
                 break
         else:
             return None
@@ -136,16 +143,38 @@ def largest_context(cand: Candidate, s: Search, below: int) -> int | None:
 
 def choose(cands: list[Candidate], s: Search, requested: int) -> tuple[Candidate, int, Layout] | None:
     """The first candidate that fits with each process on as few GPUs as its weights need; else
-    the first that fits on more GPUs per process (a pinned 32B with more voters than that holds)."""
+    the first that fits on more GPUs per process (a pinned 32B with more voters than that holds).
+    Among the quantizations of the size that fits first, a lower one that holds three voters at
+    the target concurrency wins over a higher one that does not (`_better`)."""
     for attempt in (s.want, replace(s.want, widen=True)):
+        best: tuple[Candidate, int, Layout] | None = None
         for cand in cands:
+            if best is not None and (cand.family, cand.size) != (best[0].family, best[0].size):
+                break
             ctx = min(requested, cand.native_context)
             layout = s.shape(cand, ctx, attempt)
-            if layout is not None:
-                return cand, ctx, s.split(cand, ctx, layout)
+            if layout is not None and (best is None or _better(layout, best[2], s)):
+                best = (cand, ctx, layout)
+        if best is not None:
+            cand, ctx, layout = best
+            return cand, ctx, s.split(cand, ctx, layout)
         if s.bud.device != "gpu":
             break
     return None
+
+
+def _better(layout: Layout, than: Layout, s: Search) -> bool:
+    """Whether ``layout`` (of a lower quantization of the same model) beats ``than``: it is the
+    full default swarm (three voters, the target concurrency) where ``than`` is not. Only an
+    automatic plan trades quantization, and only for both: never the model's size."""
+    if s.want.exact is not None or not s.conc.auto:
+        return False
+    majority = min(MAJORITY, s.want.high)
+
+    def full(x: Layout) -> bool:
+        return x.voters >= majority and x.concurrency >= s.conc.target
+
+    return full(layout) and not full(than)
 
 
 def search(

