@@ -11,6 +11,13 @@ written by ``python -m bench quality``; ``SETTING`` is one of its settings: ``no
         --arm default=quality-live-h200-new:none,quality-live-h200-v8:none \\
         --arm earlier=quality-live-h200:none --vs default-earlier
 
+``SETTING/best`` counts a task as passed when *any* answer the voters gave passes (the answers
+the swarm collected, in the result's ``candidates``): the most that any way of choosing among
+them could score, the vote's ceiling:
+
+    python -m bench quality-pooled --arm vote=quality-live-cpu-final:none \
+        --arm best=quality-live-cpu-final:none/best --vs best-vote
+
 Only complete runs count (every task of the result's sets answered). The answers are scored
 from each result's ``.passed.json`` (the programs ``bench quality`` executed); an answer missing
 there is executed once and kept there, as ``bench quality`` does. Table and ``bench/results/<out>.json``.
@@ -31,6 +38,8 @@ from bench.quality_gen import load_tasks, score
 from bench.quality_score import GREEDY, bootstrap_diff
 
 Run = dict[str, bool]  # task key -> passed
+#: ``STEM:SETTING/best``: the best answer of each vote's voters, not the one the vote chose
+BEST = "/best"
 
 
 def parse_arm(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -58,18 +67,37 @@ class Results:
         for set_name in str(meta["sets"]).split(","):
             for t in load_tasks(data / f"{set_name}.jsonl.gz"):
                 self.tasks[f"{set_name}/{t['task_id']}"] = t
-        rows = [r for r in rows if r["task"] in self.tasks]
-        score(rows, self.tasks, results / f"{stem}.passed.json")
+        self._rows = [r for r in rows if r["task"] in self.tasks]
+        self._passed = results / f"{stem}.passed.json"
+        score(self._rows, self.tasks, self._passed)
         self._by_run: dict[tuple[str, int], Run] = {}
-        for r in rows:
+        for r in self._rows:
             self._by_run.setdefault((r["setting"], int(r["repeat"])), {})[r["task"]] = r["ok"]
 
     def runs(self, setting: str) -> list[Run]:
+        if setting.endswith(BEST) and not any(s == setting for s, _ in self._by_run):
+            self._score_best(setting.removesuffix(BEST))
         return [
             run
             for (s, _), run in sorted(self._by_run.items())
             if s == setting and len(run) == len(self.tasks)
         ]
+
+    def _score_best(self, setting: str) -> None:
+        """``SETTING/best``: a task passes when any answer the voters gave passes, the most any
+        choice among the answers the swarm collected could score (the vote's ceiling)."""
+        picks = [r for r in self._rows if r["setting"] == setting]
+        answers = [
+            {"task": r["task"], "content": c.get("content") or "", "row": i}
+            for i, r in enumerate(picks)
+            for c in r.get("candidates") or []
+        ]
+        score(answers, self.tasks, self._passed)
+        best = [r["ok"] for r in picks]
+        for a in answers:
+            best[a["row"]] = best[a["row"]] or a["ok"]
+        for r, ok in zip(picks, best, strict=True):
+            self._by_run.setdefault((setting + BEST, int(r["repeat"])), {})[r["task"]] = ok
 
 
 def per_task(runs: list[Run]) -> dict[str, float]:

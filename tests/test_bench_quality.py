@@ -121,3 +121,31 @@ def test_pooled_arms_and_pairs_say_how_to_write_them() -> None:
     assert _pair("new-default-hot", {"new-default", "hot"}) == ("new-default", "hot")
     with pytest.raises(click.BadParameter, match="two arm names"):
         _pair("new-cold", {"new", "hot"})
+
+
+def test_best_counts_a_task_any_voter_answered_right(tmp_path: Path) -> None:
+    # SETTING/best: the most any choice among the collected answers could score (the vote's ceiling)
+    results, data = tmp_path / "results", tmp_path / "data"
+    results.mkdir(), data.mkdir()
+    _result(results, data, "a", [("greedy", 0, "0", False), ("greedy", 0, "1", False)])
+    right = "```python\ndef add(a, b):\n    return a + b\n```"
+    wrong = "```python\ndef add(a, b):\n    return a - b\n```"
+    rows = [json.loads(line) for line in (results / "a.answers.jsonl").read_text().splitlines()]
+    # task 0: the vote chose a wrong answer while one voter had it right; task 1: nobody did
+    for task, voters in (("0", [wrong, right, wrong]), ("1", [wrong, wrong])):
+        candidates = [{"voter": f"0.{i}", "content": c} for i, c in enumerate(voters)]
+        rows.append(
+            {
+                "setting": "none",
+                "repeat": 0,
+                "task": f"s/S/{task}",
+                "content": wrong,
+                "candidates": candidates,
+            }
+        )
+    (results / "a.answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = pooled([parse_arm("vote=a:none"), parse_arm("best=a:none/best")], [("best", "vote")], results, data)
+    vote, best, pair = got["comparisons"]
+    assert (vote["a"], best["a"], pair["diff"]) == (0.0, 0.5, 0.5)
+    # the voter's right answer was executed once and kept with the result's other programs
+    assert True in json.loads((results / "a.passed.json").read_text()).values()
