@@ -72,7 +72,7 @@ def _search(pattern: str, text: str) -> bool:
     """Whether ``pattern`` matches somewhere in ``text`` (``re.search``'s question), within the
     time left; a pattern the `regex` module cannot read counts as matching (not held against
     the voter)."""
-    import regex  # only a request with tools and a patterned schema needs it
+    import regex  # loaded by make_validator; only a schema with patterns needs it
 
     left = _left()
     try:
@@ -129,6 +129,9 @@ def make_validator(schema: Any) -> Any | None:
     from jsonschema import validators
 
     base = validators.validator_for(schema, default=validators.Draft202012Validator)
+    if "pattern" in text:
+        import regex  # noqa: F401  # here, not on the first match: its import is not the check's time
+
     lenient = "patternProperties" in text and "unevaluatedProperties" in text
     return _bounded(base, lenient)(schema)
 
