@@ -236,14 +236,3 @@ def serve(rf: RunFile, launch_text: str, spawned: dict[str, Instance]) -> int:
     except SwarmError as exc:
         log.error("%s", exc)
         return 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m swarm_supervisor.swarm.daemon NAME|--wait``: the same as :mod:`.boot`."""
-    from .boot import main as boot_main
-
-    return boot_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,17 +12,40 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .events import InstanceTraffic
+from .events import InstanceTraffic, Traffic
 from .health import rss_bytes
+from .instance import Instance
 from .record import InstanceRecord, ProcessRef, ProxyRecord, RunRecord
+from .spec import SwarmSpec
 
-if TYPE_CHECKING:
-    from .supervisor import Supervisor
+if TYPE_CHECKING:  # pydantic: not on the supervisor's path to all-ready (tests/test_spec_view.py)
+    from ..config import SupervisorConfig
 
 
-def build_record(sup: Supervisor) -> RunRecord:
+class Reporting(Protocol):
+    """What a record is made of: the parts of a running
+    :class:`~swarm_supervisor.swarm.supervisor.Supervisor` this module reads (it does not import
+    the supervisor, which imports this module)."""
+
+    spec: SwarmSpec
+    cfg: SupervisorConfig
+    instances: dict[str, Instance]
+    routable: set[str]
+    status: str
+    reason: str | None
+    degraded: str | None
+    started_at: float
+    proxy_port: int | None
+    traffic: Callable[[], Traffic]
+
+    @property
+    def base_url(self) -> str | None: ...
+
+
+def build_record(sup: Reporting) -> RunRecord:
     """What the run file holds (no live measurements)."""
     traffic = sup.traffic()
     instances = []
