@@ -149,7 +149,9 @@ def choose(cands: list[Candidate], s: Search, requested: int) -> tuple[Candidate
     for attempt in (s.want, replace(s.want, widen=True)):
         best: tuple[Candidate, int, Layout] | None = None
         for cand in cands:
-            if best is not None and (cand.family, cand.size) != (best[0].family, best[0].size):
+            if best is not None and (
+                (cand.family, cand.size) != (best[0].family, best[0].size) or _full(best[2], s)
+            ):
                 break
             ctx = min(requested, cand.native_context)
             layout = s.shape(cand, ctx, attempt)
@@ -163,18 +165,18 @@ def choose(cands: list[Candidate], s: Search, requested: int) -> tuple[Candidate
     return None
 
 
+def _full(layout: Layout, s: Search) -> bool:
+    """The full default swarm: three voters (or all the config allows) at the target concurrency."""
+    return layout.voters >= min(MAJORITY, s.want.high) and layout.concurrency >= s.conc.target
+
+
 def _better(layout: Layout, than: Layout, s: Search) -> bool:
     """Whether ``layout`` (of a lower quantization of the same model) beats ``than``: it is the
-    full default swarm (three voters, the target concurrency) where ``than`` is not. Only an
-    automatic plan trades quantization, and only for both: never the model's size."""
+    full default swarm where ``than`` is not. Only an automatic plan trades quantization, and
+    only for both: never the model's size."""
     if s.want.exact is not None or not s.conc.auto:
         return False
-    majority = min(MAJORITY, s.want.high)
-
-    def full(x: Layout) -> bool:
-        return x.voters >= majority and x.concurrency >= s.conc.target
-
-    return full(layout) and not full(than)
+    return _full(layout, s) and not _full(than, s)
 
 
 def search(
