@@ -112,6 +112,10 @@ def test_nothing_fits_is_one_line_and_exit_1(swarm_home: Path) -> None:
 def test_a_bad_flag_value(swarm_home: Path) -> None:
     code, _, err = run("plan", "--gpu-memory", "lots")
     assert code == 2 and "not a size" in err
+    code, _, err = run("plan", "--gpu-memory", "24")  # a bare number would be 24 bytes
+    assert code == 2 and "'24' has no unit: write 24GiB" in err
+    code, _, err = run("plan", "--ram", "1.5")
+    assert code == 2 and "write 1.5GiB" in err
     code, _, err = run("plan", "--gpu-memory", "8GiB", "--cpu-only")
     assert code == 1 and "contradict" in err
     code, _, err = run("plan", "--model", "nosuch")

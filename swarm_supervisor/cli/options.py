@@ -42,8 +42,11 @@ class SizeType(_ParamBase):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
+        text = str(value).strip()
+        if text.replace(".", "", 1).isdigit():  # `--gpu-memory 24` meant 24 GiB, not 24 bytes
+            self.fail(f"{text!r} has no unit: write {text}GiB for {text} GiB (or GB, MiB, MB)", param, ctx)
         try:
-            return parse_size(str(value))
+            return parse_size(text)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
