@@ -11,50 +11,33 @@ the plan allocates. Each line: the pool, the request, its status and how many an
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
+import tempfile
+from pathlib import Path
 
 import httpx
 
+from bench.quality_gen import start_server, stop_server
 from bench.topology import find_binary, find_model
-from swarm_supervisor.swarm.system import free_port
-
-
-def _wait(url: str) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not become healthy")
 
 
 def try_pool(pool: int) -> list[tuple[int, int]]:
     """(status, answers) of three voted requests, each a new conversation, to one server."""
-    port = free_port()
-    argv = [str(find_binary(None)), "-m", str(find_model(None)), "--host", "127.0.0.1", "--port", str(port),
-            "-c", str(pool), "--parallel", "3", "--kv-unified", "--kv-unified-per-slot", "2048",
-            "--threads", "2"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     got = []
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait(url)
-        for tag in ("item", "thing", "entry"):
-            words = " ".join(f"{tag}{i}" for i in range(360))
-            body = {"messages": [{"role": "user", "content": f"Repeat: {words}"}], "n": 3, "max_tokens": 512,
-                    "ignore_eos": True, "temperature": 0.8}  # fmt: skip
-            r = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=900)
-            answers = len(r.json().get("choices", [])) if r.status_code == 200 else 0
-            print(f"pool {pool}: {tag} -> {r.status_code}, {answers} answers", flush=True)
-            got.append((r.status_code, answers))
-    finally:
-        proc.terminate()
-        proc.wait()
+    with tempfile.TemporaryDirectory() as logs:
+        server = start_server(find_binary(None), find_model(None), 2, pool, Path(logs), parallel=3,
+                              extra=["--kv-unified", "--kv-unified-per-slot", "2048"])  # fmt: skip
+        try:
+            for tag in ("item", "thing", "entry"):
+                words = " ".join(f"{tag}{i}" for i in range(360))
+                body = {"messages": [{"role": "user", "content": f"Repeat: {words}"}], "n": 3,
+                        "max_tokens": 512, "ignore_eos": True, "temperature": 0.8}  # fmt: skip
+                r = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=900)
+                answers = len(r.json().get("choices", [])) if r.status_code == 200 else 0
+                print(f"pool {pool}: {tag} -> {r.status_code}, {answers} answers", flush=True)
+                got.append((r.status_code, answers))
+        finally:
+            stop_server(server)
     return got
 
 
