@@ -449,3 +449,14 @@ def test_replan_with_facts_keeps_the_model_and_the_fallback_warning(cat: Catalog
     assert again.model_id == first.model_id == "smollm2:135m:q4_1"
     assert again.memory.weights_bytes == 100_000_000
     assert any("instead of qwen2.5-coder:7b:q5_k_m" in w for w in again.warnings)
+
+
+def test_many_voters_on_one_gpu_are_told_what_they_cost(cat: Catalogue) -> None:
+    """Past three voters a GPU the plan says what a voted answer took on the H200 (performance.md)."""
+    eight = make_plan(gpus(24), cat, Config(), PlanOverrides(instances=8))
+    (why,) = [r for r in eight.reasons if r.startswith("voters:")]
+    assert why.startswith("voters: 8 (--instances); 8 a GPU") and "2.3-2.6x at 8" in why
+    spread = make_plan(gpus(24, 24), cat, Config(), PlanOverrides(instances=6))  # 3 a GPU
+    assert "voters: 6 (--instances)" in spread.reasons
+    on_cpu = make_plan(cpu(64), cat, Config(), PlanOverrides(instances=8))
+    assert "voters: 8 (--instances)" in on_cpu.reasons

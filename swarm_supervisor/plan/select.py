@@ -184,7 +184,7 @@ def _plan(
     want = s.want
     at_once = f" with {layout.concurrency} requests at once" if layout.concurrency > 1 else ""
     if want.exact is not None:
-        reasons.append(f"voters: {layout.voters} (--instances)")
+        reasons.append(f"voters: {layout.voters} (--instances){_gpu_cost(s, layout)}")
     elif want.per_device is not None and layout.voters == want.per_device * _devices(layout):
         each = f", {want.per_device} a GPU" if _devices(layout) > 1 else ""
         reasons.append(
@@ -383,6 +383,18 @@ def replan_with_facts(
     again = make_plan(hw, catalogue, config, pinned)
     kept = tuple(w for w in plan.warnings if w not in again.warnings)
     return replace(again, warnings=kept + again.warnings)
+
+
+def _gpu_cost(s: Search, layout: Layout) -> str:
+    """What many voters on one GPU cost, as measured, where a plan puts more than three there."""
+    per_device = -(-layout.voters // _devices(layout))
+    if s.bud.device != "gpu" or per_device <= MAJORITY:
+        return ""
+    return (
+        f"; {per_device} a GPU: each voter decodes every answer, and a voted answer took about 1.4x "
+        "one answer alone at 3 voters a GPU, 1.8x at 5 and 2.3-2.6x at 8 (opencode turns on an "
+        "H200, docs/performance.md)"
+    )
 
 
 def _devices(layout: Layout) -> int:
