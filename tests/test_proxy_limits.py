@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 from typing import Any
@@ -242,7 +243,10 @@ async def test_what_is_too_big_to_fan_out_is_refused_before_any_instance_sees_it
             r = await client.post("/v1/chat/completions", json=long)
             err = r.json()["error"]
             assert r.status_code == 400 and err["code"] == "context_length_exceeded", r.text
-            assert "4096 tokens of context" in err["message"]
+            assert "maximum context length is 4096 tokens" in err["message"]
+            # what coding agents match to compact the session and retry (opencode 1.18.33's list)
+            for phrase in (r"exceeds the available context size", r"maximum context length is \d+ tokens"):
+                assert re.search(phrase, err["message"], re.I), phrase
             r = await client.post("/v1/completions", json={"prompt": list(range(5000))})
             assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
             r = await client.post("/v1/chat/completions", json={**CHAT, "n_probs": 100000})

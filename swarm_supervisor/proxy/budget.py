@@ -12,6 +12,10 @@ The prompt size is a lower bound: text bytes / :data:`BYTES_PER_TOKEN_MAX` plus 
 message for the chat template. No tokenizer packs more than that many bytes in a token on average
 over text, so a refused prompt is over the context for certain; one near the limit goes on, and
 llama-server answers for it (``exceed_context_size_error``, passed through as a 400).
+
+The refusal says it in the words coding agents look for to compact a session and retry: opencode,
+pi and LiteLLM match the error against phrases such as llama-server's "exceeds the available
+context size", OpenAI's "maximum context length is N tokens" and "context_length_exceeded".
 """
 
 from __future__ import annotations
@@ -91,9 +95,10 @@ def check_budget(endpoint: Endpoint, body: dict[str, Any], *, context: int, max_
     if tokens > context:
         raise ApiError(
             400,
-            f"the prompt takes at least {tokens} tokens (estimated from its size), more than the "
-            f"{context} tokens of context each voter has; shorten it (a coding agent: compact the "
-            "session), or start the swarm with a larger `--context`",
+            f"the prompt exceeds the available context size: this model's maximum context length is "
+            f"{context} tokens (each voter's), and the prompt takes at least {tokens} (estimated from its "
+            "size); shorten it (a coding agent: compact the session), or start the swarm with a larger "
+            "`--context`",
             param="prompt" if endpoint == "completion" else "messages",
             code="context_length_exceeded",
         )
