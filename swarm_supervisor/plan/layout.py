@@ -57,6 +57,11 @@ class Layout:
         """``--parallel`` per process: its voters x the voted requests that run at once."""
         return self.per_process * self.concurrency
 
+    @property
+    def devices(self) -> int:
+        """The devices in use: GPUs or groups of GPUs a process spans; the one pool on CPU / Apple."""
+        return len({p.gpus for p in self.placements})
+
 
 @dataclass(frozen=True)
 class Want:

@@ -185,8 +185,8 @@ def _plan(
     at_once = f" with {layout.concurrency} requests at once" if layout.concurrency > 1 else ""
     if want.exact is not None:
         reasons.append(f"voters: {layout.voters} (--instances){_gpu_cost(s, layout)}")
-    elif want.per_device is not None and layout.voters == want.per_device * _devices(layout):
-        each = f", {want.per_device} a GPU" if _devices(layout) > 1 else ""
+    elif want.per_device is not None and layout.voters == want.per_device * layout.devices:
+        each = f", {want.per_device} a GPU" if layout.devices > 1 else ""
         reasons.append(
             f"voters: {layout.voters}{each} by default, the fewest that can out-vote one: 2 to 8 voters "
             "scored within about a point on the dev tasks, and every voter more on a device costs "
@@ -219,7 +219,7 @@ def _plan(
     reasons.append(_kv_reason(s.kv, overrides))
     reasons.append(why_topo)
     if s.bud.device == "gpu" and layout.topology == "slots" and s.auto_split:
-        if _devices(layout) < layout.processes:
+        if layout.devices < layout.processes:
             reasons.append(
                 f"processes per GPU: 2, automatic: one process would hold {layout.per_process * 2} "
                 f"voters of a model of {cand.params_b:g}B, and 2 processes of {layout.per_process} decode "
@@ -387,7 +387,7 @@ def replan_with_facts(
 
 def _gpu_cost(s: Search, layout: Layout) -> str:
     """What many voters on one GPU cost, as measured, where a plan puts more than three there."""
-    per_device = -(-layout.voters // _devices(layout))
+    per_device = -(-layout.voters // layout.devices)
     if s.bud.device != "gpu" or per_device <= MAJORITY:
         return ""
     return (
@@ -395,8 +395,3 @@ def _gpu_cost(s: Search, layout: Layout) -> str:
         "one answer alone at 3 voters a GPU, 1.8x at 5 and 2.3-2.6x at 8 (opencode turns on an "
         "H200, docs/performance.md)"
     )
-
-
-def _devices(layout: Layout) -> int:
-    """The devices (GPUs or groups of GPUs a process spans; the one pool on CPU / Apple) in use."""
-    return len({p.gpus for p in layout.placements})
